@@ -1,0 +1,545 @@
+//! Activation graphs (design.md section 1), built sparsely straight from layer geometry.
+//!
+//! A `GraphPlan` is made once per model: it numbers the units of every vertex layer and keeps each
+//! graph op's geometry and weights. `GraphPlan::op_edges` then appends one sample's edges for one op
+//! to a caller-owned buffer, so a worker reuses its buffers across thousands of samples.
+//! Conv and pool edges are enumerated from the shapes (stride, padding, dilation) without any
+//! unrolled matrix: for each kernel tap the valid output rows and columns are computed up front, so
+//! the inner loop has no bounds checks on padding.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::spec::{numel, Conv2d, Network, Op, Pool2d};
+use crate::weights::Weights;
+
+/// One edge of an activation graph: `src` and `dst` are unit ids, `weight` is |w * a| (> 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Edge {
+    pub weight: f32,
+    pub src: u32,
+    pub dst: u32,
+}
+
+/// Which units of a max-pool window get an edge to the pooled unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxPoolEdges {
+    /// Every unit in the window (the reference code's rule).
+    #[default]
+    All,
+    /// Only the unit PyTorch's max pool picks (the first maximum in window order).
+    Argmax,
+}
+
+/// How a vertex's filtration value is chosen. Only the reference code's rule exists today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VertexBirth {
+    /// The largest weight among the vertex's incident edges.
+    #[default]
+    MaxIncident,
+}
+
+impl fmt::Display for MaxPoolEdges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MaxPoolEdges::All => "all",
+            MaxPoolEdges::Argmax => "argmax",
+        })
+    }
+}
+
+impl FromStr for MaxPoolEdges {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(MaxPoolEdges::All),
+            "argmax" => Ok(MaxPoolEdges::Argmax),
+            _ => Err(format!("`{s}` is not a max-pool edge rule; use all or argmax")),
+        }
+    }
+}
+
+impl fmt::Display for VertexBirth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("max_incident")
+    }
+}
+
+/// The `[graph]` settings that change which graph is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphOptions {
+    pub include_input: bool,
+    pub maxpool_edges: MaxPoolEdges,
+    pub vertex_birth: VertexBirth,
+}
+
+impl Default for GraphOptions {
+    fn default() -> Self {
+        GraphOptions {
+            include_input: true,
+            maxpool_edges: MaxPoolEdges::All,
+            vertex_birth: VertexBirth::MaxIncident,
+        }
+    }
+}
+
+/// A block of consecutive unit ids: the units of the input or of one graph op's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexLayer {
+    /// "input" for the input tensor, else the graph op's layer name.
+    pub name: String,
+    pub offset: u32,
+    pub len: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Geometry {
+    Conv(Conv2d),
+    Linear,
+    MaxPool(Pool2d),
+    AvgPool(Pool2d),
+}
+
+/// One graph op, ready to emit edges.
+#[derive(Debug, Clone)]
+pub struct GraphOp {
+    /// The layer's name in the spec; also its `layers` scope name.
+    pub name: String,
+    /// Index of the layer in `Network::layers`.
+    pub layer_index: usize,
+    /// Input and output shapes as [C, H, W] (a flat [F] is [F, 1, 1]).
+    pub in_chw: [usize; 3],
+    pub out_chw: [usize; 3],
+    /// Unit-id offset of the input units, or None when they are not vertices
+    /// (the first graph op when `include_input = false`).
+    pub src_offset: Option<u32>,
+    pub dst_offset: u32,
+    geometry: Geometry,
+    weight: Vec<f32>,
+}
+
+impl GraphOp {
+    pub fn kind(&self) -> &'static str {
+        match self.geometry {
+            Geometry::Conv(_) => "conv2d",
+            Geometry::Linear => "linear",
+            Geometry::MaxPool(_) => "max_pool2d",
+            Geometry::AvgPool(_) => "avg_pool2d",
+        }
+    }
+
+    /// Number of input values this op reads for one sample.
+    pub fn input_len(&self) -> usize {
+        self.in_chw.iter().product()
+    }
+
+    /// Upper bound on this op's edge count (all activations and weights nonzero).
+    pub fn max_edges(&self) -> usize {
+        if self.src_offset.is_none() {
+            return 0;
+        }
+        let [ci, h, w] = self.in_chw;
+        let [co, oh, ow] = self.out_chw;
+        match &self.geometry {
+            Geometry::Linear => ci * co,
+            Geometry::Conv(c) => {
+                let taps_h = axis_taps(h, oh, c.kernel[0], c.stride[0], c.padding[0], c.dilation[0]);
+                let taps_w = axis_taps(w, ow, c.kernel[1], c.stride[1], c.padding[1], c.dilation[1]);
+                co * ci * taps_h * taps_w
+            }
+            Geometry::MaxPool(p) | Geometry::AvgPool(p) => {
+                let taps_h = axis_taps(h, oh, p.kernel[0], p.stride[0], p.padding[0], 1);
+                let taps_w = axis_taps(w, ow, p.kernel[1], p.stride[1], p.padding[1], 1);
+                co * taps_h * taps_w
+            }
+        }
+    }
+}
+
+/// Number of (output position, kernel tap) pairs along one axis that read a real (unpadded) cell.
+fn axis_taps(size: usize, out: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
+    (0..k)
+        .map(|t| {
+            let r = valid_range(size, out, s, t * d, p);
+            r.end - r.start
+        })
+        .sum()
+}
+
+/// Output positions `y` in `0..out` whose input cell `y * s + tap - p` lies in `0..size`.
+#[inline]
+fn valid_range(size: usize, out: usize, s: usize, tap: usize, p: usize) -> std::ops::Range<usize> {
+    // need y*s + tap >= p  and  y*s + tap - p <= size - 1
+    let lo = if tap >= p { 0 } else { (p - tap).div_ceil(s) };
+    let hi = if tap > size - 1 + p {
+        0
+    } else {
+        ((size - 1 + p - tap) / s + 1).min(out)
+    };
+    lo..hi.max(lo)
+}
+
+/// Per-sample failures while building a graph.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    #[error("layer `{layer}`: expected {expected} input values, got {got}")]
+    InputLength {
+        layer: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("layer `{layer}`: input value at flat index {index} is {value} (NaN or infinite activations cannot be ordered)")]
+    NonFinite {
+        layer: String,
+        index: usize,
+        value: f32,
+    },
+    #[error("layer `{layer}`: an edge weight overflowed to infinity (|w * a| beyond f32 range)")]
+    Overflow { layer: String },
+    #[error("expected activations for {expected} graph ops, got {got}")]
+    OpCount { expected: usize, got: usize },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("layer `{0}` has no weights loaded")]
+    MissingWeights(String),
+    #[error("the network has {0} units, more than the 2^32 - 1 that unit ids can number")]
+    TooManyUnits(usize),
+}
+
+/// A model's activation-graph layout: vertex layers, unit ids and the graph ops in order.
+#[derive(Debug, Clone)]
+pub struct GraphPlan {
+    pub ops: Vec<GraphOp>,
+    pub vertex_layers: Vec<VertexLayer>,
+    /// Total number of unit ids (vertices are a subset).
+    pub n_units: usize,
+    pub options: GraphOptions,
+}
+
+fn chw(shape: &[usize]) -> [usize; 3] {
+    match shape {
+        [c, h, w] => [*c, *h, *w],
+        _ => [numel(shape), 1, 1],
+    }
+}
+
+impl GraphPlan {
+    pub fn new(
+        net: &Network,
+        weights: &Weights,
+        options: GraphOptions,
+    ) -> Result<GraphPlan, PlanError> {
+        let mut vertex_layers = Vec::new();
+        let mut next: usize = 0;
+        let mut current: Option<u32> = None;
+        if options.include_input {
+            let len = numel(&net.input_shape);
+            vertex_layers.push(VertexLayer {
+                name: "input".into(),
+                offset: 0,
+                len: len as u32,
+            });
+            current = Some(0);
+            next = len;
+        }
+        let mut ops = Vec::new();
+        for (layer_index, layer) in net.layers.iter().enumerate() {
+            let (geometry, weight) = match &layer.op {
+                Op::Conv2d(c) => (Geometry::Conv(c.clone()), Some(&layer.name)),
+                Op::Linear(_) => (Geometry::Linear, Some(&layer.name)),
+                Op::MaxPool2d(p) => (Geometry::MaxPool(p.clone()), None),
+                Op::AvgPool2d(p) => (Geometry::AvgPool(p.clone()), None),
+                _ => continue,
+            };
+            let weight = match weight {
+                Some(name) => weights
+                    .layer(name)
+                    .ok_or_else(|| PlanError::MissingWeights(name.clone()))?
+                    .weight
+                    .data
+                    .clone(),
+                None => Vec::new(),
+            };
+            let len = numel(&layer.out_shape);
+            let dst_offset = next;
+            next += len;
+            if next > u32::MAX as usize {
+                return Err(PlanError::TooManyUnits(next));
+            }
+            vertex_layers.push(VertexLayer {
+                name: layer.name.clone(),
+                offset: dst_offset as u32,
+                len: len as u32,
+            });
+            ops.push(GraphOp {
+                name: layer.name.clone(),
+                layer_index,
+                in_chw: chw(&layer.in_shape),
+                out_chw: chw(&layer.out_shape),
+                src_offset: current,
+                dst_offset: dst_offset as u32,
+                geometry,
+                weight,
+            });
+            current = Some(dst_offset as u32);
+        }
+        Ok(GraphPlan {
+            ops,
+            vertex_layers,
+            n_units: next,
+            options,
+        })
+    }
+
+    /// Upper bound on the `network` graph's edge count.
+    pub fn max_edges(&self) -> usize {
+        self.ops.iter().map(GraphOp::max_edges).sum()
+    }
+
+    /// The vertex layer a unit id belongs to.
+    pub fn layer_of_unit(&self, unit: u32) -> Option<&VertexLayer> {
+        let i = self
+            .vertex_layers
+            .partition_point(|l| l.offset + l.len <= unit);
+        self.vertex_layers.get(i).filter(|l| l.offset <= unit)
+    }
+
+    /// Appends the edges of graph op `op` for one sample to `out`. `input` is the op's input
+    /// activation (post-activation values of the current layer), flat in C, H, W order.
+    pub fn op_edges(&self, op: usize, input: &[f32], out: &mut Vec<Edge>) -> Result<(), GraphError> {
+        let g = &self.ops[op];
+        if input.len() != g.input_len() {
+            return Err(GraphError::InputLength {
+                layer: g.name.clone(),
+                expected: g.input_len(),
+                got: input.len(),
+            });
+        }
+        if let Some(index) = input.iter().position(|v| !v.is_finite()) {
+            return Err(GraphError::NonFinite {
+                layer: g.name.clone(),
+                index,
+                value: input[index],
+            });
+        }
+        let Some(src_offset) = g.src_offset else {
+            return Ok(());
+        };
+        let start = out.len();
+        match &g.geometry {
+            Geometry::Linear => linear_edges(g, src_offset, input, out),
+            Geometry::Conv(c) => conv_edges(g, c, src_offset, input, out),
+            Geometry::MaxPool(p) => match self.options.maxpool_edges {
+                MaxPoolEdges::All => pool_edges(g, p, src_offset, input, 1.0, out),
+                MaxPoolEdges::Argmax => maxpool_argmax_edges(g, p, src_offset, input, out),
+            },
+            Geometry::AvgPool(p) => {
+                let area = (p.kernel[0] * p.kernel[1]) as f32;
+                pool_edges(g, p, src_offset, input, area, out)
+            }
+        }
+        if out[start..].iter().any(|e| e.weight.is_infinite()) {
+            out.truncate(start);
+            return Err(GraphError::Overflow {
+                layer: g.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends the edges of every graph op (the `network` scope) and returns, for each op, the
+    /// range of `out` holding its edges (its `layers` scope).
+    pub fn network_edges(
+        &self,
+        inputs: &[&[f32]],
+        out: &mut Vec<Edge>,
+        segments: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<(), GraphError> {
+        if inputs.len() != self.ops.len() {
+            return Err(GraphError::OpCount {
+                expected: self.ops.len(),
+                got: inputs.len(),
+            });
+        }
+        segments.clear();
+        for (i, input) in inputs.iter().enumerate() {
+            let start = out.len();
+            self.op_edges(i, input, out)?;
+            segments.push(start..out.len());
+        }
+        Ok(())
+    }
+}
+
+fn linear_edges(g: &GraphOp, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
+    let n_in = g.in_chw.iter().product::<usize>();
+    let n_out = g.out_chw[0];
+    for i in 0..n_out {
+        let row = &g.weight[i * n_in..(i + 1) * n_in];
+        let dst = g.dst_offset + i as u32;
+        for (j, (&w, &x)) in row.iter().zip(a).enumerate() {
+            let weight = (w * x).abs();
+            if weight != 0.0 {
+                out.push(Edge {
+                    weight,
+                    src: src_offset + j as u32,
+                    dst,
+                });
+            }
+        }
+    }
+}
+
+fn conv_edges(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
+    let [ci, h, w] = g.in_chw;
+    let [co, oh, ow] = g.out_chw;
+    let [kh, kw] = c.kernel;
+    for o in 0..co {
+        let dst_base = g.dst_offset as usize + o * oh * ow;
+        for ch in 0..ci {
+            let plane = &a[ch * h * w..(ch + 1) * h * w];
+            let src_base = src_offset as usize + ch * h * w;
+            for ty in 0..kh {
+                let tap_y = ty * c.dilation[0];
+                let ys = valid_range(h, oh, c.stride[0], tap_y, c.padding[0]);
+                for tx in 0..kw {
+                    let wv = g.weight[((o * ci + ch) * kh + ty) * kw + tx];
+                    if wv == 0.0 {
+                        continue;
+                    }
+                    let tap_x = tx * c.dilation[1];
+                    let xs = valid_range(w, ow, c.stride[1], tap_x, c.padding[1]);
+                    for y in ys.clone() {
+                        let iy = y * c.stride[0] + tap_y - c.padding[0];
+                        for x in xs.clone() {
+                            let ix = x * c.stride[1] + tap_x - c.padding[1];
+                            let weight = (wv * plane[iy * w + ix]).abs();
+                            if weight != 0.0 {
+                                out.push(Edge {
+                                    weight,
+                                    src: (src_base + iy * w + ix) as u32,
+                                    dst: (dst_base + y * ow + x) as u32,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every real cell of every window -> pooled unit, weight |a| / divisor.
+fn pool_edges(
+    g: &GraphOp,
+    p: &Pool2d,
+    src_offset: u32,
+    a: &[f32],
+    divisor: f32,
+    out: &mut Vec<Edge>,
+) {
+    let [ch_n, h, w] = g.in_chw;
+    let [_, oh, ow] = g.out_chw;
+    for ch in 0..ch_n {
+        let plane = &a[ch * h * w..(ch + 1) * h * w];
+        let src_base = src_offset as usize + ch * h * w;
+        let dst_base = g.dst_offset as usize + ch * oh * ow;
+        for ty in 0..p.kernel[0] {
+            let ys = valid_range(h, oh, p.stride[0], ty, p.padding[0]);
+            for tx in 0..p.kernel[1] {
+                let xs = valid_range(w, ow, p.stride[1], tx, p.padding[1]);
+                for y in ys.clone() {
+                    let iy = y * p.stride[0] + ty - p.padding[0];
+                    for x in xs.clone() {
+                        let ix = x * p.stride[1] + tx - p.padding[1];
+                        let weight = plane[iy * w + ix].abs() / divisor;
+                        if weight != 0.0 {
+                            out.push(Edge {
+                                weight,
+                                src: (src_base + iy * w + ix) as u32,
+                                dst: (dst_base + y * ow + x) as u32,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Only the window's first maximum (PyTorch's pick) -> pooled unit, weight |a|.
+fn maxpool_argmax_edges(g: &GraphOp, p: &Pool2d, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
+    let [ch_n, h, w] = g.in_chw;
+    let [_, oh, ow] = g.out_chw;
+    for ch in 0..ch_n {
+        let plane = &a[ch * h * w..(ch + 1) * h * w];
+        for y in 0..oh {
+            for x in 0..ow {
+                let mut best: Option<(f32, usize)> = None;
+                for ty in 0..p.kernel[0] {
+                    let iy = (y * p.stride[0] + ty) as isize - p.padding[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for tx in 0..p.kernel[1] {
+                        let ix = (x * p.stride[1] + tx) as isize - p.padding[1] as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let idx = iy as usize * w + ix as usize;
+                        if best.is_none_or(|(v, _)| plane[idx] > v) {
+                            best = Some((plane[idx], idx));
+                        }
+                    }
+                }
+                if let Some((v, idx)) = best {
+                    if v != 0.0 {
+                        out.push(Edge {
+                            weight: v.abs(),
+                            src: src_offset + (ch * h * w + idx) as u32,
+                            dst: g.dst_offset + (ch * oh * ow + y * ow + x) as u32,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_matches_bounds_check() {
+        for size in 1..9 {
+            for k in 1..5 {
+                for s in 1..4 {
+                    for p in 0..3 {
+                        for d in 1..3 {
+                            let span = d * (k - 1) + 1;
+                            if size + 2 * p < span {
+                                continue;
+                            }
+                            let out = (size + 2 * p - span) / s + 1;
+                            for t in 0..k {
+                                let r = valid_range(size, out, s, t * d, p);
+                                let want: Vec<usize> = (0..out)
+                                    .filter(|&y| {
+                                        let i = (y * s + t * d) as isize - p as isize;
+                                        i >= 0 && i < size as isize
+                                    })
+                                    .collect();
+                                assert_eq!(r.collect::<Vec<_>>(), want, "size {size} k {k} s {s} p {p} d {d} t {t}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
