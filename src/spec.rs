@@ -304,13 +304,20 @@ impl Network {
             let name = entry.name.clone().unwrap_or_else(|| i.to_string());
             let at = format!("layer {i} ({name}, op = \"{}\")", entry.op);
             if !names.insert(name.clone()) {
-                problems.push(format!("{at}: the name `{name}` is used twice; layer names must be unique"));
+                problems.push(format!(
+                    "{at}: the name `{name}` is used twice; layer names must be unique"
+                ));
             }
             if name == "input" {
-                problems.push(format!("{at}: `input` is reserved for the input layer; pick another name"));
+                problems.push(format!(
+                    "{at}: `input` is reserved for the input layer; pick another name"
+                ));
             }
             let Some(allowed) = allowed_keys(&entry.op) else {
-                problems.push(format!("{at}: unknown op `{}`; expected one of {OPS}", entry.op));
+                problems.push(format!(
+                    "{at}: unknown op `{}`; expected one of {OPS}",
+                    entry.op
+                ));
                 break; // shapes after an unknown op cannot be inferred
             };
             let mut bad_key = false;
@@ -319,7 +326,11 @@ impl Network {
                     problems.push(format!(
                         "{at}: key `{key}` does not apply to {}; remove it (accepted: {})",
                         entry.op,
-                        if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                        if allowed.is_empty() {
+                            "none".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
                     ));
                     bad_key = true;
                 }

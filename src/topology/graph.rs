@@ -56,7 +56,9 @@ impl FromStr for MaxPoolEdges {
         match s {
             "all" => Ok(MaxPoolEdges::All),
             "argmax" => Ok(MaxPoolEdges::Argmax),
-            _ => Err(format!("`{s}` is not a max-pool edge rule; use all or argmax")),
+            _ => Err(format!(
+                "`{s}` is not a max-pool edge rule; use all or argmax"
+            )),
         }
     }
 }
@@ -145,8 +147,10 @@ impl GraphOp {
         match &self.geometry {
             Geometry::Linear => ci * co,
             Geometry::Conv(c) => {
-                let taps_h = axis_taps(h, oh, c.kernel[0], c.stride[0], c.padding[0], c.dilation[0]);
-                let taps_w = axis_taps(w, ow, c.kernel[1], c.stride[1], c.padding[1], c.dilation[1]);
+                let taps_h =
+                    axis_taps(h, oh, c.kernel[0], c.stride[0], c.padding[0], c.dilation[0]);
+                let taps_w =
+                    axis_taps(w, ow, c.kernel[1], c.stride[1], c.padding[1], c.dilation[1]);
                 co * ci * taps_h * taps_w
             }
             Geometry::MaxPool(p) | Geometry::AvgPool(p) => {
@@ -310,7 +314,12 @@ impl GraphPlan {
 
     /// Appends the edges of graph op `op` for one sample to `out`. `input` is the op's input
     /// activation (post-activation values of the current layer), flat in C, H, W order.
-    pub fn op_edges(&self, op: usize, input: &[f32], out: &mut Vec<Edge>) -> Result<(), GraphError> {
+    pub fn op_edges(
+        &self,
+        op: usize,
+        input: &[f32],
+        out: &mut Vec<Edge>,
+    ) -> Result<(), GraphError> {
         let g = &self.ops[op];
         if input.len() != g.input_len() {
             return Err(GraphError::InputLength {
@@ -534,7 +543,11 @@ mod tests {
                                         i >= 0 && i < size as isize
                                     })
                                     .collect();
-                                assert_eq!(r.collect::<Vec<_>>(), want, "size {size} k {k} s {s} p {p} d {d} t {t}");
+                                assert_eq!(
+                                    r.collect::<Vec<_>>(),
+                                    want,
+                                    "size {size} k {k} s {s} p {p} d {d} t {t}"
+                                );
                             }
                         }
                     }

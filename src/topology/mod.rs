@@ -12,7 +12,9 @@ pub mod graph;
 pub mod persistence;
 pub mod summary;
 
-pub use graph::{Edge, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, VertexBirth, VertexLayer};
+pub use graph::{
+    Edge, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, VertexBirth, VertexLayer,
+};
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;
 
@@ -27,7 +29,10 @@ pub struct Scopes {
 
 impl Default for Scopes {
     fn default() -> Self {
-        Scopes { network: true, layers: false }
+        Scopes {
+            network: true,
+            layers: false,
+        }
     }
 }
 
@@ -77,12 +82,17 @@ impl Workspace {
         if scopes.layers {
             for (op, range) in plan.ops.iter().zip(&self.segments) {
                 self.layer_edges.clear();
-                self.layer_edges.extend_from_slice(&self.edges[range.clone()]);
+                self.layer_edges
+                    .extend_from_slice(&self.edges[range.clone()]);
                 let target = &mut out[slot];
                 target.scope.clear();
                 target.scope.push_str(&op.name);
-                self.persistence
-                    .compute(&mut self.layer_edges, plan.n_units, homology, &mut target.diagram);
+                self.persistence.compute(
+                    &mut self.layer_edges,
+                    plan.n_units,
+                    homology,
+                    &mut target.diagram,
+                );
                 slot += 1;
             }
         }

@@ -150,8 +150,7 @@ impl Persistence {
                 out.h0_essential.push(self.oldest[v as usize]);
             }
         }
-        out.h0_essential
-            .sort_unstable_by(|a, b| b.total_cmp(a));
+        out.h0_essential.sort_unstable_by(|a, b| b.total_cmp(a));
         for &v in &self.born {
             self.parent[v as usize] = UNBORN;
         }

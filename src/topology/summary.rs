@@ -55,7 +55,12 @@ mod tests {
 
     #[test]
     fn entropy_of_two_equal_lifetimes_is_ln2() {
-        let pair = |b: f32, d: f32| H0Pair { birth: b, death: d, src: 0, dst: 0 };
+        let pair = |b: f32, d: f32| H0Pair {
+            birth: b,
+            death: d,
+            src: 0,
+            dst: 0,
+        };
         let d = Diagram {
             h0: vec![pair(3.0, 1.0), pair(5.0, 3.0), pair(2.0, 2.0)],
             h0_essential: vec![5.0],

@@ -1,0 +1,247 @@
+//! Property tests: sparse conv/pool edge enumeration equals a naive all-pairs construction.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use actopo::spec::{ModelSpec, Network, Op};
+use actopo::topology::{GraphOptions, GraphPlan, MaxPoolEdges};
+use actopo::weights::{Tensor, Weights};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Case {
+    op: &'static str,
+    c: usize,
+    h: usize,
+    w: usize,
+    out_c: usize,
+    k: [usize; 2],
+    s: [usize; 2],
+    p: [usize; 2],
+    d: [usize; 2],
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    (
+        prop_oneof![Just("conv2d"), Just("max_pool2d"), Just("avg_pool2d")],
+        1usize..3,
+        3usize..8,
+        3usize..8,
+        1usize..3,
+        [1usize..4, 1usize..4],
+        [1usize..3, 1usize..3],
+        [0usize..3, 0usize..3],
+        [1usize..3, 1usize..3],
+    )
+        .prop_map(|(op, c, h, w, out_c, k, s, p, d)| {
+            let mut case = Case {
+                op,
+                c,
+                h,
+                w,
+                out_c,
+                k,
+                s,
+                p,
+                d,
+            };
+            if op != "conv2d" {
+                case.d = [1, 1];
+                case.p = [case.p[0].min(case.k[0] / 2), case.p[1].min(case.k[1] / 2)];
+            }
+            case
+        })
+        .prop_filter("kernel fits", |c| {
+            c.h + 2 * c.p[0] >= c.d[0] * (c.k[0] - 1) + 1
+                && c.w + 2 * c.p[1] >= c.d[1] * (c.k[1] - 1) + 1
+        })
+}
+
+fn network(case: &Case) -> Network {
+    let extra = if case.op == "conv2d" {
+        format!(
+            "out_channels = {}\ndilation = [{}, {}]\nbias = false\n",
+            case.out_c, case.d[0], case.d[1]
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "format_version = 1\nname = \"t\"\ninput_shape = [{}, {}, {}]\n[[layers]]\nname = \"l\"\nop = \"{}\"\nkernel_size = [{}, {}]\nstride = [{}, {}]\npadding = [{}, {}]\n{extra}",
+        case.c, case.h, case.w, case.op, case.k[0], case.k[1], case.s[0], case.s[1], case.p[0], case.p[1]
+    );
+    Network::resolve(&ModelSpec::parse(&text, Path::new("t.toml")).unwrap()).unwrap()
+}
+
+/// For every (output unit, input unit) pair, looks for a kernel tap that reads the input when
+/// computing the output: the definition of design.md section 1, with no index arithmetic shared
+/// with the sparse builder.
+fn naive_edges(
+    case: &Case,
+    net: &Network,
+    weight: &[f32],
+    a: &[f32],
+    rule: MaxPoolEdges,
+) -> BTreeSet<(u32, u32, u32)> {
+    let out = &net.layers[0].out_shape;
+    let (oc, oh, ow) = (out[0], out[1], out[2]);
+    let n_in = case.c * case.h * case.w;
+    let mut edges = BTreeSet::new();
+    for o in 0..oc {
+        for y in 0..oh {
+            for x in 0..ow {
+                let dst = (n_in + (o * oh + y) * ow + x) as u32;
+                let mut window = Vec::new();
+                for c in 0..case.c {
+                    if case.op != "conv2d" && c != o {
+                        continue;
+                    }
+                    for ih in 0..case.h {
+                        for iw in 0..case.w {
+                            for kh in 0..case.k[0] {
+                                for kw in 0..case.k[1] {
+                                    let hit = (y * case.s[0] + kh * case.d[0]) as isize
+                                        - case.p[0] as isize
+                                        == ih as isize
+                                        && (x * case.s[1] + kw * case.d[1]) as isize
+                                            - case.p[1] as isize
+                                            == iw as isize;
+                                    if hit {
+                                        let av = a[(c * case.h + ih) * case.w + iw];
+                                        let wgt = match case.op {
+                                            "conv2d" => (weight[((o * case.c + c) * case.k[0]
+                                                + kh)
+                                                * case.k[1]
+                                                + kw]
+                                                * av)
+                                                .abs(),
+                                            "avg_pool2d" => {
+                                                av.abs() / (case.k[0] * case.k[1]) as f32
+                                            }
+                                            _ => av.abs(),
+                                        };
+                                        window.push((
+                                            (kh, kw),
+                                            (c * case.h + ih) * case.w + iw,
+                                            av,
+                                            wgt,
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                if case.op == "max_pool2d" && rule == MaxPoolEdges::Argmax {
+                    // PyTorch scans the window row by row and keeps the first maximum.
+                    window.sort_by_key(|t| t.0);
+                    let mut best: Option<(usize, f32)> = None;
+                    for &(_, src, av, _) in &window {
+                        if best.is_none_or(|(_, b)| av > b) {
+                            best = Some((src, av));
+                        }
+                    }
+                    window.retain(|t| Some(t.1) == best.map(|b| b.0));
+                }
+                for (_, src, _, wgt) in window {
+                    if wgt != 0.0 {
+                        edges.insert((src as u32, dst, wgt.to_bits()));
+                    }
+                }
+            }
+        }
+    }
+    edges
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn sparse_edges_match_naive(case in cases(), seed in any::<u32>(), argmax in any::<bool>()) {
+        let net = network(&case);
+        let mut rng = seed as u64 | 1;
+        let mut next = move || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
+        // small integers make ties and exact zeros common
+        let mut sample = |n: usize| -> Vec<f32> { (0..n).map(|_| (next() % 7) as f32 - 3.0).collect() };
+        let a = sample(case.c * case.h * case.w);
+        let mut weights = Weights::default();
+        let mut wdata = Vec::new();
+        if let Op::Conv2d(_) = net.layers[0].op {
+            let shape = net.layers[0].op.weight_shape().unwrap();
+            wdata = sample(shape.iter().product());
+            let mut t = std::collections::BTreeMap::new();
+            t.insert("l.weight".to_string(), Tensor { shape, data: wdata.clone() });
+            weights = Weights::from_tensors(t, &net).unwrap();
+        }
+        let rule = if argmax { MaxPoolEdges::Argmax } else { MaxPoolEdges::All };
+        let plan = GraphPlan::new(&net, &weights, GraphOptions { maxpool_edges: rule, ..Default::default() }).unwrap();
+        let mut edges = Vec::new();
+        plan.op_edges(0, &a, &mut edges).unwrap();
+        let got: BTreeSet<(u32, u32, u32)> = edges.iter().map(|e| (e.src, e.dst, e.weight.to_bits())).collect();
+        prop_assert_eq!(got.len(), edges.len(), "duplicate edges");
+        prop_assert_eq!(got, naive_edges(&case, &net, &wdata, &a, rule));
+        prop_assert!(edges.len() <= plan.max_edges());
+    }
+}
+
+#[test]
+fn include_input_false_drops_the_first_ops_edges_and_renumbers() {
+    let text = "format_version = 1\nname = \"m\"\ninput_shape = [3]\n[[layers]]\nname = \"a\"\nop = \"linear\"\nout_features = 2\nbias = false\n[[layers]]\nname = \"b\"\nop = \"linear\"\nout_features = 1\nbias = false\n";
+    let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
+    let mut t = std::collections::BTreeMap::new();
+    t.insert(
+        "a.weight".into(),
+        Tensor {
+            shape: vec![2, 3],
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        },
+    );
+    t.insert(
+        "b.weight".into(),
+        Tensor {
+            shape: vec![1, 2],
+            data: vec![0.5, -1.0],
+        },
+    );
+    let weights = Weights::from_tensors(t, &net).unwrap();
+    let with = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
+    assert_eq!(with.n_units, 6);
+    let mut edges = Vec::new();
+    let mut seg = Vec::new();
+    with.network_edges(&[&[1.0, 0.0, 2.0], &[3.0, 2.0]], &mut edges, &mut seg)
+        .unwrap();
+    // a: rows (1,2,3),(4,5,6) times a = (1,0,2): 4 nonzero edges; b: 2 edges
+    assert_eq!(seg, vec![0..4, 4..6]);
+    assert_eq!(edges[5].weight, 2.0);
+    assert_eq!((edges[5].src, edges[5].dst), (4, 5));
+    let without = GraphPlan::new(
+        &net,
+        &weights,
+        GraphOptions {
+            include_input: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(without.n_units, 3);
+    assert_eq!(without.vertex_layers[0].name, "a");
+    edges.clear();
+    without
+        .network_edges(&[&[1.0, 0.0, 2.0], &[3.0, 2.0]], &mut edges, &mut seg)
+        .unwrap();
+    assert_eq!(seg, vec![0..0, 0..2]);
+    assert_eq!((edges[1].src, edges[1].dst), (1, 2));
+}
+
+#[test]
+fn non_finite_activation_names_the_layer() {
+    let text = "format_version = 1\nname = \"m\"\ninput_shape = [1, 2, 2]\n[[layers]]\nname = \"pool\"\nop = \"max_pool2d\"\nkernel_size = 2\n";
+    let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
+    let plan = GraphPlan::new(&net, &Weights::default(), GraphOptions::default()).unwrap();
+    let err = plan
+        .op_edges(0, &[1.0, f32::NAN, 0.0, 2.0], &mut Vec::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("layer `pool`"), "{err}");
+    assert!(err.to_string().contains("index 1"), "{err}");
+}

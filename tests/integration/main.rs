@@ -1,0 +1,4 @@
+//! The one integration test binary (each test binary links everything, so there is only one).
+
+mod graph_props;
+mod persistence_props;
