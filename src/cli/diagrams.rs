@@ -1,0 +1,133 @@
+//! `actopo diagrams`: persistence of given activations, as JSON. A developer and test tool: it runs
+//! the topology core on activations computed elsewhere (e.g. by PyTorch hooks), so the core can be
+//! cross-checked against other implementations without the forward pass.
+
+use std::path::PathBuf;
+
+use actopo::model::Model;
+use actopo::topology::{
+    GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, Scopes, Summary, Workspace,
+};
+use actopo::weights::read_safetensors;
+use anyhow::{bail, Context};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model spec TOML.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Weights (safetensors); defaults to the file the spec names.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Safetensors file with one tensor per graph op, named like the layer, holding that op's
+    /// input activations for N samples: shape [N, ...layer input shape].
+    #[arg(long)]
+    activations: PathBuf,
+    /// Where to write the JSON result.
+    #[arg(long)]
+    out: PathBuf,
+    /// Scopes to compute: network, layers, or both (comma-separated).
+    #[arg(long, default_value = "network", value_delimiter = ',')]
+    scopes: Vec<String>,
+    /// Leave the input units out of the graph (graph.include_input = false).
+    #[arg(long)]
+    no_input: bool,
+    /// all | argmax
+    #[arg(long, default_value = "all")]
+    maxpool_edges: MaxPoolEdges,
+    #[arg(long)]
+    keep_zero_persistence: bool,
+    #[arg(long)]
+    h1_diagram: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let model = Model::load(&args.spec, args.weights.as_deref())?;
+    let options = GraphOptions {
+        include_input: !args.no_input,
+        maxpool_edges: args.maxpool_edges,
+        ..Default::default()
+    };
+    let plan = GraphPlan::new(&model.network, &model.weights, options)?;
+    let mut scopes = Scopes {
+        network: false,
+        layers: false,
+    };
+    for s in &args.scopes {
+        match s.as_str() {
+            "network" => scopes.network = true,
+            "layers" => scopes.layers = true,
+            other => bail!("--scopes: `{other}` is not a scope; use network and/or layers"),
+        }
+    }
+    let homology = HomologyOptions {
+        keep_zero_persistence: args.keep_zero_persistence,
+        h1_diagram: args.h1_diagram,
+    };
+    let tensors = read_safetensors(&args.activations)?;
+    let mut per_op = Vec::new();
+    let mut n_samples = None;
+    for op in &plan.ops {
+        let t = tensors.get(&op.name).with_context(|| {
+            format!(
+                "{}: no tensor named `{}` (the input of graph op `{}`)",
+                args.activations.display(),
+                op.name,
+                op.name
+            )
+        })?;
+        let n = t.shape.first().copied().unwrap_or(0);
+        if *n_samples.get_or_insert(n) != n || t.data.len() != n * op.input_len() {
+            bail!(
+                "{}: tensor `{}` has shape {:?}; expected [N, {:?}] with the same N for every op",
+                args.activations.display(),
+                op.name,
+                t.shape,
+                model.network.layers[op.layer_index].in_shape
+            );
+        }
+        per_op.push(t);
+    }
+    let n_samples = n_samples.unwrap_or(0);
+    let mut workspace = Workspace::new();
+    let mut results = Vec::new();
+    let mut samples = Vec::with_capacity(n_samples);
+    for i in 0..n_samples {
+        let inputs: Vec<&[f32]> = plan
+            .ops
+            .iter()
+            .zip(&per_op)
+            .map(|(op, t)| &t.data[i * op.input_len()..(i + 1) * op.input_len()])
+            .collect();
+        workspace
+            .run(&plan, &inputs, scopes, homology, &mut results)
+            .with_context(|| format!("sample {i}"))?;
+        let scopes_json: Vec<_> = results
+            .iter()
+            .map(|r| {
+                let d = &r.diagram;
+                json!({
+                    "scope": r.scope,
+                    "summary": Summary::of(d),
+                    "h0": d.h0.iter().map(|p| json!([p.birth, p.death, p.src, p.dst])).collect::<Vec<_>>(),
+                    "h0_essential": d.h0_essential,
+                    "h1": d.h1,
+                })
+            })
+            .collect();
+        samples.push(json!({"index": i, "scopes": scopes_json}));
+    }
+    let vertex_layers: Vec<_> = plan
+        .vertex_layers
+        .iter()
+        .map(|l| json!({"name": l.name, "offset": l.offset, "len": l.len}))
+        .collect();
+    let doc = json!({"vertex_layers": vertex_layers, "samples": samples});
+    let tmp = args.out.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&doc)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), args.out.display()))?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Subcommands of the `actopo` binary.
+
+pub mod diagrams;
+pub mod inspect;
