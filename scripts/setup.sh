@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh machine: Debian data, the Python venv, the release build.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  echo "setup: installing Debian package dataset-fashion-mnist"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+if [ ! -x "$PYTHON" ]; then
+  echo "setup: creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! "$PYTHON" -c "import torch, gudhi, numpy, pyarrow, safetensors, polars; assert torch.__version__.startswith('2.13.0')" 2>/dev/null; then
+  echo "setup: installing Python packages (torch 2.13.0 is large; a few minutes on first run)"
+  "$PYTHON" -m pip install -q --upgrade pip
+  "$PYTHON" -m pip install -q -r scripts/requirements.txt
+fi
+
+echo "setup: cargo build --release"
+cargo build --release --quiet
+echo "setup: done (binary: target/release/actopo)"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit, property and integration tests, then the GUDHI cross-check.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+scripts/setup.sh
+echo "== cargo test"
+cargo test --release
+echo "== GUDHI cross-check on real conv nets"
+"$PYTHON" tests/python/gudhi_crosscheck.py --bin target/release/actopo --samples 3
