@@ -1,9 +1,23 @@
 //! actopo: persistent homology of neural-network activation graphs over whole datasets.
 //!
-//! Pipeline stages live in their own modules; the topology core (`topology`) and the model
-//! description (`spec`, `weights`) are free of tch so they can be tested and benchmarked alone.
+//! One module per pipeline stage:
+//! - `config`: the layered run configuration (figment);
+//! - `data`: shard listing and decoding (Parquet, IDX, npz);
+//! - `forward`: the forward pass, the only module that uses tch;
+//! - `topology`: activation graphs and persistence, pure Rust;
+//! - `output`: Parquet writing in index order with atomic renames; `manifest`: the run record;
+//! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars.
+//!
+//! `spec`, `weights` and `model` describe the network; like `topology` they are free of tch.
 
+pub mod config;
+pub mod data;
+pub mod forward;
+pub mod manifest;
 pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod progress;
 pub mod spec;
 pub mod topology;
 pub mod weights;

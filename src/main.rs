@@ -20,6 +20,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the job a config file describes: shards -> forward pass -> graphs -> persistence -> Parquet.
+    Run {
+        /// Config TOML (see config/fashion-mnist.toml).
+        config: PathBuf,
+        /// Override a config key, e.g. --set pipeline.batch_size=64 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Check a config, its model spec and weights, and the first sample of every shard, without running.
+    Validate {
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
     /// Show a model spec's layers, output shapes, units and edge bounds.
     Inspect {
         /// Model spec TOML.
@@ -33,14 +47,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Inspect { spec } => cli::inspect::run(spec),
-        Command::Diagrams(args) => cli::diagrams::run(args),
+        Command::Run { config, sets } => cli::run::run(config, sets),
+        Command::Validate { config, sets } => cli::run::validate(config, sets),
+        Command::Inspect { spec } => cli::inspect::run(spec).map(|_| cli::run::Outcome::Ok),
+        Command::Diagrams(args) => cli::diagrams::run(args).map(|_| cli::run::Outcome::Ok),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(cli::run::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(cli::run::Outcome::ShardsFailed) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod diagrams;
 pub mod inspect;
+pub mod run;

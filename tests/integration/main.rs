@@ -1,4 +1,5 @@
 //! The one integration test binary (each test binary links everything, so there is only one).
 
+mod cli;
 mod graph_props;
 mod persistence_props;

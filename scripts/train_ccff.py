@@ -1,0 +1,118 @@
+"""Train the paper's CCFF net on Fashion-MNIST's training split and save it as an actopo model.
+
+CCFF: conv 1->3 k5, ReLU, conv 3->3 k3, ReLU, flatten, linear 1452->256, ReLU, linear 256->10, no
+bias (Gebhart et al. 2019). Inputs are raw pixels in [0, 1]. Writes models/ccff.toml and
+models/ccff.safetensors (nn.Sequential state-dict names, so the spec needs no layer names), and
+prints the test accuracy PyTorch gets.
+
+Usage: python scripts/train_ccff.py [--epochs 3] [--out models]
+"""
+
+import argparse
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+DATA = Path("/usr/share/datasets/fashion-mnist")
+
+SPEC = """format_version = 1
+name = "ccff"
+input_shape = [1, 28, 28]
+weights = "ccff.safetensors"
+
+[[layers]]
+op = "conv2d"
+out_channels = 3
+kernel_size = 5
+bias = false
+
+[[layers]]
+op = "relu"
+
+[[layers]]
+op = "conv2d"
+out_channels = 3
+kernel_size = 3
+bias = false
+
+[[layers]]
+op = "relu"
+
+[[layers]]
+op = "flatten"
+
+[[layers]]
+op = "linear"
+out_features = 256
+bias = false
+
+[[layers]]
+op = "relu"
+
+[[layers]]
+op = "linear"
+out_features = 10
+bias = false
+"""
+
+
+def ccff():
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 5, bias=False), nn.ReLU(),
+        nn.Conv2d(3, 3, 3, bias=False), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(1452, 256, bias=False), nn.ReLU(),
+        nn.Linear(256, 10, bias=False),
+    )
+
+
+def load(split):
+    images = gzip.open(DATA / f"{split}-images-idx3-ubyte.gz", "rb").read()
+    labels = gzip.open(DATA / f"{split}-labels-idx1-ubyte.gz", "rb").read()
+    x = np.frombuffer(images, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
+    y = np.frombuffer(labels, dtype=np.uint8, offset=8).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def accuracy(model, x, y):
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
+    return (pred == y).float().mean().item(), pred
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--out", default="models")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    xtr, ytr = load("train")
+    xte, yte = load("t10k")
+    model = ccff()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(xtr))
+        for i in range(0, len(xtr), 128):
+            idx = perm[i:i + 128]
+            opt.zero_grad()
+            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+        acc, _ = accuracy(model, xte, yte)
+        print(f"epoch {epoch + 1}: test accuracy {acc:.4f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ccff.toml").write_text(SPEC)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "ccff.safetensors"))
+    print(f"saved {out / 'ccff.toml'} and {out / 'ccff.safetensors'}")
+
+
+if __name__ == "__main__":
+    main()

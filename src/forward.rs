@@ -1,0 +1,270 @@
+//! The forward pass: the only module that uses tch (libtorch).
+//!
+//! `TchModel` builds the spec's layers from the checked weights and runs batched, no-grad forward
+//! passes, capturing every graph op's input (post-activation values) as plain f32 arrays for the
+//! topology workers, plus each sample's prediction and softmax confidence.
+//!
+//! Batches are cut into fixed chunks of `FORWARD_CHUNK` samples, the last one padded with zeros:
+//! libtorch's CPU kernels may round differently for different batch sizes, and outputs must not
+//! depend on `pipeline.batch_size`.
+
+use anyhow::{bail, Context};
+use tch::{Device as TchDevice, Kind, Tensor};
+
+use crate::config::Device;
+use crate::model::Model;
+use crate::spec::Op;
+
+/// Samples per forward call; every call sees exactly this many rows.
+pub const FORWARD_CHUNK: usize = 32;
+
+enum Layer {
+    Conv {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        stride: [i64; 2],
+        padding: [i64; 2],
+        dilation: [i64; 2],
+    },
+    Linear {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    MaxPool {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: [i64; 2],
+    },
+    AvgPool {
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        padding: [i64; 2],
+    },
+    Relu,
+    LeakyRelu(f64),
+    Sigmoid,
+    Tanh,
+    Flatten,
+    Identity,
+}
+
+/// A model on a device, ready for batched forward passes.
+pub struct TchModel {
+    layers: Vec<(Layer, bool)>,
+    device: TchDevice,
+    input_shape: Vec<i64>,
+    capture_lens: Vec<usize>,
+}
+
+/// What one forward pass over a batch gives the workers.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardOutput {
+    /// Per graph op: its input for every sample of the batch, sample-major.
+    pub captures: Vec<Vec<f32>>,
+    /// Values per sample of each capture.
+    pub capture_lens: Vec<usize>,
+    /// argmax of the model output, per sample.
+    pub pred: Vec<i64>,
+    /// Largest softmax probability, per sample.
+    pub confidence: Vec<f32>,
+}
+
+fn i2(v: [usize; 2]) -> [i64; 2] {
+    [v[0] as i64, v[1] as i64]
+}
+
+/// Picks the torch device for a configured one.
+pub fn resolve_device(device: Device) -> anyhow::Result<TchDevice> {
+    Ok(match device {
+        Device::Cpu => TchDevice::Cpu,
+        Device::Auto => TchDevice::cuda_if_available(),
+        Device::Cuda(n) => {
+            let count = tch::Cuda::device_count() as usize;
+            if n >= count {
+                bail!(
+                    "`model.device` = \"cuda:{n}\" but {count} CUDA device(s) are visible; use device = \"auto\" or \"cpu\""
+                );
+            }
+            TchDevice::Cuda(n)
+        }
+    })
+}
+
+pub fn device_name(device: TchDevice) -> String {
+    match device {
+        TchDevice::Cpu => "cpu".into(),
+        TchDevice::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}"),
+    }
+}
+
+impl TchModel {
+    pub fn new(model: &Model, device: Device) -> anyhow::Result<TchModel> {
+        let device = resolve_device(device)?;
+        if device == TchDevice::Cpu {
+            // The topology workers need the cores more than this small forward pass does.
+            tch::set_num_threads(1);
+        }
+        let tensor = |name: &str, what: &str| -> Option<Tensor> {
+            let w = model.weights.layer(name)?;
+            let t = match what {
+                "weight" => &w.weight,
+                _ => w.bias.as_ref()?,
+            };
+            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+            Some(
+                Tensor::from_slice(&t.data)
+                    .view(shape.as_slice())
+                    .to_device(device),
+            )
+        };
+        let mut layers = Vec::new();
+        let mut capture_lens = Vec::new();
+        for layer in &model.network.layers {
+            let is_graph_op = layer.op.is_graph_op();
+            if is_graph_op {
+                capture_lens.push(layer.in_shape.iter().product());
+            }
+            let built = match &layer.op {
+                Op::Conv2d(c) => Layer::Conv {
+                    weight: tensor(&layer.name, "weight").context("conv weight")?,
+                    bias: tensor(&layer.name, "bias"),
+                    stride: i2(c.stride),
+                    padding: i2(c.padding),
+                    dilation: i2(c.dilation),
+                },
+                Op::Linear(_) => Layer::Linear {
+                    weight: tensor(&layer.name, "weight").context("linear weight")?,
+                    bias: tensor(&layer.name, "bias"),
+                },
+                Op::MaxPool2d(p) => Layer::MaxPool {
+                    kernel: i2(p.kernel),
+                    stride: i2(p.stride),
+                    padding: i2(p.padding),
+                },
+                Op::AvgPool2d(p) => Layer::AvgPool {
+                    kernel: i2(p.kernel),
+                    stride: i2(p.stride),
+                    padding: i2(p.padding),
+                },
+                Op::Relu => Layer::Relu,
+                Op::LeakyRelu { negative_slope } => Layer::LeakyRelu(*negative_slope as f64),
+                Op::Sigmoid => Layer::Sigmoid,
+                Op::Tanh => Layer::Tanh,
+                Op::Flatten => Layer::Flatten,
+                Op::Dropout => Layer::Identity,
+            };
+            layers.push((built, is_graph_op));
+        }
+        Ok(TchModel {
+            layers,
+            device,
+            input_shape: model
+                .network
+                .input_shape
+                .iter()
+                .map(|&d| d as i64)
+                .collect(),
+            capture_lens,
+        })
+    }
+
+    pub fn device(&self) -> TchDevice {
+        self.device
+    }
+
+    /// Runs `n` samples (`x` holds n * input numel raw values, already normalised).
+    pub fn forward(&self, x: &[f32], n: usize) -> anyhow::Result<ForwardOutput> {
+        let sample_len: usize = self.input_shape.iter().product::<i64>() as usize;
+        anyhow::ensure!(
+            x.len() == n * sample_len,
+            "batch has {} values for {n} samples of {sample_len}",
+            x.len()
+        );
+        let mut out = ForwardOutput {
+            captures: self
+                .capture_lens
+                .iter()
+                .map(|&l| Vec::with_capacity(l * n))
+                .collect(),
+            capture_lens: self.capture_lens.clone(),
+            pred: Vec::with_capacity(n),
+            confidence: Vec::with_capacity(n),
+        };
+        let mut padded = vec![0f32; FORWARD_CHUNK * sample_len];
+        for start in (0..n).step_by(FORWARD_CHUNK) {
+            let rows = (n - start).min(FORWARD_CHUNK);
+            padded[..rows * sample_len]
+                .copy_from_slice(&x[start * sample_len..(start + rows) * sample_len]);
+            padded[rows * sample_len..].fill(0.0);
+            tch::no_grad(|| self.forward_chunk(&padded, rows, &mut out))?;
+        }
+        Ok(out)
+    }
+
+    fn forward_chunk(&self, x: &[f32], rows: usize, out: &mut ForwardOutput) -> anyhow::Result<()> {
+        let mut shape = vec![FORWARD_CHUNK as i64];
+        shape.extend(&self.input_shape);
+        let mut h = Tensor::from_slice(x)
+            .view(shape.as_slice())
+            .to_device(self.device);
+        let mut op = 0;
+        for (layer, is_graph_op) in &self.layers {
+            if *is_graph_op {
+                append_rows(&h, rows, &mut out.captures[op])?;
+                op += 1;
+            }
+            h = match layer {
+                Layer::Conv {
+                    weight,
+                    bias,
+                    stride,
+                    padding,
+                    dilation,
+                } => h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, 1)?,
+                Layer::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
+                Layer::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => h.f_max_pool2d(kernel, stride, padding, [1, 1], false)?,
+                Layer::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => h.f_avg_pool2d(kernel, stride, padding, false, true, None::<i64>)?,
+                Layer::Relu => h.f_relu()?,
+                Layer::LeakyRelu(slope) => {
+                    let neg = h.f_mul_scalar(*slope)?;
+                    h.f_where_self(&h.f_gt(0.0)?, &neg)?
+                }
+                Layer::Sigmoid => h.f_sigmoid()?,
+                Layer::Tanh => h.f_tanh()?,
+                Layer::Flatten => h.f_flatten(1, -1)?,
+                Layer::Identity => h,
+            };
+        }
+        let logits = h.f_flatten(1, -1)?.narrow(0, 0, rows as i64);
+        let pred = logits.f_argmax(1, false)?.to_device(TchDevice::Cpu);
+        let conf = logits
+            .f_softmax(1, Kind::Float)?
+            .f_amax(1, false)?
+            .to_device(TchDevice::Cpu);
+        out.pred.extend(Vec::<i64>::try_from(&pred)?);
+        out.confidence.extend(Vec::<f32>::try_from(&conf)?);
+        Ok(())
+    }
+}
+
+fn append_rows(h: &Tensor, rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()> {
+    let t = h
+        .narrow(0, 0, rows as i64)
+        .to_device(TchDevice::Cpu)
+        .contiguous()
+        .f_flatten(0, -1)?;
+    let len = t.numel();
+    let start = dst.len();
+    dst.resize(start + len, 0.0);
+    t.f_copy_data(&mut dst[start..], len)?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! Parquet output (design.md section 3): per shard, `summary/<stem>.parquet` and
+//! `diagrams/<stem>.parquet`, zstd-compressed, with the graph and persistence conventions in the
+//! key-value metadata.
+//!
+//! A `ShardOutput` takes sample results in any order, holds the early ones back, and appends rows
+//! strictly by index, so files are identical whatever the worker count. Files are written under a
+//! hidden temporary name in their final folder and renamed only by `finish`; dropping an unfinished
+//! `ShardOutput` deletes them.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float32Builder, Float64Builder, Int64Builder, StringBuilder, UInt32Builder,
+    UInt64Builder, UInt8Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tempfile::NamedTempFile;
+
+use crate::topology::{ScopeDiagram, Summary};
+
+/// One sample's results, as the workers send them.
+#[derive(Debug, Clone)]
+pub struct SampleResult {
+    pub shard: usize,
+    pub index: usize,
+    pub label: Option<i64>,
+    pub pred: i64,
+    pub confidence: f32,
+    pub variant: &'static str,
+    pub scopes: Vec<ScopeDiagram>,
+}
+
+pub fn summary_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("index", DataType::UInt32, false),
+        Field::new("label", DataType::Int64, true),
+        Field::new("pred", DataType::Int64, false),
+        Field::new("confidence", DataType::Float32, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("n_vertices", DataType::UInt64, false),
+        Field::new("n_edges", DataType::UInt64, false),
+        Field::new("h0_pairs", DataType::UInt64, false),
+        Field::new("h0_essential", DataType::UInt64, false),
+        Field::new("h0_total_persistence", DataType::Float64, false),
+        Field::new("h0_max_persistence", DataType::Float64, false),
+        Field::new("h0_entropy", DataType::Float64, false),
+        Field::new("h1_count", DataType::UInt64, false),
+    ]))
+}
+
+pub fn diagrams_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("index", DataType::UInt32, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("dim", DataType::UInt8, false),
+        Field::new("birth", DataType::Float32, false),
+        Field::new("death", DataType::Float32, true),
+    ]))
+}
+
+#[derive(Default)]
+struct SummaryColumns {
+    shard: StringBuilder,
+    index: UInt32Builder,
+    label: Int64Builder,
+    pred: Int64Builder,
+    confidence: Float32Builder,
+    variant: StringBuilder,
+    scope: StringBuilder,
+    n_vertices: UInt64Builder,
+    n_edges: UInt64Builder,
+    h0_pairs: UInt64Builder,
+    h0_essential: UInt64Builder,
+    h0_total: Float64Builder,
+    h0_max: Float64Builder,
+    h0_entropy: Float64Builder,
+    h1_count: UInt64Builder,
+    rows: usize,
+}
+
+impl SummaryColumns {
+    fn push(&mut self, shard: &str, r: &SampleResult, scope: &str, s: &Summary) {
+        self.shard.append_value(shard);
+        self.index.append_value(r.index as u32);
+        self.label.append_option(r.label);
+        self.pred.append_value(r.pred);
+        self.confidence.append_value(r.confidence);
+        self.variant.append_value(r.variant);
+        self.scope.append_value(scope);
+        self.n_vertices.append_value(s.n_vertices);
+        self.n_edges.append_value(s.n_edges);
+        self.h0_pairs.append_value(s.h0_pairs);
+        self.h0_essential.append_value(s.h0_essential);
+        self.h0_total.append_value(s.h0_total_persistence);
+        self.h0_max.append_value(s.h0_max_persistence);
+        self.h0_entropy.append_value(s.h0_entropy);
+        self.h1_count.append_value(s.h1_count);
+        self.rows += 1;
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.rows = 0;
+        vec![
+            Arc::new(self.shard.finish()),
+            Arc::new(self.index.finish()),
+            Arc::new(self.label.finish()),
+            Arc::new(self.pred.finish()),
+            Arc::new(self.confidence.finish()),
+            Arc::new(self.variant.finish()),
+            Arc::new(self.scope.finish()),
+            Arc::new(self.n_vertices.finish()),
+            Arc::new(self.n_edges.finish()),
+            Arc::new(self.h0_pairs.finish()),
+            Arc::new(self.h0_essential.finish()),
+            Arc::new(self.h0_total.finish()),
+            Arc::new(self.h0_max.finish()),
+            Arc::new(self.h0_entropy.finish()),
+            Arc::new(self.h1_count.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+struct DiagramColumns {
+    shard: StringBuilder,
+    index: UInt32Builder,
+    variant: StringBuilder,
+    scope: StringBuilder,
+    dim: UInt8Builder,
+    birth: Float32Builder,
+    death: Float32Builder,
+    rows: usize,
+    /// Scratch for ordering one diagram's points.
+    points: Vec<(f32, Option<f32>)>,
+}
+
+impl DiagramColumns {
+    /// Appends one scope's diagram: dim 0 then dim 1; within a dim birth descending, then death
+    /// descending with essential classes (null death) last.
+    fn push(&mut self, shard: &str, r: &SampleResult, sd: &ScopeDiagram) {
+        let d = &sd.diagram;
+        self.points.clear();
+        self.points
+            .extend(d.h0.iter().map(|p| (p.birth, Some(p.death))));
+        self.points
+            .extend(d.h0_essential.iter().map(|&b| (b, None)));
+        sort_points(&mut self.points);
+        let n0 = self.points.len();
+        self.points.extend(d.h1.iter().map(|&b| (b, None)));
+        sort_points(&mut self.points[n0..]);
+        for (i, &(birth, death)) in self.points.iter().enumerate() {
+            self.shard.append_value(shard);
+            self.index.append_value(r.index as u32);
+            self.variant.append_value(r.variant);
+            self.scope.append_value(&sd.scope);
+            self.dim.append_value(if i < n0 { 0 } else { 1 });
+            self.birth.append_value(birth);
+            self.death.append_option(death);
+        }
+        self.rows += self.points.len();
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.rows = 0;
+        vec![
+            Arc::new(self.shard.finish()),
+            Arc::new(self.index.finish()),
+            Arc::new(self.variant.finish()),
+            Arc::new(self.scope.finish()),
+            Arc::new(self.dim.finish()),
+            Arc::new(self.birth.finish()),
+            Arc::new(self.death.finish()),
+        ]
+    }
+}
+
+fn sort_points(points: &mut [(f32, Option<f32>)]) {
+    points.sort_by(|a, b| {
+        b.0.total_cmp(&a.0).then_with(|| match (a.1, b.1) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        })
+    });
+}
+
+/// A Parquet file being written under a temporary name.
+struct PendingFile {
+    writer: ArrowWriter<File>,
+    temp: NamedTempFile,
+    final_path: PathBuf,
+    schema: SchemaRef,
+}
+
+impl PendingFile {
+    fn create(
+        dir: &Path,
+        stem: &str,
+        schema: SchemaRef,
+        metadata: &[(String, String)],
+    ) -> anyhow::Result<PendingFile> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create output folder {}: {e}; check output.dir and its permissions",
+                dir.display()
+            )
+        })?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{stem}."))
+            .suffix(".parquet.partial")
+            .tempfile_in(dir)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot create a file in {}: {e}; check output.dir and its permissions",
+                    dir.display()
+                )
+            })?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_key_value_metadata(Some(
+                metadata
+                    .iter()
+                    .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.clone(), v.clone()))
+                    .collect(),
+            ))
+            .build();
+        let writer = ArrowWriter::try_new(temp.reopen()?, schema.clone(), Some(props))?;
+        Ok(PendingFile {
+            writer,
+            temp,
+            final_path: dir.join(format!("{stem}.parquet")),
+            schema,
+        })
+    }
+
+    fn write(&mut self, columns: Vec<ArrayRef>) -> anyhow::Result<()> {
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<PathBuf> {
+        self.writer.close()?;
+        self.temp.as_file().sync_all()?;
+        self.temp.persist(&self.final_path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot rename to {}: {}",
+                self.final_path.display(),
+                e.error
+            )
+        })?;
+        Ok(self.final_path)
+    }
+}
+
+/// Rows per Arrow batch handed to the Parquet writer.
+const FLUSH_ROWS: usize = 64 * 1024;
+
+/// The outputs of one shard, filled in index order.
+pub struct ShardOutput {
+    shard_name: String,
+    summary: Option<(PendingFile, SummaryColumns)>,
+    diagrams: Option<(PendingFile, DiagramColumns)>,
+    /// Results that arrived before their predecessors.
+    waiting: BTreeMap<usize, SampleResult>,
+    next_index: usize,
+}
+
+impl ShardOutput {
+    pub fn create(
+        out_dir: &Path,
+        shard_name: &str,
+        stem: &str,
+        summary: bool,
+        diagrams: bool,
+        metadata: &[(String, String)],
+    ) -> anyhow::Result<ShardOutput> {
+        let summary = if summary {
+            Some((
+                PendingFile::create(&out_dir.join("summary"), stem, summary_schema(), metadata)?,
+                SummaryColumns::default(),
+            ))
+        } else {
+            None
+        };
+        let diagrams = if diagrams {
+            Some((
+                PendingFile::create(&out_dir.join("diagrams"), stem, diagrams_schema(), metadata)?,
+                DiagramColumns::default(),
+            ))
+        } else {
+            None
+        };
+        Ok(ShardOutput {
+            shard_name: shard_name.to_string(),
+            summary,
+            diagrams,
+            waiting: BTreeMap::new(),
+            next_index: 0,
+        })
+    }
+
+    /// Number of samples written so far (all indices below it).
+    pub fn written(&self) -> usize {
+        self.next_index
+    }
+
+    /// Takes a result; writes it and every waiting successor once its turn comes.
+    pub fn add(&mut self, result: SampleResult) -> anyhow::Result<()> {
+        self.waiting.insert(result.index, result);
+        while let Some(r) = self.waiting.remove(&self.next_index) {
+            self.append(&r)?;
+            self.next_index += 1;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, r: &SampleResult) -> anyhow::Result<()> {
+        if let Some((file, cols)) = self.summary.as_mut() {
+            for sd in &r.scopes {
+                cols.push(&self.shard_name, r, &sd.scope, &Summary::of(&sd.diagram));
+            }
+            if cols.rows >= FLUSH_ROWS {
+                file.write(cols.finish())?;
+            }
+        }
+        if let Some((file, cols)) = self.diagrams.as_mut() {
+            for sd in &r.scopes {
+                cols.push(&self.shard_name, r, sd);
+            }
+            if cols.rows >= FLUSH_ROWS {
+                file.write(cols.finish())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the remaining rows and renames the files to their final names.
+    pub fn finish(mut self) -> anyhow::Result<Vec<PathBuf>> {
+        anyhow::ensure!(
+            self.waiting.is_empty(),
+            "results past index {} never got their predecessors",
+            self.next_index
+        );
+        let mut paths = Vec::new();
+        if let Some((mut file, mut cols)) = self.summary.take() {
+            if cols.rows > 0 {
+                file.write(cols.finish())?;
+            }
+            paths.push(file.finish()?);
+        }
+        if let Some((mut file, mut cols)) = self.diagrams.take() {
+            if cols.rows > 0 {
+                file.write(cols.finish())?;
+            }
+            paths.push(file.finish()?);
+        }
+        Ok(paths)
+    }
+}

@@ -1,0 +1,184 @@
+"""End-to-end check of `actopo run` against PyTorch + GUDHI (not against actopo's own core).
+
+Real images (Fashion-MNIST test split) go through the real binary from two shard formats: a Parquet
+shard laid out like a dataset hub's (an `image` struct of PNG bytes and a `label`) and an `.npz`
+shard (uint8). The models are the trained demo CCFF (models/ccff.*, when present) and a small conv
+net with bias, stride, padding and pools. The written Parquet is compared, sample by sample, with:
+  - PyTorch's prediction and softmax confidence for the same weights and inputs;
+  - GUDHI's persistence of the activation graph built independently (torch unfold) from PyTorch's
+    activations: H0 pairs and essential classes in the diagrams table, every summary column.
+Prints 'e2e: N passed, M failed'; exit code 1 on any failure.
+"""
+
+import argparse
+import io
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn as nn
+from PIL import Image
+from safetensors.torch import load_file
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import gudhi_crosscheck as gc  # noqa: E402
+
+ROOT = HERE.parent.parent
+
+
+def write_shards(folder, x_u8, labels):
+    """Half the images as a hub-style Parquet shard (PNG bytes), half as .npz."""
+    half = len(x_u8) // 2
+    rows = []
+    for img in x_u8[:half]:
+        buf = io.BytesIO()
+        Image.fromarray(img[0]).save(buf, format="PNG")
+        rows.append({"bytes": buf.getvalue(), "path": None})
+    table = pa.table({
+        "image": pa.array(rows, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "label": pa.array(labels[:half], type=pa.int64()),
+    })
+    pq.write_table(table, folder / "part-0.parquet")
+    np.savez(folder / "part-1.npz", x=x_u8[half:], y=labels[half:].astype(np.int64))
+    return [("part-0.parquet", 0, half), ("part-1.npz", half, len(x_u8))]
+
+
+def run_actopo(bin_path, folder, spec, name, extra=""):
+    cfg = folder / f"{name}.toml"
+    cfg.write_text(f"""
+[model]
+spec = "{spec}"
+device = "cpu"
+[data]
+shards = ["shards/*"]
+[pipeline]
+batch_size = 7
+workers = 2
+[graph]
+scopes = ["network", "layers"]
+[output]
+dir = "out-{name}"
+{extra}
+""")
+    subprocess.run([bin_path, "run", str(cfg)], check=True)
+    return folder / f"out-{name}"
+
+
+def compare(name, model, layers, out_dir, shards, x, labels):
+    failures, passed = 0, 0
+    ops = gc.graph_ops(layers)
+    captured = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, key=key: captured.__setitem__(key, inp[0].detach().clone()))
+             for key, m in ops]
+    with torch.no_grad():
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    probs = torch.softmax(logits, 1)
+    offsets, next_id, cur = [], int(np.prod(x.shape[1:])), 0
+    with torch.no_grad():
+        h = x[:1]
+        for _, m, _ in layers:
+            h = m(h)
+            if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d)):
+                offsets.append((cur, next_id))
+                cur = next_id
+                next_id += h[0].numel()
+    for shard, lo, hi in shards:
+        stem = shard.rsplit(".", 1)[0]
+        summary = pq.read_table(out_dir / "summary" / f"{stem}.parquet").to_pylist()
+        diagrams = pq.read_table(out_dir / "diagrams" / f"{stem}.parquet").to_pylist()
+        n_scopes = 1 + len(ops)
+        if len(summary) != (hi - lo) * n_scopes:
+            print(f"FAIL {name} {shard}: {len(summary)} summary rows, expected {(hi - lo) * n_scopes}")
+            failures += 1
+            continue
+        by_key = {}
+        for r in diagrams:
+            by_key.setdefault((r["index"], r["scope"]), []).append(r)
+        for row in summary:
+            i = lo + row["index"]
+            problems = []
+            if row["shard"] != shard or row["variant"] != "clean" or row["label"] != int(labels[i]):
+                problems.append(f"shard/variant/label {row['shard']} {row['variant']} {row['label']}")
+            if row["pred"] != int(logits[i].argmax()):
+                problems.append(f"pred {row['pred']} vs PyTorch {int(logits[i].argmax())}")
+            if abs(row["confidence"] - float(probs[i].max())) > 1e-6:
+                problems.append(f"confidence {row['confidence']} vs PyTorch {float(probs[i].max())}")
+            per_op = [gc.op_edges(m, captured[key][i], s, d, "all") for (key, m), (s, d) in zip(ops, offsets)]
+            if row["scope"] == "network":
+                src, dst, wt = (np.concatenate(p) for p in zip(*per_op))
+            else:
+                src, dst, wt = per_op[[k for k, _ in ops].index(row["scope"])]
+            finite, essential, _, nv = gc.gudhi_diagram(src, dst, wt, False)
+            h1_count = len(wt) - nv + len(essential)
+            total, mx, ent = gc.summary_of(finite)
+            expect = {"n_edges": len(wt), "n_vertices": nv, "h0_pairs": len(finite), "h0_essential": len(essential),
+                      "h1_count": h1_count}
+            for k, v in expect.items():
+                if row[k] != v:
+                    problems.append(f"{k} {row[k]} vs {v}")
+            for k, v in [("h0_total_persistence", total), ("h0_max_persistence", mx), ("h0_entropy", ent)]:
+                if not gc.close(row[k], v):
+                    problems.append(f"{k} {row[k]} vs GUDHI {v}")
+            points = by_key.get((row["index"], row["scope"]), [])
+            ours = [(p["birth"], p["death"]) for p in points if p["dim"] == 0]
+            want = sorted([(float(np.float32(b)), float(np.float32(d))) for b, d in finite]
+                          + [(float(np.float32(b)), None) for b in essential],
+                          key=lambda t: (-t[0], -(t[1] if t[1] is not None else -math.inf)))
+            if ours != want:
+                problems.append(f"diagram rows differ ({len(ours)} vs GUDHI {len(want)})")
+            if problems:
+                failures += 1
+                print(f"FAIL {name} {shard} index {row['index']} {row['scope']}: {'; '.join(problems)}")
+            else:
+                passed += 1
+    print(f"{name}: {passed} summary rows match PyTorch + GUDHI, {failures} differ")
+    return passed, failures
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=str(ROOT / "target/release/actopo"))
+    ap.add_argument("--samples", type=int, default=8)
+    args = ap.parse_args()
+    test = gc.fashion("t10k", args.samples)
+    if test is None:
+        print("e2e: Fashion-MNIST is not installed (scripts/setup.sh installs dataset-fashion-mnist)")
+        sys.exit(1)
+    x, labels = test
+    x_u8 = (x.numpy() * 255).round().astype(np.uint8)
+    x = torch.from_numpy(x_u8.astype(np.float32) / 255.0)
+    total_pass, total_fail = 0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "shards").mkdir()
+        shards = write_shards(folder / "shards", x_u8, labels.numpy())
+
+        torch.manual_seed(5)
+        _, _, layers = gc.net_small_conv()
+        model, spec = gc.write_model(folder, "small_conv", [1, 28, 28], layers)
+        out = run_actopo(args.bin, folder, spec.name, "small_conv")
+        p, f = compare("small_conv", model, layers, out, shards, x, labels)
+        total_pass, total_fail = total_pass + p, total_fail + f
+
+        if (ROOT / "models/ccff.safetensors").exists():
+            _, _, layers = gc.net_ccff()
+            model = nn.Sequential(*[m for _, m, _ in layers]).eval()
+            model.load_state_dict(load_file(str(ROOT / "models/ccff.safetensors")))
+            out = run_actopo(args.bin, folder, str(ROOT / "models/ccff.toml"), "ccff")
+            p, f = compare("ccff (trained)", model, layers, out, shards, x, labels)
+            total_pass, total_fail = total_pass + p, total_fail + f
+    print(f"e2e: {total_pass} passed, {total_fail} failed")
+    sys.exit(1 if total_fail else 0)
+
+
+if __name__ == "__main__":
+    main()
