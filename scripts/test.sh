@@ -8,3 +8,5 @@ echo "== cargo test"
 cargo test --release
 echo "== GUDHI cross-check on real conv nets"
 "$PYTHON" tests/python/gudhi_crosscheck.py --bin target/release/actopo --samples 3
+echo "== end-to-end: actopo run on real images vs PyTorch + GUDHI"
+"$PYTHON" tests/python/e2e_gudhi.py --bin target/release/actopo --samples 16

@@ -66,6 +66,16 @@ pub struct ReadOptions {
     pub limit: usize,
 }
 
+impl DataError {
+    /// The message without the file name (for callers that name the file themselves).
+    pub fn without_path(&self) -> String {
+        match self.sample {
+            Some(s) => format!("sample {s}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
 impl ReadOptions {
     fn sample_len(&self) -> usize {
         self.input_shape.iter().product()
@@ -322,13 +332,15 @@ fn read_npz(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
         [_, c, h, w] => [*c, *h, *w],
         [_, h, w] => [1, *h, *w],
         [_, f] => [*f, 1, 1],
-        _ => return Err(err(
-            path,
-            None,
-            format!(
+        _ => {
+            return Err(err(
+                path,
+                None,
+                format!(
                 "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
             ),
-        )),
+            ))
+        }
     };
     let n = shape[0];
     check_shape(path, None, chw, opts)?;
@@ -339,7 +351,7 @@ fn read_npz(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
             "array `x` is in Fortran order; save it C-contiguous (np.ascontiguousarray)",
         ));
     }
-    let descr = x.dtype().descr();
+    let descr = x.dtype().descr().trim_matches('\'').to_string();
     let values: Vec<f32> = match descr.as_str() {
         "|u1" => x
             .into_vec::<u8>()
@@ -363,7 +375,7 @@ fn read_npz(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
     {
         None => None,
         Some(y) => {
-            let descr = y.dtype().descr();
+            let descr = y.dtype().descr().trim_matches('\'').to_string();
             let v: Vec<i64> = match &descr[1..] {
                 "u1" => y
                     .into_vec::<u8>()

@@ -254,6 +254,14 @@ impl PendingFile {
     fn finish(self) -> anyhow::Result<PathBuf> {
         self.writer.close()?;
         self.temp.as_file().sync_all()?;
+        // Temporary files are created private (0600); outputs are ordinary readable files.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            self.temp
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
         self.temp.persist(&self.final_path).map_err(|e| {
             anyhow::anyhow!(
                 "cannot rename to {}: {}",

@@ -51,7 +51,7 @@ def write_shards(folder, x_u8, labels):
 
 
 def run_actopo(bin_path, folder, spec, name, extra=""):
-    cfg = folder / f"{name}.toml"
+    cfg = folder / f"run-{name}.toml"
     cfg.write_text(f"""
 [model]
 spec = "{spec}"
