@@ -17,37 +17,8 @@ use actopo::topology::{
 use actopo::weights::{Tensor, Weights};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-const CCFF: &str = r#"
-format_version = 1
-name = "ccff"
-input_shape = [1, 28, 28]
-[[layers]]
-op = "conv2d"
-out_channels = 3
-kernel_size = 5
-bias = false
-[[layers]]
-op = "relu"
-[[layers]]
-op = "conv2d"
-out_channels = 3
-kernel_size = 3
-bias = false
-[[layers]]
-op = "relu"
-[[layers]]
-op = "flatten"
-[[layers]]
-op = "linear"
-out_features = 256
-bias = false
-[[layers]]
-op = "relu"
-[[layers]]
-op = "linear"
-out_features = 10
-bias = false
-"#;
+/// The demo model's spec (its weights are not used: the benchmark makes its own).
+const CCFF: &str = include_str!("../models/ccff.toml");
 
 struct Rng(u64);
 impl Rng {

@@ -537,37 +537,7 @@ fn resolve_op(e: &LayerEntry, shape: &[usize]) -> Result<(Op, Shape), String> {
 mod tests {
     use super::*;
 
-    const CCFF: &str = r#"
-format_version = 1
-name = "ccff"
-input_shape = [1, 28, 28]
-[[layers]]
-op = "conv2d"
-out_channels = 3
-kernel_size = 5
-bias = false
-[[layers]]
-op = "relu"
-[[layers]]
-op = "conv2d"
-out_channels = 3
-kernel_size = 3
-bias = false
-[[layers]]
-op = "relu"
-[[layers]]
-op = "flatten"
-[[layers]]
-op = "linear"
-out_features = 256
-bias = false
-[[layers]]
-op = "relu"
-[[layers]]
-op = "linear"
-out_features = 10
-bias = false
-"#;
+    const CCFF: &str = include_str!("../models/ccff.toml");
 
     #[test]
     fn resolves_ccff_shapes_and_default_names() {

@@ -82,15 +82,7 @@ def compare(name, model, layers, out_dir, shards, x, labels):
     for h in hooks:
         h.remove()
     probs = torch.softmax(logits, 1)
-    offsets, next_id, cur = [], int(np.prod(x.shape[1:])), 0
-    with torch.no_grad():
-        h = x[:1]
-        for _, m, _ in layers:
-            h = m(h)
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d)):
-                offsets.append((cur, next_id))
-                cur = next_id
-                next_id += h[0].numel()
+    offsets = gc.unit_offsets(layers, list(x.shape[1:]))
     for shard, lo, hi in shards:
         stem = shard.rsplit(".", 1)[0]
         summary = pq.read_table(out_dir / "summary" / f"{stem}.parquet").to_pylist()

@@ -158,6 +158,23 @@ def graph_ops(layers):
             if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d))]
 
 
+def unit_offsets(layers, input_shape, include_input=True):
+    """(source offset or None, destination offset) of each graph op's units, computed here
+    independently of actopo: the input first (when included), then each graph op's output."""
+    offsets = []
+    next_id = int(np.prod(input_shape)) if include_input else 0
+    cur = 0 if include_input else None
+    with torch.no_grad():
+        h = torch.zeros(1, *input_shape)
+        for _, m, _ in layers:
+            h = m(h)
+            if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d)):
+                offsets.append((cur, next_id))
+                cur = next_id
+                next_id += h[0].numel()
+    return offsets
+
+
 def pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
@@ -270,19 +287,7 @@ def check(net_fn, folder, bin_path, n_samples, images, options, train_steps):
     subprocess.run(cmd, check=True)
     ours = json.loads(out_path.read_text())
 
-    # Unit offsets, computed here independently of actopo.
-    offsets = []
-    next_id = int(np.prod(input_shape)) if include_input else 0
-    cur = 0 if include_input else None
-    shape_probe = torch.zeros(1, *input_shape)
-    with torch.no_grad():
-        h = shape_probe
-        for _, m, _ in layers:
-            h = m(h)
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d)):
-                offsets.append((cur, next_id))
-                cur = next_id
-                next_id += h[0].numel()
+    offsets = unit_offsets(layers, input_shape, include_input)
 
     failures = 0
     compared = 0
