@@ -287,7 +287,11 @@ impl Settings {
                     .collect(),
             )
         })?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // The config's folder ("config.toml" alone has an empty parent: the current folder).
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let base = std::fs::canonicalize(&base).unwrap_or(base);
         let settings = Settings::check(&mut config, &base, &mut problems);
         if !problems.is_empty() {

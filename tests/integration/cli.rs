@@ -460,3 +460,19 @@ fn validate_and_inspect_describe_the_model() {
     assert!(out.contains("107 units"), "{out}");
     assert!(out.contains("[2, 4, 4]"), "{out}");
 }
+
+#[test]
+fn relative_paths_are_relative_to_the_config_file_not_the_working_folder() {
+    let f = Fixture::new();
+    let config = f.path("config.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_actopo"))
+        .args(["run", config.to_str().unwrap(), "--set", "data.limit=2"])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(f.path("out/summary/b-images-idx3-ubyte.parquet").exists());
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(f.path("out/manifest.json")).unwrap()).unwrap();
+    let spec = manifest["model"]["spec"].as_str().unwrap();
+    assert!(Path::new(spec).is_absolute() && spec.ends_with("tiny.toml"), "{spec}");
+}
