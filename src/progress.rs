@@ -23,9 +23,10 @@ impl Progress {
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
             ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {pos}/{len} samples  {per_sec}  ETA {eta}  {msg}",
+                "{prefix:>12} [{bar:30}] {pos}/{len}  {rate}  ETA {eta}  {msg}",
             )
             .expect("valid template")
+            .with_key("rate", rate)
             .progress_chars("=> "),
         );
         overall.set_prefix("all");
@@ -70,6 +71,11 @@ impl Progress {
     pub fn finish(&self) {
         self.overall.finish_and_clear();
     }
+}
+
+/// Samples per second, without indicatif's four decimals.
+fn rate(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = write!(w, "{:.0} samples/s", state.per_sec());
 }
 
 fn truncate(s: &str, n: usize) -> String {
