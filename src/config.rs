@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::perturb::{resolve_attacks, Attack, AttackEntry};
 use crate::topology::{GraphOptions, HomologyOptions, MaxPoolEdges, Scopes, VertexBirth};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,6 +42,8 @@ pub struct DataConfig {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub limit: u64,
+    /// Valid range of raw input values (before mean/std); perturbed inputs are kept inside it.
+    pub clip: [f32; 2],
 }
 
 impl Default for DataConfig {
@@ -53,6 +56,7 @@ impl Default for DataConfig {
             mean: vec![0.0],
             std: vec![1.0],
             limit: 0,
+            clip: [0.0, 1.0],
         }
     }
 }
@@ -62,6 +66,8 @@ impl Default for DataConfig {
 pub struct PipelineConfig {
     pub batch_size: usize,
     pub workers: usize,
+    /// Seeds every random draw (noise, PGD random starts), per sample.
+    pub seed: u64,
 }
 
 impl Default for PipelineConfig {
@@ -69,6 +75,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             batch_size: 128,
             workers: 0,
+            seed: 0,
         }
     }
 }
@@ -128,6 +135,8 @@ pub struct Config {
     pub graph: GraphConfig,
     pub homology: HomologyConfig,
     pub output: OutputConfig,
+    /// Perturbed variants computed for every input besides the clean one.
+    pub attacks: Vec<AttackEntry>,
 }
 
 /// Where to run the forward pass.
@@ -162,6 +171,8 @@ pub struct Settings {
     pub graph: GraphOptions,
     pub homology: HomologyOptions,
     pub workers: usize,
+    /// Checked `[[attacks]]`, in config order (the variants after `clean`).
+    pub attacks: Vec<Attack>,
 }
 
 /// All problems found in a configuration.
@@ -205,6 +216,11 @@ fn unknown_keys(
         match known_map.get(k) {
             None => out.push(path),
             Some(kv) if kv.is_object() => unknown_keys(v, kv, &path, out),
+            Some(serde_json::Value::Array(kinds)) if kinds.len() == 1 && kinds[0].is_object() => {
+                for (i, item) in v.as_array().into_iter().flatten().enumerate() {
+                    unknown_keys(item, &kinds[0], &format!("{path}[{i}]"), out);
+                }
+            }
             Some(_) => {}
         }
     }
@@ -263,7 +279,10 @@ impl Settings {
         // Unknown keys, all of them, before typed extraction (which stops at the first).
         match figment.extract::<serde_json::Value>() {
             Ok(value) => {
-                let known = serde_json::to_value(Config::default()).expect("defaults serialize");
+                let mut known =
+                    serde_json::to_value(Config::default()).expect("defaults serialize");
+                // Every [[attacks]] table is checked against the keys an attack can take.
+                known["attacks"] = serde_json::json!([AttackEntry::default()]);
                 let mut unknown = Vec::new();
                 unknown_keys(&value, &known, "", &mut unknown);
                 for key in unknown {
@@ -294,6 +313,10 @@ impl Settings {
         };
         let base = std::fs::canonicalize(&base).unwrap_or(base);
         let settings = Settings::check(&mut config, &base, &mut problems);
+        let attacks = resolve_attacks(&config.attacks).unwrap_or_else(|p| {
+            problems.extend(p);
+            Vec::new()
+        });
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -310,6 +333,7 @@ impl Settings {
             graph,
             homology,
             workers,
+            attacks,
         })
     }
 
@@ -380,6 +404,12 @@ impl Settings {
                 "`data.mean` ({} values) and `data.std` ({} values) need one value per channel each",
                 c.data.mean.len(),
                 c.data.std.len()
+            ));
+        }
+        if !(c.data.clip[0] < c.data.clip[1]) {
+            problems.push(format!(
+                "`data.clip` = {:?}: the lower bound must be below the upper one",
+                c.data.clip
             ));
         }
         if c.data.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {

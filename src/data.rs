@@ -3,7 +3,7 @@
 //!
 //! `list_shards` expands the globs in sorted order; `read_shard` decodes one shard into raw sample
 //! values (8-bit images scaled to [0, 1]) checked against the model's input shape. Normalisation
-//! with mean/std happens in the reader stage (`Normalizer`).
+//! with mean/std happens in the model (`forward`), so attacks can work in raw units.
 
 use std::fs::File;
 use std::io::Read;
@@ -605,47 +605,20 @@ fn list_at(array: &dyn Array, row: usize) -> arrow::array::ArrayRef {
     }
 }
 
-/// Per-channel (x - mean) / std, in place.
-#[derive(Debug, Clone)]
-pub struct Normalizer {
-    mean: Vec<f32>,
-    std: Vec<f32>,
-    plane: usize,
-}
-
-impl Normalizer {
-    /// `channels` and `plane` (H * W) describe one sample; a single mean/std applies to every channel.
-    pub fn new(
-        mean: &[f32],
-        std: &[f32],
-        channels: usize,
-        plane: usize,
-    ) -> Result<Normalizer, String> {
-        let expand = |v: &[f32], key: &str| -> Result<Vec<f32>, String> {
-            match v.len() {
-                1 => Ok(vec![v[0]; channels]),
-                n if n == channels => Ok(v.to_vec()),
-                n => Err(format!("`data.{key}` has {n} values but the model input has {channels} channels; give 1 or {channels}")),
-            }
-        };
-        Ok(Normalizer {
-            mean: expand(mean, "mean")?,
-            std: expand(std, "std")?,
-            plane,
-        })
-    }
-
-    pub fn apply(&self, x: &mut [f32]) {
-        if self.mean.iter().all(|&m| m == 0.0) && self.std.iter().all(|&s| s == 1.0) {
-            return;
+/// One mean and one std per input channel: a single value applies to every channel.
+pub fn channel_stats(
+    mean: &[f32],
+    std: &[f32],
+    channels: usize,
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let expand = |v: &[f32], key: &str| -> Result<Vec<f32>, String> {
+        match v.len() {
+            1 => Ok(vec![v[0]; channels]),
+            n if n == channels => Ok(v.to_vec()),
+            n => Err(format!("`data.{key}` has {n} values but the model input has {channels} channels; give 1 or {channels}")),
         }
-        let channels = self.mean.len();
-        for (i, chunk) in x.chunks_mut(self.plane).enumerate() {
-            let c = i % channels;
-            let (m, s) = (self.mean[c], self.std[c]);
-            chunk.iter_mut().for_each(|v| *v = (*v - m) / s);
-        }
-    }
+    };
+    Ok((expand(mean, "mean")?, expand(std, "std")?))
 }
 
 #[cfg(test)]
@@ -671,12 +644,16 @@ mod tests {
     }
 
     #[test]
-    fn normalizer_per_channel() {
-        let n = Normalizer::new(&[0.5, 0.0], &[0.5, 2.0], 2, 2).unwrap();
-        let mut x = vec![1.0, 0.5, 4.0, 2.0, 0.0, 1.0, 0.0, 2.0];
-        n.apply(&mut x);
-        assert_eq!(x, vec![1.0, 0.0, 2.0, 1.0, -1.0, 1.0, 0.0, 1.0]);
-        assert!(Normalizer::new(&[0.1, 0.2], &[1.0, 1.0], 3, 4)
+    fn channel_stats_broadcast_or_match() {
+        assert_eq!(
+            channel_stats(&[0.5], &[2.0], 3).unwrap(),
+            (vec![0.5; 3], vec![2.0; 3])
+        );
+        assert_eq!(
+            channel_stats(&[0.1, 0.2], &[1.0, 1.0], 2).unwrap().0,
+            vec![0.1, 0.2]
+        );
+        assert!(channel_stats(&[0.1, 0.2], &[1.0, 1.0], 3)
             .unwrap_err()
             .contains("data.mean"));
     }

@@ -3,7 +3,8 @@
 //! One module per pipeline stage:
 //! - `config`: the layered run configuration (figment);
 //! - `data`: shard listing and decoding (Parquet, IDX, npz);
-//! - `forward`: the forward pass, the only module that uses tch;
+//! - `forward`: the forward pass and gradient attacks, the only module that uses tch;
+//! - `perturb`: attack definitions, seeded noise, norms (no tch);
 //! - `topology`: activation graphs and persistence, pure Rust;
 //! - `output`: Parquet writing in index order with atomic renames; `manifest`: the run record;
 //! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars.
@@ -16,6 +17,7 @@ pub mod forward;
 pub mod manifest;
 pub mod model;
 pub mod output;
+pub mod perturb;
 pub mod pipeline;
 pub mod progress;
 pub mod spec;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::perturb::Attack;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
@@ -48,6 +49,10 @@ pub struct Manifest {
     pub device: String,
     pub model: ModelInfo,
     pub conventions: BTreeMap<String, String>,
+    /// The `variant` values, in row order: `clean`, then the attacks.
+    pub variants: Vec<String>,
+    /// The attacks with every parameter resolved (defaults filled in).
+    pub attacks: Vec<Attack>,
     pub shards: Vec<ShardEntry>,
 }
 

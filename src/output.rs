@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float32Builder, Float64Builder, Int64Builder, StringBuilder, UInt32Builder,
-    UInt64Builder, UInt8Builder,
+    ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder,
+    UInt32Builder, UInt64Builder, UInt8Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -23,6 +23,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use tempfile::NamedTempFile;
 
+use crate::perturb::AttackStats;
 use crate::topology::{ScopeDiagram, Summary};
 
 /// One sample's results, as the workers send them.
@@ -30,10 +31,13 @@ use crate::topology::{ScopeDiagram, Summary};
 pub struct SampleResult {
     pub shard: usize,
     pub index: usize,
+    /// Position in the variant list (0 = clean).
+    pub variant: usize,
     pub label: Option<i64>,
     pub pred: i64,
     pub confidence: f32,
-    pub variant: &'static str,
+    /// None for the clean variant.
+    pub attack: Option<AttackStats>,
     pub scopes: Vec<ScopeDiagram>,
 }
 
@@ -54,6 +58,9 @@ pub fn summary_schema() -> SchemaRef {
         Field::new("h0_max_persistence", DataType::Float64, false),
         Field::new("h0_entropy", DataType::Float64, false),
         Field::new("h1_count", DataType::UInt64, false),
+        Field::new("attack_success", DataType::Boolean, true),
+        Field::new("perturbation_linf", DataType::Float32, true),
+        Field::new("perturbation_l2", DataType::Float32, true),
     ]))
 }
 
@@ -86,17 +93,20 @@ struct SummaryColumns {
     h0_max: Float64Builder,
     h0_entropy: Float64Builder,
     h1_count: UInt64Builder,
+    attack_success: BooleanBuilder,
+    perturbation_linf: Float32Builder,
+    perturbation_l2: Float32Builder,
     rows: usize,
 }
 
 impl SummaryColumns {
-    fn push(&mut self, shard: &str, r: &SampleResult, scope: &str, s: &Summary) {
+    fn push(&mut self, shard: &str, variant: &str, r: &SampleResult, scope: &str, s: &Summary) {
         self.shard.append_value(shard);
         self.index.append_value(r.index as u32);
         self.label.append_option(r.label);
         self.pred.append_value(r.pred);
         self.confidence.append_value(r.confidence);
-        self.variant.append_value(r.variant);
+        self.variant.append_value(variant);
         self.scope.append_value(scope);
         self.n_vertices.append_value(s.n_vertices);
         self.n_edges.append_value(s.n_edges);
@@ -106,6 +116,11 @@ impl SummaryColumns {
         self.h0_max.append_value(s.h0_max_persistence);
         self.h0_entropy.append_value(s.h0_entropy);
         self.h1_count.append_value(s.h1_count);
+        self.attack_success
+            .append_option(r.attack.map(|a| a.success));
+        self.perturbation_linf
+            .append_option(r.attack.map(|a| a.linf));
+        self.perturbation_l2.append_option(r.attack.map(|a| a.l2));
         self.rows += 1;
     }
 
@@ -127,6 +142,9 @@ impl SummaryColumns {
             Arc::new(self.h0_max.finish()),
             Arc::new(self.h0_entropy.finish()),
             Arc::new(self.h1_count.finish()),
+            Arc::new(self.attack_success.finish()),
+            Arc::new(self.perturbation_linf.finish()),
+            Arc::new(self.perturbation_l2.finish()),
         ]
     }
 }
@@ -148,7 +166,7 @@ struct DiagramColumns {
 impl DiagramColumns {
     /// Appends one scope's diagram: dim 0 then dim 1; within a dim birth descending, then death
     /// descending with essential classes (null death) last.
-    fn push(&mut self, shard: &str, r: &SampleResult, sd: &ScopeDiagram) {
+    fn push(&mut self, shard: &str, variant: &str, r: &SampleResult, sd: &ScopeDiagram) {
         let d = &sd.diagram;
         self.points.clear();
         self.points
@@ -162,7 +180,7 @@ impl DiagramColumns {
         for (i, &(birth, death)) in self.points.iter().enumerate() {
             self.shard.append_value(shard);
             self.index.append_value(r.index as u32);
-            self.variant.append_value(r.variant);
+            self.variant.append_value(variant);
             self.scope.append_value(&sd.scope);
             self.dim.append_value(if i < n0 { 0 } else { 1 });
             self.birth.append_value(birth);
@@ -281,9 +299,11 @@ pub struct ShardOutput {
     shard_name: String,
     summary: Option<(PendingFile, SummaryColumns)>,
     diagrams: Option<(PendingFile, DiagramColumns)>,
-    /// Results that arrived before their predecessors.
+    /// Variant names; rows go by index, then variant in this order.
+    variants: Arc<Vec<String>>,
+    /// Results that arrived before their predecessors, by index * variants + variant.
     waiting: BTreeMap<usize, SampleResult>,
-    next_index: usize,
+    next_key: usize,
 }
 
 impl ShardOutput {
@@ -291,6 +311,7 @@ impl ShardOutput {
         out_dir: &Path,
         shard_name: &str,
         stem: &str,
+        variants: Arc<Vec<String>>,
         summary: bool,
         diagrams: bool,
         metadata: &[(String, String)],
@@ -315,30 +336,39 @@ impl ShardOutput {
             shard_name: shard_name.to_string(),
             summary,
             diagrams,
+            variants,
             waiting: BTreeMap::new(),
-            next_index: 0,
+            next_key: 0,
         })
     }
 
-    /// Number of samples written so far (all indices below it).
+    /// Number of samples whose every variant is written.
     pub fn written(&self) -> usize {
-        self.next_index
+        self.next_key / self.variants.len()
     }
 
     /// Takes a result; writes it and every waiting successor once its turn comes.
     pub fn add(&mut self, result: SampleResult) -> anyhow::Result<()> {
-        self.waiting.insert(result.index, result);
-        while let Some(r) = self.waiting.remove(&self.next_index) {
+        let key = result.index * self.variants.len() + result.variant;
+        self.waiting.insert(key, result);
+        while let Some(r) = self.waiting.remove(&self.next_key) {
             self.append(&r)?;
-            self.next_index += 1;
+            self.next_key += 1;
         }
         Ok(())
     }
 
     fn append(&mut self, r: &SampleResult) -> anyhow::Result<()> {
+        let variant = &self.variants[r.variant];
         if let Some((file, cols)) = self.summary.as_mut() {
             for sd in &r.scopes {
-                cols.push(&self.shard_name, r, &sd.scope, &Summary::of(&sd.diagram));
+                cols.push(
+                    &self.shard_name,
+                    variant,
+                    r,
+                    &sd.scope,
+                    &Summary::of(&sd.diagram),
+                );
             }
             if cols.rows >= FLUSH_ROWS {
                 file.write(cols.finish())?;
@@ -346,7 +376,7 @@ impl ShardOutput {
         }
         if let Some((file, cols)) = self.diagrams.as_mut() {
             for sd in &r.scopes {
-                cols.push(&self.shard_name, r, sd);
+                cols.push(&self.shard_name, variant, r, sd);
             }
             if cols.rows >= FLUSH_ROWS {
                 file.write(cols.finish())?;
@@ -359,8 +389,8 @@ impl ShardOutput {
     pub fn finish(mut self) -> anyhow::Result<Vec<PathBuf>> {
         anyhow::ensure!(
             self.waiting.is_empty(),
-            "results past index {} never got their predecessors",
-            self.next_index
+            "results past row {} never got their predecessors",
+            self.next_key
         );
         let mut paths = Vec::new();
         if let Some((mut file, mut cols)) = self.summary.take() {

@@ -22,11 +22,12 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
 use crate::config::Settings;
-use crate::data::{self, Normalizer, ReadOptions, ShardSource};
+use crate::data::{self, ReadOptions, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
 use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
 use crate::model::Model;
 use crate::output::{SampleResult, ShardOutput};
+use crate::perturb::{self, Attack, AttackKind, AttackStats, SampleRng};
 use crate::progress::Progress;
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
 
@@ -56,11 +57,13 @@ enum Control {
     Failed { shard: usize, error: String },
 }
 
-/// Model -> workers: one sample, pointing into its batch's captured activations.
+/// Model -> workers: one (sample, variant), pointing into its batch's captured activations.
 struct Job {
     shard: usize,
     index: usize,
+    variant: usize,
     label: Option<i64>,
+    attack: Option<AttackStats>,
     row: usize,
     batch: Arc<ForwardOutput>,
 }
@@ -93,7 +96,9 @@ pub struct Prepared {
     pub model: Model,
     pub shards: Vec<ShardSource>,
     pub plan: GraphPlan,
-    pub normalizer: Normalizer,
+    /// Per-channel mean and std.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
     pub read_options: ReadOptions,
 }
 
@@ -109,17 +114,24 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
     })?;
     let plan = GraphPlan::new(&model.network, &model.weights, settings.graph)?;
     let shape = &model.network.input_shape;
-    let (channels, plane) = match shape.as_slice() {
-        [c, h, w] => (*c, h * w),
-        _ => (1, shape.iter().product()),
-    };
-    let normalizer = Normalizer::new(
+    let channels = if shape.len() == 3 { shape[0] } else { 1 };
+    let (mean, std) = data::channel_stats(
         &settings.config.data.mean,
         &settings.config.data.std,
         channels,
-        plane,
     )
     .map_err(|e| anyhow!("configuration {}: {e}", settings.config_path.display()))?;
+    for attack in &settings.attacks {
+        if matches!(attack.kind, AttackKind::GaussianBlur { .. }) && shape.len() != 3 {
+            anyhow::bail!(
+                "configuration {}: attack `{}` (gaussian_blur) needs image inputs but model {} takes {:?}; remove the attack",
+                settings.config_path.display(),
+                attack.name,
+                model.spec.path.display(),
+                shape
+            );
+        }
+    }
     let read_options = ReadOptions {
         input_shape: shape.clone(),
         image_column: settings.config.data.image_column.clone(),
@@ -130,9 +142,17 @@ pub fn prepare(settings: &Settings) -> anyhow::Result<Prepared> {
         model,
         shards,
         plan,
-        normalizer,
+        mean,
+        std,
         read_options,
     })
+}
+
+/// The `variant` names: `clean`, then the attacks in config order.
+pub fn variant_names(attacks: &[Attack]) -> Vec<String> {
+    std::iter::once("clean".to_string())
+        .chain(attacks.iter().map(|a| a.name.clone()))
+        .collect()
 }
 
 fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
@@ -172,10 +192,12 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
         model,
         shards,
         plan,
-        normalizer,
+        mean,
+        std,
         read_options,
     } = prepare(settings)?;
-    let tch_model = TchModel::new(&model, settings.device)?;
+    let tch_model = TchModel::new(&model, settings.device, &mean, &std)?;
+    let variants = Arc::new(variant_names(&settings.attacks));
     let device = device_name(tch_model.device());
     let out_dir = settings.config.output.dir.clone();
     std::fs::create_dir_all(&out_dir).with_context(|| {
@@ -205,6 +227,8 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
                 .collect(),
         },
         conventions: conventions.iter().cloned().collect(),
+        variants: variants.to_vec(),
+        attacks: settings.attacks.clone(),
         shards: shards
             .iter()
             .map(|s| ShardEntry {
@@ -233,7 +257,6 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
     runtime.spawn(read_shards(
         shards.clone(),
         read_options,
-        normalizer,
         batch_size,
         reader_tx,
     ));
@@ -255,6 +278,7 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
     let writer = {
         let shards = shards.clone();
         let out = settings.config.output.clone();
+        let variants = variants.clone();
         std::thread::Builder::new()
             .name("actopo-writer".into())
             .spawn(move || {
@@ -265,13 +289,21 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
                     diagrams: out.diagrams,
                     conventions,
                     manifest,
+                    variants,
                 }
                 .run(result_rx, control_rx)
             })
             .expect("spawn writer")
     };
 
-    let model_result = model_loop(&tch_model, reader_rx, job_tx, control_tx);
+    let stage = ModelStage {
+        model: &tch_model,
+        attacks: &settings.attacks,
+        clip: settings.config.data.clip,
+        seed: settings.config.pipeline.seed,
+        shard_names: shards.iter().map(|s| s.name.clone()).collect(),
+    };
+    let model_result = stage.run(reader_rx, job_tx, control_tx);
     for h in worker_handles {
         h.join().map_err(|_| anyhow!("a worker thread panicked"))?;
     }
@@ -295,7 +327,6 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
 async fn read_shards(
     shards: Vec<ShardSource>,
     options: ReadOptions,
-    normalizer: Normalizer,
     batch_size: usize,
     tx: tokio::sync::mpsc::Sender<ReaderMsg>,
 ) {
@@ -342,9 +373,7 @@ async fn read_shards(
         let mut x = samples.x;
         for start in (0..samples.n).step_by(batch_size) {
             let n = (samples.n - start).min(batch_size);
-            let mut batch =
-                x[start * samples.sample_len..(start + n) * samples.sample_len].to_vec();
-            normalizer.apply(&mut batch);
+            let batch = x[start * samples.sample_len..(start + n) * samples.sample_len].to_vec();
             let labels = samples
                 .labels
                 .as_ref()
@@ -367,59 +396,142 @@ async fn read_shards(
     }
 }
 
-/// Model stage: forward passes, then one job per sample.
-fn model_loop(
-    model: &TchModel,
-    mut rx: tokio::sync::mpsc::Receiver<ReaderMsg>,
-    jobs: Sender<Job>,
-    control: Sender<Control>,
-) -> anyhow::Result<()> {
-    let mut failed = std::collections::HashSet::new();
-    while let Some(msg) = rx.blocking_recv() {
-        match msg {
-            ReaderMsg::Shard { shard, samples } => {
-                control.send(Control::Started { shard, samples })?;
-            }
-            ReaderMsg::Failed { shard, error } => {
-                control.send(Control::Failed { shard, error })?;
-            }
-            ReaderMsg::Batch {
-                shard,
-                start,
-                n,
-                x,
-                labels,
-            } => {
-                if failed.contains(&shard) {
-                    continue;
+/// Model stage: owns tch. Per batch: the clean forward pass, then each attack and its forward
+/// pass, then one job per (sample, variant).
+struct ModelStage<'a> {
+    model: &'a TchModel,
+    attacks: &'a [Attack],
+    clip: [f32; 2],
+    seed: u64,
+    shard_names: Vec<String>,
+}
+
+/// One variant of a batch: its forward pass and, for attacks, per-sample stats.
+struct VariantBatch {
+    output: Arc<ForwardOutput>,
+    stats: Option<Vec<AttackStats>>,
+}
+
+impl ModelStage<'_> {
+    fn run(
+        &self,
+        mut rx: tokio::sync::mpsc::Receiver<ReaderMsg>,
+        jobs: Sender<Job>,
+        control: Sender<Control>,
+    ) -> anyhow::Result<()> {
+        let mut failed = std::collections::HashSet::new();
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                ReaderMsg::Shard { shard, samples } => {
+                    control.send(Control::Started { shard, samples })?;
                 }
-                let out = match model.forward(&x, n) {
-                    Ok(out) => Arc::new(out),
-                    Err(e) => {
-                        failed.insert(shard);
-                        control.send(Control::Failed {
-                            shard,
-                            error: format!("forward pass of samples {start}..{}: {e:#}", start + n),
-                        })?;
+                ReaderMsg::Failed { shard, error } => {
+                    control.send(Control::Failed { shard, error })?;
+                }
+                ReaderMsg::Batch {
+                    shard,
+                    start,
+                    n,
+                    x,
+                    labels,
+                } => {
+                    if failed.contains(&shard) {
                         continue;
                     }
-                };
-                for row in 0..n {
-                    let job = Job {
-                        shard,
-                        index: start + row,
-                        label: labels.as_ref().map(|l| l[row]),
-                        row,
-                        batch: out.clone(),
+                    let variants = match self.batch(shard, start, n, &x, labels.as_deref()) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            failed.insert(shard);
+                            control.send(Control::Failed {
+                                shard,
+                                error: format!("samples {start}..{}: {e:#}", start + n),
+                            })?;
+                            continue;
+                        }
                     };
-                    if jobs.send(job).is_err() {
-                        return Err(anyhow!("the workers stopped early"));
+                    for row in 0..n {
+                        for (variant, v) in variants.iter().enumerate() {
+                            let job = Job {
+                                shard,
+                                index: start + row,
+                                variant,
+                                label: labels.as_ref().map(|l| l[row]),
+                                attack: v.stats.as_ref().map(|s| s[row]),
+                                row,
+                                batch: v.output.clone(),
+                            };
+                            if jobs.send(job).is_err() {
+                                return Err(anyhow!("the workers stopped early"));
+                            }
+                        }
                     }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    fn batch(
+        &self,
+        shard: usize,
+        start: usize,
+        n: usize,
+        x: &[f32],
+        labels: Option<&[i64]>,
+    ) -> anyhow::Result<Vec<VariantBatch>> {
+        let clean = self.model.forward(x, n).context("forward pass")?;
+        // Untargeted attacks move away from the label, or from the clean prediction.
+        let targets: Vec<i64> = labels
+            .map(<[i64]>::to_vec)
+            .unwrap_or_else(|| clean.pred.clone());
+        let len = self.model.sample_len();
+        let mut out = vec![VariantBatch {
+            output: Arc::new(clean),
+            stats: None,
+        }];
+        for (i, attack) in self.attacks.iter().enumerate() {
+            let mut rngs: Vec<SampleRng> = (0..n)
+                .map(|r| SampleRng::for_sample(self.seed, &self.shard_names[shard], start + r, i))
+                .collect();
+            let adv = match attack.kind {
+                AttackKind::GaussianNoise { sigma } => {
+                    perturb::gaussian_noise(x, len, sigma, self.clip, &mut rngs)
+                }
+                AttackKind::MatchedNoise { of } => {
+                    let target: Vec<f32> = out[of + 1]
+                        .stats
+                        .as_ref()
+                        .expect("an attack's stats")
+                        .iter()
+                        .map(|s| s.l2)
+                        .collect();
+                    perturb::matched_noise(x, len, &target, self.clip, &mut rngs)
+                }
+                ref kind => self
+                    .model
+                    .attack(kind, x, n, &targets, self.clip, &mut rngs)
+                    .with_context(|| format!("attack `{}`", attack.name))?,
+            };
+            let output = self
+                .model
+                .forward(&adv, n)
+                .with_context(|| format!("forward pass of attack `{}`", attack.name))?;
+            let stats = perturb::norms(x, &adv, len)
+                .into_iter()
+                .zip(output.pred.iter().zip(&targets))
+                .map(|((linf, l2), (p, t))| AttackStats {
+                    success: p != t,
+                    linf,
+                    l2,
+                })
+                .collect();
+            out.push(VariantBatch {
+                output: Arc::new(output),
+                stats: Some(stats),
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Worker stage: graph building and persistence with thread-owned buffers.
@@ -444,16 +556,21 @@ fn worker_loop(
             Ok(()) => Outcome::Done(SampleResult {
                 shard: job.shard,
                 index: job.index,
+                variant: job.variant,
                 label: job.label,
                 pred: b.pred[job.row],
                 confidence: b.confidence[job.row],
-                variant: "clean",
+                attack: job.attack,
                 scopes: diagrams,
             }),
             Err(e) => Outcome::Failed {
                 shard: job.shard,
                 index: job.index,
-                error: e.to_string(),
+                error: if job.variant == 0 {
+                    e.to_string()
+                } else {
+                    format!("variant {}: {e}", job.variant)
+                },
             },
         };
         if results.send(outcome).is_err() {
@@ -470,6 +587,7 @@ struct Writer {
     diagrams: bool,
     conventions: Vec<(String, String)>,
     manifest: Manifest,
+    variants: Arc<Vec<String>>,
 }
 
 enum ShardState {
@@ -527,6 +645,7 @@ impl Writer {
                         &self.out_dir,
                         &src.name,
                         &src.stem,
+                        self.variants.clone(),
                         self.summary,
                         self.diagrams,
                         &self.conventions,
@@ -582,7 +701,9 @@ impl Writer {
                     else {
                         continue; // the shard failed already
                     };
-                    progress.sample_done(shard);
+                    if result.variant == 0 {
+                        progress.sample_done(shard);
+                    }
                     let n = *n;
                     if let Err(e) = output.add(result) {
                         self.fail(

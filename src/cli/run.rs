@@ -5,7 +5,16 @@ use std::path::Path;
 use actopo::config::Settings;
 use actopo::data;
 use actopo::forward::{device_name, TchModel};
+use actopo::perturb::{AttackKind, SampleRng};
 use actopo::pipeline;
+use anyhow::Context;
+
+fn attacks_needing_model(kind: &AttackKind) -> Option<&AttackKind> {
+    match kind {
+        AttackKind::GaussianNoise { .. } | AttackKind::MatchedNoise { .. } => None,
+        k => Some(k),
+    }
+}
 
 /// Exit codes: 0 all shards done; 1 some shard failed; 2 bad configuration, spec or weights.
 pub enum Outcome {
@@ -54,7 +63,12 @@ pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
         prepared.plan.max_edges()
     );
     println!("weights   {}: ok", prepared.model.weights_path.display());
-    let tch_model = TchModel::new(&prepared.model, settings.device)?;
+    let tch_model = TchModel::new(
+        &prepared.model,
+        settings.device,
+        &prepared.mean,
+        &prepared.std,
+    )?;
     println!("device    {}", device_name(tch_model.device()));
     let mut failed = 0;
     for shard in &prepared.shards {
@@ -64,9 +78,26 @@ pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
         };
         match data::read_shard(shard, &one) {
             Ok(s) if s.n == 0 => println!("shard     {}: empty", shard.path.display()),
-            Ok(mut s) => {
-                prepared.normalizer.apply(&mut s.x);
+            Ok(s) => {
                 tch_model.forward(&s.x, 1)?;
+                let target = s.labels.as_ref().map_or(0, |l| l[0]);
+                for (i, attack) in settings.attacks.iter().enumerate() {
+                    if let Some(kind) = attacks_needing_model(&attack.kind) {
+                        let mut rng = vec![SampleRng::for_sample(0, &shard.name, 0, i)];
+                        tch_model
+                            .attack(
+                                kind,
+                                &s.x,
+                                1,
+                                &[target],
+                                settings.config.data.clip,
+                                &mut rng,
+                            )
+                            .with_context(|| {
+                                format!("attack `{}` on {}", attack.name, shard.path.display())
+                            })?;
+                    }
+                }
                 println!(
                     "shard     {}: first sample ok{}",
                     shard.path.display(),

@@ -472,7 +472,11 @@ fn relative_paths_are_relative_to_the_config_file_not_the_working_folder() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(f.path("out/summary/b-images-idx3-ubyte.parquet").exists());
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(f.path("out/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.path("out/manifest.json")).unwrap()).unwrap();
     let spec = manifest["model"]["spec"].as_str().unwrap();
-    assert!(Path::new(spec).is_absolute() && spec.ends_with("tiny.toml"), "{spec}");
+    assert!(
+        Path::new(spec).is_absolute() && spec.ends_with("tiny.toml"),
+        "{spec}"
+    );
 }

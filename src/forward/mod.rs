@@ -1,8 +1,10 @@
-//! The forward pass: the only module that uses tch (libtorch).
+//! The forward pass and the gradient attacks: the only module that uses tch (libtorch).
 //!
 //! `TchModel` builds the spec's layers from the checked weights and runs batched, no-grad forward
 //! passes, capturing every graph op's input (post-activation values) as plain f32 arrays for the
-//! topology workers, plus each sample's prediction and softmax confidence.
+//! topology workers, plus each sample's prediction and softmax confidence. Inputs come in raw units
+//! (8-bit images in [0, 1]); the model applies the data's mean/std itself, so attacks can work and
+//! clip in raw units with gradients through the normalisation (`attacks`).
 //!
 //! Batches are cut into fixed chunks of `FORWARD_CHUNK` samples, the last one padded with zeros:
 //! libtorch's CPU kernels may round differently for different batch sizes, and outputs must not
@@ -14,6 +16,8 @@ use tch::{Device as TchDevice, Kind, Tensor};
 use crate::config::Device;
 use crate::model::Model;
 use crate::spec::Op;
+
+pub mod attacks;
 
 /// Samples per forward call; every call sees exactly this many rows.
 pub const FORWARD_CHUNK: usize = 32;
@@ -54,6 +58,9 @@ pub struct TchModel {
     device: TchDevice,
     input_shape: Vec<i64>,
     capture_lens: Vec<usize>,
+    /// Per-channel mean and std, shaped to broadcast over a [N, C, H, W] (or [N, F]) batch.
+    mean: Tensor,
+    std: Tensor,
 }
 
 /// What one forward pass over a batch gives the workers.
@@ -99,7 +106,13 @@ pub fn device_name(device: TchDevice) -> String {
 }
 
 impl TchModel {
-    pub fn new(model: &Model, device: Device) -> anyhow::Result<TchModel> {
+    /// `mean` and `std` have one value, or one per input channel (the data normalisation).
+    pub fn new(
+        model: &Model,
+        device: Device,
+        mean: &[f32],
+        std: &[f32],
+    ) -> anyhow::Result<TchModel> {
         let device = resolve_device(device)?;
         if device == TchDevice::Cpu {
             // The topology workers need the cores more than this small forward pass does.
@@ -156,24 +169,63 @@ impl TchModel {
             };
             layers.push((built, is_graph_op));
         }
+        let input_shape: Vec<i64> = model
+            .network
+            .input_shape
+            .iter()
+            .map(|&d| d as i64)
+            .collect();
+        anyhow::ensure!(
+            mean.len() == std.len() && (mean.len() == 1 || input_shape.len() == 3),
+            "data.mean/data.std must have one value, or one per input channel"
+        );
+        let stat_shape: Vec<i64> = if input_shape.len() == 3 {
+            vec![1, mean.len() as i64, 1, 1]
+        } else {
+            vec![1, 1]
+        };
         Ok(TchModel {
             layers,
             device,
-            input_shape: model
-                .network
-                .input_shape
-                .iter()
-                .map(|&d| d as i64)
-                .collect(),
+            input_shape,
             capture_lens,
+            mean: Tensor::from_slice(mean)
+                .view(stat_shape.as_slice())
+                .to_device(device),
+            std: Tensor::from_slice(std)
+                .view(stat_shape.as_slice())
+                .to_device(device),
         })
+    }
+
+    /// Values per sample.
+    pub fn sample_len(&self) -> usize {
+        self.input_shape.iter().product::<i64>() as usize
+    }
+
+    /// A [rows, ...input shape] tensor on the model's device from raw values.
+    fn batch_tensor(&self, x: &[f32], rows: usize) -> Tensor {
+        let mut shape = vec![rows as i64];
+        shape.extend(&self.input_shape);
+        Tensor::from_slice(x)
+            .view(shape.as_slice())
+            .to_device(self.device)
+    }
+
+    /// Logits of a batch of raw inputs, differentiable (used by the attacks).
+    pub fn logits(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        let mut h = x.f_sub(&self.mean)?.f_div(&self.std)?;
+        for (layer, _) in &self.layers {
+            h = apply(layer, h)?;
+        }
+        Ok(h.f_flatten(1, -1)?)
     }
 
     pub fn device(&self) -> TchDevice {
         self.device
     }
 
-    /// Runs `n` samples (`x` holds n * input numel raw values, already normalised).
+    /// Runs `n` samples (`x` holds n * input numel raw values; the model normalises them).
     pub fn forward(&self, x: &[f32], n: usize) -> anyhow::Result<ForwardOutput> {
         let sample_len: usize = self.input_shape.iter().product::<i64>() as usize;
         anyhow::ensure!(
@@ -203,46 +255,15 @@ impl TchModel {
     }
 
     fn forward_chunk(&self, x: &[f32], rows: usize, out: &mut ForwardOutput) -> anyhow::Result<()> {
-        let mut shape = vec![FORWARD_CHUNK as i64];
-        shape.extend(&self.input_shape);
-        let mut h = Tensor::from_slice(x)
-            .view(shape.as_slice())
-            .to_device(self.device);
+        let x = self.batch_tensor(x, FORWARD_CHUNK);
+        let mut h = x.f_sub(&self.mean)?.f_div(&self.std)?;
         let mut op = 0;
         for (layer, is_graph_op) in &self.layers {
             if *is_graph_op {
                 append_rows(&h, rows, &mut out.captures[op])?;
                 op += 1;
             }
-            h = match layer {
-                Layer::Conv {
-                    weight,
-                    bias,
-                    stride,
-                    padding,
-                    dilation,
-                } => h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, 1)?,
-                Layer::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
-                Layer::MaxPool {
-                    kernel,
-                    stride,
-                    padding,
-                } => h.f_max_pool2d(kernel, stride, padding, [1, 1], false)?,
-                Layer::AvgPool {
-                    kernel,
-                    stride,
-                    padding,
-                } => h.f_avg_pool2d(kernel, stride, padding, false, true, None::<i64>)?,
-                Layer::Relu => h.f_relu()?,
-                Layer::LeakyRelu(slope) => {
-                    let neg = h.f_mul_scalar(*slope)?;
-                    h.f_where_self(&h.f_gt(0.0)?, &neg)?
-                }
-                Layer::Sigmoid => h.f_sigmoid()?,
-                Layer::Tanh => h.f_tanh()?,
-                Layer::Flatten => h.f_flatten(1, -1)?,
-                Layer::Identity => h,
-            };
+            h = apply(layer, h)?;
         }
         let logits = h.f_flatten(1, -1)?.narrow(0, 0, rows as i64);
         let pred = logits.f_argmax(1, false)?.to_device(TchDevice::Cpu);
@@ -254,6 +275,38 @@ impl TchModel {
         out.confidence.extend(Vec::<f32>::try_from(&conf)?);
         Ok(())
     }
+}
+
+fn apply(layer: &Layer, h: Tensor) -> anyhow::Result<Tensor> {
+    Ok(match layer {
+        Layer::Conv {
+            weight,
+            bias,
+            stride,
+            padding,
+            dilation,
+        } => h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, 1)?,
+        Layer::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
+        Layer::MaxPool {
+            kernel,
+            stride,
+            padding,
+        } => h.f_max_pool2d(kernel, stride, padding, [1, 1], false)?,
+        Layer::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => h.f_avg_pool2d(kernel, stride, padding, false, true, None::<i64>)?,
+        Layer::Relu => h.f_relu()?,
+        Layer::LeakyRelu(slope) => {
+            let neg = h.f_mul_scalar(*slope)?;
+            h.f_where_self(&h.f_gt(0.0)?, &neg)?
+        }
+        Layer::Sigmoid => h.f_sigmoid()?,
+        Layer::Tanh => h.f_tanh()?,
+        Layer::Flatten => h.f_flatten(1, -1)?,
+        Layer::Identity => h,
+    })
 }
 
 fn append_rows(h: &Tensor, rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()> {
