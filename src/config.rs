@@ -113,6 +113,8 @@ pub struct OutputConfig {
     pub dir: PathBuf,
     pub diagrams: bool,
     pub summary: bool,
+    /// Write the killing edges of the most persistent H0 pairs (`subgraphs/`).
+    pub subgraphs: bool,
 }
 
 impl Default for OutputConfig {
@@ -121,7 +123,21 @@ impl Default for OutputConfig {
             dir: PathBuf::from("out/run"),
             diagrams: true,
             summary: true,
+            subgraphs: false,
         }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubgraphConfig {
+    /// Killing edges kept per (sample, variant, scope): those of the `top_k` most persistent pairs.
+    pub top_k: usize,
+}
+
+impl Default for SubgraphConfig {
+    fn default() -> Self {
+        SubgraphConfig { top_k: 100 }
     }
 }
 
@@ -135,6 +151,7 @@ pub struct Config {
     pub graph: GraphConfig,
     pub homology: HomologyConfig,
     pub output: OutputConfig,
+    pub subgraph: SubgraphConfig,
     /// Perturbed variants computed for every input besides the clean one.
     pub attacks: Vec<AttackEntry>,
 }
@@ -448,9 +465,12 @@ impl Settings {
                 c.graph.vertex_birth
             ));
         }
-        if !c.output.summary && !c.output.diagrams {
+        if c.subgraph.top_k == 0 {
+            problems.push("`subgraph.top_k` must be at least 1".into());
+        }
+        if !c.output.summary && !c.output.diagrams && !c.output.subgraphs {
             problems.push(
-                "`output.summary` and `output.diagrams` are both false: nothing would be written"
+                "`output.summary`, `output.diagrams` and `output.subgraphs` are all false: nothing would be written"
                     .into(),
             );
         }

@@ -1,5 +1,6 @@
-//! Parquet output (design.md section 3): per shard, `summary/<stem>.parquet` and
-//! `diagrams/<stem>.parquet`, zstd-compressed, with the graph and persistence conventions in the
+//! Parquet output (design.md section 3): per shard, `summary/<stem>.parquet`,
+//! `diagrams/<stem>.parquet` and, when asked, `subgraphs/<stem>.parquet` (the killing edges of the
+//! most persistent H0 pairs), zstd-compressed, with the graph and persistence conventions in the
 //! key-value metadata.
 //!
 //! A `ShardOutput` takes sample results in any order, holds the early ones back, and appends rows
@@ -24,7 +25,24 @@ use parquet::file::properties::WriterProperties;
 use tempfile::NamedTempFile;
 
 use crate::perturb::AttackStats;
-use crate::topology::{ScopeDiagram, Summary};
+use crate::topology::graph::layer_of_unit;
+use crate::topology::{H0Pair, ScopeDiagram, Summary, VertexLayer};
+
+/// What to write for every shard of a run, shared by all its `ShardOutput`s.
+#[derive(Debug, Clone)]
+pub struct OutputLayout {
+    pub dir: PathBuf,
+    pub summary: bool,
+    pub diagrams: bool,
+    /// `Some(top_k)` to write subgraphs of the `top_k` most persistent pairs.
+    pub subgraph_top_k: Option<usize>,
+    /// Variant names; rows go by index, then variant in this order.
+    pub variants: Vec<String>,
+    /// Unit-id blocks, to name each subgraph edge's layers.
+    pub vertex_layers: Vec<VertexLayer>,
+    /// Key-value metadata of every file (the conventions).
+    pub metadata: Vec<(String, String)>,
+}
 
 /// One sample's results, as the workers send them.
 #[derive(Debug, Clone)]
@@ -61,6 +79,22 @@ pub fn summary_schema() -> SchemaRef {
         Field::new("attack_success", DataType::Boolean, true),
         Field::new("perturbation_linf", DataType::Float32, true),
         Field::new("perturbation_l2", DataType::Float32, true),
+    ]))
+}
+
+pub fn subgraphs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("index", DataType::UInt32, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("src", DataType::UInt64, false),
+        Field::new("dst", DataType::UInt64, false),
+        Field::new("layer_src", DataType::Utf8, false),
+        Field::new("layer_dst", DataType::Utf8, false),
+        Field::new("weight", DataType::Float32, false),
+        Field::new("persistence", DataType::Float32, false),
+        Field::new("rank", DataType::UInt32, false),
     ]))
 }
 
@@ -203,6 +237,81 @@ impl DiagramColumns {
     }
 }
 
+#[derive(Default)]
+struct SubgraphColumns {
+    shard: StringBuilder,
+    index: UInt32Builder,
+    variant: StringBuilder,
+    scope: StringBuilder,
+    src: UInt64Builder,
+    dst: UInt64Builder,
+    layer_src: StringBuilder,
+    layer_dst: StringBuilder,
+    weight: Float32Builder,
+    persistence: Float32Builder,
+    rank: UInt32Builder,
+    rows: usize,
+    /// Scratch for ranking one diagram's pairs.
+    ranked: Vec<H0Pair>,
+}
+
+impl SubgraphColumns {
+    /// Appends the killing edges of the `top_k` most persistent finite H0 pairs, most persistent
+    /// first (ties: larger birth, then smaller src, then smaller dst).
+    fn push(
+        &mut self,
+        shard: &str,
+        variant: &str,
+        r: &SampleResult,
+        sd: &ScopeDiagram,
+        top_k: usize,
+        layers: &[VertexLayer],
+    ) {
+        self.ranked.clear();
+        self.ranked.extend_from_slice(&sd.diagram.h0);
+        self.ranked.sort_by(|a, b| {
+            b.persistence()
+                .total_cmp(&a.persistence())
+                .then(b.birth.total_cmp(&a.birth))
+                .then(a.src.cmp(&b.src))
+                .then(a.dst.cmp(&b.dst))
+        });
+        self.ranked.truncate(top_k);
+        let name = |unit: u32| layer_of_unit(layers, unit).map_or("?", |l| l.name.as_str());
+        for (rank, p) in self.ranked.iter().enumerate() {
+            self.shard.append_value(shard);
+            self.index.append_value(r.index as u32);
+            self.variant.append_value(variant);
+            self.scope.append_value(&sd.scope);
+            self.src.append_value(p.src as u64);
+            self.dst.append_value(p.dst as u64);
+            self.layer_src.append_value(name(p.src));
+            self.layer_dst.append_value(name(p.dst));
+            self.weight.append_value(p.death);
+            self.persistence.append_value(p.persistence());
+            self.rank.append_value(rank as u32);
+        }
+        self.rows += self.ranked.len();
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.rows = 0;
+        vec![
+            Arc::new(self.shard.finish()),
+            Arc::new(self.index.finish()),
+            Arc::new(self.variant.finish()),
+            Arc::new(self.scope.finish()),
+            Arc::new(self.src.finish()),
+            Arc::new(self.dst.finish()),
+            Arc::new(self.layer_src.finish()),
+            Arc::new(self.layer_dst.finish()),
+            Arc::new(self.weight.finish()),
+            Arc::new(self.persistence.finish()),
+            Arc::new(self.rank.finish()),
+        ]
+    }
+}
+
 fn sort_points(points: &mut [(f32, Option<f32>)]) {
     points.sort_by(|a, b| {
         b.0.total_cmp(&a.0).then_with(|| match (a.1, b.1) {
@@ -297,10 +406,10 @@ const FLUSH_ROWS: usize = 64 * 1024;
 /// The outputs of one shard, filled in index order.
 pub struct ShardOutput {
     shard_name: String,
+    layout: Arc<OutputLayout>,
     summary: Option<(PendingFile, SummaryColumns)>,
     diagrams: Option<(PendingFile, DiagramColumns)>,
-    /// Variant names; rows go by index, then variant in this order.
-    variants: Arc<Vec<String>>,
+    subgraphs: Option<(PendingFile, SubgraphColumns)>,
     /// Results that arrived before their predecessors, by index * variants + variant.
     waiting: BTreeMap<usize, SampleResult>,
     next_key: usize,
@@ -308,35 +417,40 @@ pub struct ShardOutput {
 
 impl ShardOutput {
     pub fn create(
-        out_dir: &Path,
+        layout: Arc<OutputLayout>,
         shard_name: &str,
         stem: &str,
-        variants: Arc<Vec<String>>,
-        summary: bool,
-        diagrams: bool,
-        metadata: &[(String, String)],
     ) -> anyhow::Result<ShardOutput> {
-        let summary = if summary {
-            Some((
-                PendingFile::create(&out_dir.join("summary"), stem, summary_schema(), metadata)?,
-                SummaryColumns::default(),
-            ))
-        } else {
-            None
+        let open = |sub: &str, schema: SchemaRef| {
+            PendingFile::create(&layout.dir.join(sub), stem, schema, &layout.metadata)
         };
-        let diagrams = if diagrams {
-            Some((
-                PendingFile::create(&out_dir.join("diagrams"), stem, diagrams_schema(), metadata)?,
+        let summary = match layout.summary {
+            true => Some((
+                open("summary", summary_schema())?,
+                SummaryColumns::default(),
+            )),
+            false => None,
+        };
+        let diagrams = match layout.diagrams {
+            true => Some((
+                open("diagrams", diagrams_schema())?,
                 DiagramColumns::default(),
-            ))
-        } else {
-            None
+            )),
+            false => None,
+        };
+        let subgraphs = match layout.subgraph_top_k {
+            Some(_) => Some((
+                open("subgraphs", subgraphs_schema())?,
+                SubgraphColumns::default(),
+            )),
+            None => None,
         };
         Ok(ShardOutput {
             shard_name: shard_name.to_string(),
+            layout,
             summary,
             diagrams,
-            variants,
+            subgraphs,
             waiting: BTreeMap::new(),
             next_key: 0,
         })
@@ -344,12 +458,12 @@ impl ShardOutput {
 
     /// Number of samples whose every variant is written.
     pub fn written(&self) -> usize {
-        self.next_key / self.variants.len()
+        self.next_key / self.layout.variants.len()
     }
 
     /// Takes a result; writes it and every waiting successor once its turn comes.
     pub fn add(&mut self, result: SampleResult) -> anyhow::Result<()> {
-        let key = result.index * self.variants.len() + result.variant;
+        let key = result.index * self.layout.variants.len() + result.variant;
         self.waiting.insert(key, result);
         while let Some(r) = self.waiting.remove(&self.next_key) {
             self.append(&r)?;
@@ -359,16 +473,11 @@ impl ShardOutput {
     }
 
     fn append(&mut self, r: &SampleResult) -> anyhow::Result<()> {
-        let variant = &self.variants[r.variant];
+        let variant = &self.layout.variants[r.variant];
+        let shard = &self.shard_name;
         if let Some((file, cols)) = self.summary.as_mut() {
             for sd in &r.scopes {
-                cols.push(
-                    &self.shard_name,
-                    variant,
-                    r,
-                    &sd.scope,
-                    &Summary::of(&sd.diagram),
-                );
+                cols.push(shard, variant, r, &sd.scope, &Summary::of(&sd.diagram));
             }
             if cols.rows >= FLUSH_ROWS {
                 file.write(cols.finish())?;
@@ -376,7 +485,17 @@ impl ShardOutput {
         }
         if let Some((file, cols)) = self.diagrams.as_mut() {
             for sd in &r.scopes {
-                cols.push(&self.shard_name, variant, r, sd);
+                cols.push(shard, variant, r, sd);
+            }
+            if cols.rows >= FLUSH_ROWS {
+                file.write(cols.finish())?;
+            }
+        }
+        if let (Some((file, cols)), Some(top_k)) =
+            (self.subgraphs.as_mut(), self.layout.subgraph_top_k)
+        {
+            for sd in &r.scopes {
+                cols.push(shard, variant, r, sd, top_k, &self.layout.vertex_layers);
             }
             if cols.rows >= FLUSH_ROWS {
                 file.write(cols.finish())?;
@@ -400,6 +519,12 @@ impl ShardOutput {
             paths.push(file.finish()?);
         }
         if let Some((mut file, mut cols)) = self.diagrams.take() {
+            if cols.rows > 0 {
+                file.write(cols.finish())?;
+            }
+            paths.push(file.finish()?);
+        }
+        if let Some((mut file, mut cols)) = self.subgraphs.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }

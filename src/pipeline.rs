@@ -26,7 +26,7 @@ use crate::data::{self, ReadOptions, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
 use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
 use crate::model::Model;
-use crate::output::{SampleResult, ShardOutput};
+use crate::output::{OutputLayout, SampleResult, ShardOutput};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, SampleRng};
 use crate::progress::Progress;
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
@@ -182,6 +182,14 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
             "actopo.scopes".into(),
             settings.config.graph.scopes.join(","),
         ),
+        (
+            "actopo.subgraph_top_k".into(),
+            settings.config.subgraph.top_k.to_string(),
+        ),
+        (
+            "actopo.unit_ids".into(),
+            "vertex layer offset + flat C,H,W index; layers listed in manifest.json".into(),
+        ),
     ]
 }
 
@@ -275,21 +283,28 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
     drop(job_rx);
     drop(result_tx);
 
+    let layout = Arc::new(OutputLayout {
+        dir: out_dir.clone(),
+        summary: settings.config.output.summary,
+        diagrams: settings.config.output.diagrams,
+        subgraph_top_k: settings
+            .config
+            .output
+            .subgraphs
+            .then_some(settings.config.subgraph.top_k),
+        variants: variants.to_vec(),
+        vertex_layers: plan.vertex_layers.clone(),
+        metadata: conventions,
+    });
     let writer = {
         let shards = shards.clone();
-        let out = settings.config.output.clone();
-        let variants = variants.clone();
         std::thread::Builder::new()
             .name("actopo-writer".into())
             .spawn(move || {
                 Writer {
                     shards,
-                    out_dir: out.dir,
-                    summary: out.summary,
-                    diagrams: out.diagrams,
-                    conventions,
+                    layout,
                     manifest,
-                    variants,
                 }
                 .run(result_rx, control_rx)
             })
@@ -582,12 +597,8 @@ fn worker_loop(
 /// Writer stage state.
 struct Writer {
     shards: Vec<ShardSource>,
-    out_dir: PathBuf,
-    summary: bool,
-    diagrams: bool,
-    conventions: Vec<(String, String)>,
+    layout: Arc<OutputLayout>,
     manifest: Manifest,
-    variants: Arc<Vec<String>>,
 }
 
 enum ShardState {
@@ -641,15 +652,7 @@ impl Writer {
                 Err(Control::Started { shard, samples: n }) => {
                     let src = &self.shards[shard];
                     progress.shard_started(shard, &src.name, n);
-                    match ShardOutput::create(
-                        &self.out_dir,
-                        &src.name,
-                        &src.stem,
-                        self.variants.clone(),
-                        self.summary,
-                        self.diagrams,
-                        &self.conventions,
-                    ) {
+                    match ShardOutput::create(self.layout.clone(), &src.name, &src.stem) {
                         Ok(output) => {
                             states[shard] = Some(ShardState::Writing { output, samples: n })
                         }
@@ -750,7 +753,7 @@ impl Writer {
                 entry.status = ShardStatus::Done;
                 entry.samples = Some(samples);
                 entry.outputs = paths;
-                self.manifest.write(&self.out_dir)?;
+                self.manifest.write(&self.layout.dir)?;
                 progress.shard_ended(shard, done + 1, self.shards.len());
                 Ok(Some(samples))
             }
@@ -789,7 +792,7 @@ impl Writer {
         let entry = &mut self.manifest.shards[shard];
         entry.status = ShardStatus::Failed;
         entry.error = Some(error.clone());
-        self.manifest.write(&self.out_dir)?;
+        self.manifest.write(&self.layout.dir)?;
         progress.shard_ended(shard, done, self.shards.len());
         failures.push((src.name.clone(), error));
         Ok(())

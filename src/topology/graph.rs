@@ -185,6 +185,12 @@ fn valid_range(size: usize, out: usize, s: usize, tap: usize, p: usize) -> std::
     lo..hi.max(lo)
 }
 
+/// The vertex layer (in unit-id order) a unit id belongs to.
+pub fn layer_of_unit(layers: &[VertexLayer], unit: u32) -> Option<&VertexLayer> {
+    let i = layers.partition_point(|l| l.offset + l.len <= unit);
+    layers.get(i).filter(|l| l.offset <= unit)
+}
+
 /// Per-sample failures while building a graph.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GraphError {
@@ -306,10 +312,7 @@ impl GraphPlan {
 
     /// The vertex layer a unit id belongs to.
     pub fn layer_of_unit(&self, unit: u32) -> Option<&VertexLayer> {
-        let i = self
-            .vertex_layers
-            .partition_point(|l| l.offset + l.len <= unit);
-        self.vertex_layers.get(i).filter(|l| l.offset <= unit)
+        layer_of_unit(&self.vertex_layers, unit)
     }
 
     /// Appends the edges of graph op `op` for one sample to `out`. `input` is the op's input
