@@ -7,10 +7,12 @@
 //! - `perturb`: attack definitions, seeded noise, norms (no tch);
 //! - `topology`: activation graphs and persistence, pure Rust;
 //! - `output`: Parquet writing in index order with atomic renames; `manifest`: the run record;
-//! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars.
+//! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars;
+//! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
 //!
 //! `spec`, `weights` and `model` describe the network; like `topology` they are free of tch.
 
+pub mod analysis;
 pub mod config;
 pub mod data;
 pub mod forward;

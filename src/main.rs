@@ -34,6 +34,9 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Analyses over a finished run's output folder.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
     /// Show a model spec's layers, output shapes, units and edge bounds.
     Inspect {
         /// Model spec TOML.
@@ -44,11 +47,42 @@ enum Command {
     Diagrams(cli::diagrams::Args),
 }
 
+#[derive(Subcommand)]
+enum AnalyzeCommand {
+    /// Class representatives of persistent subgraphs, overlaps, subgraph predictions, recovery and
+    /// retention per variant (needs output.subgraphs = true).
+    Subgraphs {
+        /// The run's output.dir.
+        output_dir: PathBuf,
+        /// An edge joins a class representative when it is in at least this fraction of the class's
+        /// correctly classified clean subgraphs.
+        #[arg(long, default_value_t = 0.5)]
+        min_fraction: f64,
+        /// Which scope's subgraphs to use.
+        #[arg(long, default_value = "network")]
+        scope: String,
+    },
+    /// Topological Uncertainty per sample from the `layers` scope diagrams.
+    Uncertainty {
+        /// The run's output.dir.
+        output_dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run { config, sets } => cli::run::run(config, sets),
         Command::Validate { config, sets } => cli::run::validate(config, sets),
+        Command::Analyze(AnalyzeCommand::Subgraphs {
+            output_dir,
+            min_fraction,
+            scope,
+        }) => actopo::analysis::subgraphs::run(output_dir, *min_fraction, scope)
+            .map(|_| cli::run::Outcome::Ok),
+        Command::Analyze(AnalyzeCommand::Uncertainty { output_dir }) => {
+            actopo::analysis::uncertainty::run(output_dir).map(|_| cli::run::Outcome::Ok)
+        }
         Command::Inspect { spec } => cli::inspect::run(spec).map(|_| cli::run::Outcome::Ok),
         Command::Diagrams(args) => cli::diagrams::run(args).map(|_| cli::run::Outcome::Ok),
     };

@@ -323,8 +323,9 @@ fn sort_points(points: &mut [(f32, Option<f32>)]) {
     });
 }
 
-/// A Parquet file being written under a temporary name.
-struct PendingFile {
+/// A Parquet file being written under a hidden temporary name in its final folder; `finish`
+/// renames it, dropping it unfinished deletes it.
+pub struct PendingFile {
     writer: ArrowWriter<File>,
     temp: NamedTempFile,
     final_path: PathBuf,
@@ -332,7 +333,7 @@ struct PendingFile {
 }
 
 impl PendingFile {
-    fn create(
+    pub fn create(
         dir: &Path,
         stem: &str,
         schema: SchemaRef,
@@ -372,13 +373,13 @@ impl PendingFile {
         })
     }
 
-    fn write(&mut self, columns: Vec<ArrayRef>) -> anyhow::Result<()> {
+    pub fn write(&mut self, columns: Vec<ArrayRef>) -> anyhow::Result<()> {
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
         self.writer.write(&batch)?;
         Ok(())
     }
 
-    fn finish(self) -> anyhow::Result<PathBuf> {
+    pub fn finish(self) -> anyhow::Result<PathBuf> {
         self.writer.close()?;
         self.temp.as_file().sync_all()?;
         // Temporary files are created private (0600); outputs are ordinary readable files.

@@ -1,0 +1,183 @@
+//! `actopo analyze`: the paper's analyses as commands over a run's Parquet outputs.
+//!
+//! - `subgraphs`: class representatives of the persistent subgraphs, overlaps, subgraph predictions,
+//!   recovery and retention rates per variant (Gebhart et al. 2019, section V);
+//! - `uncertainty`: Topological Uncertainty per sample (Lacombe et al. 2021) from `layers` diagrams.
+//!
+//! Both read `OUTPUT_DIR/<table>/*.parquet`, write `OUTPUT_DIR/analysis/*.parquet` (atomically) and
+//! print a table. The computations are plain functions over in-memory records, tested on small
+//! hand-made inputs.
+
+pub mod subgraphs;
+pub mod uncertainty;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float32Type, Int64Type, UInt32Type, UInt64Type, UInt8Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::output::PendingFile;
+
+/// Every batch of `dir/table/*.parquet`, files in sorted order.
+pub fn read_table(dir: &Path, table: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let folder = dir.join(table);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .with_context(|| {
+            format!(
+                "cannot read {}: is {} an actopo output folder?",
+                folder.display(),
+                dir.display()
+            )
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "parquet")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{} has no .parquet files", folder.display());
+    }
+    let mut batches = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f)?)
+            .with_context(|| format!("{} is not a readable Parquet file", f.display()))?
+            .build()?;
+        for b in reader {
+            batches.push(b.with_context(|| format!("reading {}", f.display()))?);
+        }
+    }
+    Ok(batches)
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str, table: &str) -> anyhow::Result<&'a ArrayRef> {
+    b.column_by_name(name).with_context(|| {
+        format!("table `{table}` has no column `{name}`; was it written by this version of actopo?")
+    })
+}
+
+/// Typed views of the columns the analyses read.
+pub(crate) struct Columns<'a> {
+    batch: &'a RecordBatch,
+    table: &'static str,
+}
+
+impl<'a> Columns<'a> {
+    pub(crate) fn new(batch: &'a RecordBatch, table: &'static str) -> Self {
+        Columns { batch, table }
+    }
+
+    pub(crate) fn str(&self, name: &str) -> anyhow::Result<Vec<&'a str>> {
+        let c = column(self.batch, name, self.table)?;
+        let c = c
+            .as_string_opt::<i32>()
+            .with_context(|| format!("column `{name}` is not utf8"))?;
+        Ok((0..c.len()).map(|i| c.value(i)).collect())
+    }
+
+    pub(crate) fn u32(&self, name: &str) -> anyhow::Result<Vec<u32>> {
+        Ok(column(self.batch, name, self.table)?
+            .as_primitive::<UInt32Type>()
+            .values()
+            .to_vec())
+    }
+
+    pub(crate) fn u64(&self, name: &str) -> anyhow::Result<Vec<u64>> {
+        Ok(column(self.batch, name, self.table)?
+            .as_primitive::<UInt64Type>()
+            .values()
+            .to_vec())
+    }
+
+    pub(crate) fn u8(&self, name: &str) -> anyhow::Result<Vec<u8>> {
+        Ok(column(self.batch, name, self.table)?
+            .as_primitive::<UInt8Type>()
+            .values()
+            .to_vec())
+    }
+
+    pub(crate) fn opt_i64(&self, name: &str) -> anyhow::Result<Vec<Option<i64>>> {
+        let c = column(self.batch, name, self.table)?;
+        anyhow::ensure!(
+            c.data_type() == &DataType::Int64,
+            "column `{name}` is not int64"
+        );
+        let c = c.as_primitive::<Int64Type>();
+        Ok((0..c.len())
+            .map(|i| c.is_valid(i).then(|| c.value(i)))
+            .collect())
+    }
+
+    pub(crate) fn opt_f32(&self, name: &str) -> anyhow::Result<Vec<Option<f32>>> {
+        let c = column(self.batch, name, self.table)?.as_primitive::<Float32Type>();
+        Ok((0..c.len())
+            .map(|i| c.is_valid(i).then(|| c.value(i)))
+            .collect())
+    }
+
+    pub(crate) fn opt_bool(&self, name: &str) -> anyhow::Result<Vec<Option<bool>>> {
+        match self.batch.column_by_name(name) {
+            None => Ok(vec![None; self.batch.num_rows()]), // runs without attacks
+            Some(c) => {
+                let c = c.as_boolean();
+                Ok((0..c.len())
+                    .map(|i| c.is_valid(i).then(|| c.value(i)))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// label, pred and attack success of one (shard, index, variant), from the summary table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    pub label: Option<i64>,
+    pub pred: i64,
+    pub attack_success: Option<bool>,
+}
+
+/// (shard, index, variant) -> outcome, from `summary/`.
+pub fn read_outcomes(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String), Outcome>> {
+    let mut out = HashMap::new();
+    for b in read_table(dir, "summary")? {
+        let c = Columns::new(&b, "summary");
+        let (shard, index, variant) = (c.str("shard")?, c.u32("index")?, c.str("variant")?);
+        let (label, pred, success) = (
+            c.opt_i64("label")?,
+            c.opt_i64("pred")?,
+            c.opt_bool("attack_success")?,
+        );
+        for i in 0..b.num_rows() {
+            out.entry((shard[i].to_string(), index[i], variant[i].to_string()))
+                .or_insert(Outcome {
+                    label: label[i],
+                    pred: pred[i].unwrap_or(-1),
+                    attack_success: success[i],
+                });
+        }
+    }
+    Ok(out)
+}
+
+/// Writes one analysis table atomically under `dir/analysis/<name>.parquet`.
+pub fn write_analysis(dir: &Path, name: &str, batch: RecordBatch) -> anyhow::Result<PathBuf> {
+    let metadata = vec![(
+        "actopo.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    let mut file = PendingFile::create(&dir.join("analysis"), name, batch.schema(), &metadata)?;
+    file.write(batch.columns().to_vec())?;
+    file.finish()
+}
+
+pub(crate) fn f64_col(v: &[Option<f64>]) -> ArrayRef {
+    std::sync::Arc::new(arrow::array::Float64Array::from(v.to_vec()))
+}

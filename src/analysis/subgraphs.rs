@@ -1,0 +1,546 @@
+//! Persistent-subgraph analysis (Gebhart et al. 2019): does an adversarial input keep its true
+//! class's dominant structure or take on the adversarial class's?
+//!
+//! A sample's subgraph S is the set of killing edges (src, dst) of its most persistent H0 pairs
+//! (`subgraphs/` table, one scope). For each class c, the representative R_c holds the edges present
+//! in at least `min_fraction` of the clean subgraphs of samples labelled c and predicted c. Every
+//! (sample, variant) is compared with the representatives of its true and predicted classes
+//! (overlap |S ∩ R| / |S| and Jaccard), gets a "subgraph prediction" (the representative with the
+//! largest Jaccard, ties to the smaller class), and, for perturbed variants, the edges it gained over
+//! its clean subgraph, D = S \ S_clean, are compared with both representatives too.
+//!
+//! Per variant, rates are over samples whose clean prediction is right and, for perturbed variants,
+//! whose prediction the perturbation changed: recovery = subgraph prediction is the true class,
+//! retention = it is the (new) predicted class.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+
+use super::{f64_col, read_outcomes, read_table, write_analysis, Columns, Outcome};
+
+pub type Edge = (u64, u64);
+
+/// One (sample, variant) subgraph with its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubgraphRecord {
+    pub shard: String,
+    pub index: u32,
+    pub variant: String,
+    pub outcome: Outcome,
+    pub edges: BTreeSet<Edge>,
+}
+
+/// A class representative: its edges with the fraction of the class's subgraphs holding each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Representative {
+    pub support: usize,
+    pub edges: BTreeMap<Edge, f64>,
+}
+
+impl Representative {
+    fn contains(&self, e: &Edge) -> bool {
+        self.edges.contains_key(e)
+    }
+}
+
+/// One row of the per-sample table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRow {
+    pub shard: String,
+    pub index: u32,
+    pub variant: String,
+    pub label: Option<i64>,
+    pub pred: i64,
+    pub subgraph_pred: Option<i64>,
+    pub overlap_true: Option<f64>,
+    pub jaccard_true: Option<f64>,
+    pub overlap_pred: Option<f64>,
+    pub jaccard_pred: Option<f64>,
+    /// |S \ S_clean| (perturbed variants only).
+    pub diff_size: Option<u64>,
+    pub diff_overlap_true: Option<f64>,
+    pub diff_overlap_pred: Option<f64>,
+}
+
+/// One row of the per-variant table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantRow {
+    pub variant: String,
+    /// Samples counted (clean prediction right; perturbed: prediction changed).
+    pub n: u64,
+    pub recovery_rate: Option<f64>,
+    pub retention_rate: Option<f64>,
+    pub mean_overlap_true: Option<f64>,
+    pub mean_overlap_pred: Option<f64>,
+    pub mean_diff_overlap_true: Option<f64>,
+    pub mean_diff_overlap_pred: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub representatives: BTreeMap<i64, Representative>,
+    pub samples: Vec<SampleRow>,
+    pub variants: Vec<VariantRow>,
+}
+
+/// R_c for every class with at least one correctly classified clean sample.
+pub fn representatives(
+    records: &[SubgraphRecord],
+    min_fraction: f64,
+) -> BTreeMap<i64, Representative> {
+    let mut counts: BTreeMap<i64, (usize, HashMap<Edge, usize>)> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.variant == "clean") {
+        let Some(label) = r.outcome.label else {
+            continue;
+        };
+        if label != r.outcome.pred {
+            continue;
+        }
+        let (n, edges) = counts.entry(label).or_default();
+        *n += 1;
+        for e in &r.edges {
+            *edges.entry(*e).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(class, (n, edges))| {
+            let kept = edges
+                .into_iter()
+                .map(|(e, k)| (e, k as f64 / n as f64))
+                .filter(|&(_, f)| f >= min_fraction)
+                .collect();
+            (
+                class,
+                Representative {
+                    support: n,
+                    edges: kept,
+                },
+            )
+        })
+        .collect()
+}
+
+fn overlap(s: &BTreeSet<Edge>, r: &Representative) -> Option<f64> {
+    (!s.is_empty()).then(|| s.iter().filter(|e| r.contains(e)).count() as f64 / s.len() as f64)
+}
+
+fn jaccard(s: &BTreeSet<Edge>, r: &Representative) -> f64 {
+    let inter = s.iter().filter(|e| r.contains(e)).count();
+    let union = s.len() + r.edges.len() - inter;
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
+}
+
+/// The class whose representative has the largest Jaccard with `s` (ties: smaller class).
+pub fn nearest(s: &BTreeSet<Edge>, reps: &BTreeMap<i64, Representative>) -> Option<i64> {
+    let mut best: Option<(i64, f64)> = None;
+    for (&c, r) in reps {
+        let j = jaccard(s, r);
+        if best.is_none_or(|(_, b)| j > b) {
+            best = Some((c, j));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for x in v {
+        sum += x;
+        n += 1;
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+pub fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
+    let reps = representatives(records, min_fraction);
+    let clean: HashMap<(&str, u32), &SubgraphRecord> = records
+        .iter()
+        .filter(|r| r.variant == "clean")
+        .map(|r| ((r.shard.as_str(), r.index), r))
+        .collect();
+    let mut samples = Vec::with_capacity(records.len());
+    for r in records {
+        let rep_true = r.outcome.label.and_then(|c| reps.get(&c));
+        let rep_pred = reps.get(&r.outcome.pred);
+        let diff: Option<BTreeSet<Edge>> = (r.variant != "clean")
+            .then(|| clean.get(&(r.shard.as_str(), r.index)))
+            .flatten()
+            .map(|c| r.edges.difference(&c.edges).copied().collect());
+        samples.push(SampleRow {
+            shard: r.shard.clone(),
+            index: r.index,
+            variant: r.variant.clone(),
+            label: r.outcome.label,
+            pred: r.outcome.pred,
+            subgraph_pred: nearest(&r.edges, &reps),
+            overlap_true: rep_true.and_then(|rep| overlap(&r.edges, rep)),
+            jaccard_true: rep_true.map(|rep| jaccard(&r.edges, rep)),
+            overlap_pred: rep_pred.and_then(|rep| overlap(&r.edges, rep)),
+            jaccard_pred: rep_pred.map(|rep| jaccard(&r.edges, rep)),
+            diff_size: diff.as_ref().map(|d| d.len() as u64),
+            diff_overlap_true: diff
+                .as_ref()
+                .zip(rep_true)
+                .and_then(|(d, rep)| overlap(d, rep)),
+            diff_overlap_pred: diff
+                .as_ref()
+                .zip(rep_pred)
+                .and_then(|(d, rep)| overlap(d, rep)),
+        });
+    }
+    // Variants in first-seen order (clean first, as written).
+    let mut order: Vec<&str> = Vec::new();
+    for s in &samples {
+        if !order.contains(&s.variant.as_str()) {
+            order.push(&s.variant);
+        }
+    }
+    let clean_right: std::collections::HashSet<(&str, u32)> = samples
+        .iter()
+        .filter(|s| s.variant == "clean" && s.label == Some(s.pred))
+        .map(|s| (s.shard.as_str(), s.index))
+        .collect();
+    let variants = order
+        .iter()
+        .map(|&v| {
+            let rows: Vec<&SampleRow> = samples
+                .iter()
+                .filter(|s| s.variant == v && clean_right.contains(&(s.shard.as_str(), s.index)))
+                .filter(|s| v == "clean" || s.label != Some(s.pred))
+                .collect();
+            VariantRow {
+                variant: v.to_string(),
+                n: rows.len() as u64,
+                recovery_rate: mean(rows.iter().map(|s| {
+                    (s.subgraph_pred.is_some() && s.subgraph_pred == s.label) as u8 as f64
+                })),
+                retention_rate: mean(
+                    rows.iter()
+                        .map(|s| (s.subgraph_pred == Some(s.pred)) as u8 as f64),
+                ),
+                mean_overlap_true: mean(rows.iter().filter_map(|s| s.overlap_true)),
+                mean_overlap_pred: mean(rows.iter().filter_map(|s| s.overlap_pred)),
+                mean_diff_overlap_true: mean(rows.iter().filter_map(|s| s.diff_overlap_true)),
+                mean_diff_overlap_pred: mean(rows.iter().filter_map(|s| s.diff_overlap_pred)),
+            }
+        })
+        .collect();
+    Analysis {
+        representatives: reps,
+        samples,
+        variants,
+    }
+}
+
+/// Reads `subgraphs/` (one scope) and `summary/` into records.
+pub fn read_records(dir: &Path, scope: &str) -> anyhow::Result<Vec<SubgraphRecord>> {
+    let outcomes = read_outcomes(dir)?;
+    let mut records: Vec<SubgraphRecord> = Vec::new();
+    let mut at: HashMap<(String, u32, String), usize> = HashMap::new();
+    for b in read_table(dir, "subgraphs")
+        .map_err(|e| e.context("run with `output.subgraphs = true` to write the subgraphs table"))?
+    {
+        let c = Columns::new(&b, "subgraphs");
+        let (shard, index, variant, sc) = (
+            c.str("shard")?,
+            c.u32("index")?,
+            c.str("variant")?,
+            c.str("scope")?,
+        );
+        let (src, dst) = (c.u64("src")?, c.u64("dst")?);
+        for i in 0..b.num_rows() {
+            if sc[i] != scope {
+                continue;
+            }
+            let key = (shard[i].to_string(), index[i], variant[i].to_string());
+            let slot = match at.get(&key) {
+                Some(&s) => s,
+                None => {
+                    let outcome = *outcomes.get(&key).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{}: no summary row for shard {} index {} variant {}",
+                            dir.display(),
+                            key.0,
+                            key.1,
+                            key.2
+                        )
+                    })?;
+                    records.push(SubgraphRecord {
+                        shard: key.0.clone(),
+                        index: key.1,
+                        variant: key.2.clone(),
+                        outcome,
+                        edges: BTreeSet::new(),
+                    });
+                    at.insert(key, records.len() - 1);
+                    records.len() - 1
+                }
+            };
+            records[slot].edges.insert((src[i], dst[i]));
+        }
+    }
+    if records.is_empty() {
+        anyhow::bail!(
+            "{}: the subgraphs table has no rows for scope `{scope}`",
+            dir.display()
+        );
+    }
+    Ok(records)
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.3}"))
+}
+
+/// `actopo analyze subgraphs`: writes analysis/subgraph_*.parquet and prints the per-variant table.
+pub fn run(dir: &Path, min_fraction: f64, scope: &str) -> anyhow::Result<Analysis> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&min_fraction) && min_fraction > 0.0,
+        "--min-fraction must be in (0, 1]"
+    );
+    let records = read_records(dir, scope)?;
+    let a = analyze(&records, min_fraction);
+
+    let mut rep_rows: Vec<(i64, u64, u64, u64, f64)> = Vec::new();
+    for (&c, r) in &a.representatives {
+        for (&(s, d), &f) in &r.edges {
+            rep_rows.push((c, r.support as u64, s, d, f));
+        }
+    }
+    let reps = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("class", DataType::Int64, false),
+            Field::new("support", DataType::UInt64, false),
+            Field::new("src", DataType::UInt64, false),
+            Field::new("dst", DataType::UInt64, false),
+            Field::new("fraction", DataType::Float64, false),
+        ])),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rep_rows.iter().map(|r| r.0))),
+            Arc::new(UInt64Array::from_iter_values(rep_rows.iter().map(|r| r.1))),
+            Arc::new(UInt64Array::from_iter_values(rep_rows.iter().map(|r| r.2))),
+            Arc::new(UInt64Array::from_iter_values(rep_rows.iter().map(|r| r.3))),
+            Arc::new(Float64Array::from_iter_values(rep_rows.iter().map(|r| r.4))),
+        ],
+    )?;
+    let s = &a.samples;
+    let opt = |f: fn(&SampleRow) -> Option<f64>| f64_col(&s.iter().map(f).collect::<Vec<_>>());
+    let samples = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("shard", DataType::Utf8, false),
+            Field::new("index", DataType::UInt32, false),
+            Field::new("variant", DataType::Utf8, false),
+            Field::new("label", DataType::Int64, true),
+            Field::new("pred", DataType::Int64, false),
+            Field::new("subgraph_pred", DataType::Int64, true),
+            Field::new("overlap_true", DataType::Float64, true),
+            Field::new("jaccard_true", DataType::Float64, true),
+            Field::new("overlap_pred", DataType::Float64, true),
+            Field::new("jaccard_pred", DataType::Float64, true),
+            Field::new("diff_size", DataType::UInt64, true),
+            Field::new("diff_overlap_true", DataType::Float64, true),
+            Field::new("diff_overlap_pred", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                s.iter().map(|r| r.shard.as_str()),
+            )) as ArrayRef,
+            Arc::new(UInt32Array::from_iter_values(s.iter().map(|r| r.index))),
+            Arc::new(StringArray::from_iter_values(
+                s.iter().map(|r| r.variant.as_str()),
+            )),
+            Arc::new(Int64Array::from(
+                s.iter().map(|r| r.label).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from_iter_values(s.iter().map(|r| r.pred))),
+            Arc::new(Int64Array::from(
+                s.iter().map(|r| r.subgraph_pred).collect::<Vec<_>>(),
+            )),
+            opt(|r| r.overlap_true),
+            opt(|r| r.jaccard_true),
+            opt(|r| r.overlap_pred),
+            opt(|r| r.jaccard_pred),
+            Arc::new(UInt64Array::from(
+                s.iter().map(|r| r.diff_size).collect::<Vec<_>>(),
+            )),
+            opt(|r| r.diff_overlap_true),
+            opt(|r| r.diff_overlap_pred),
+        ],
+    )?;
+    let v = &a.variants;
+    let vopt = |f: fn(&VariantRow) -> Option<f64>| f64_col(&v.iter().map(f).collect::<Vec<_>>());
+    let variants = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("variant", DataType::Utf8, false),
+            Field::new("n", DataType::UInt64, false),
+            Field::new("recovery_rate", DataType::Float64, true),
+            Field::new("retention_rate", DataType::Float64, true),
+            Field::new("mean_overlap_true", DataType::Float64, true),
+            Field::new("mean_overlap_pred", DataType::Float64, true),
+            Field::new("mean_diff_overlap_true", DataType::Float64, true),
+            Field::new("mean_diff_overlap_pred", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                v.iter().map(|r| r.variant.as_str()),
+            )) as ArrayRef,
+            Arc::new(UInt64Array::from_iter_values(v.iter().map(|r| r.n))),
+            vopt(|r| r.recovery_rate),
+            vopt(|r| r.retention_rate),
+            vopt(|r| r.mean_overlap_true),
+            vopt(|r| r.mean_overlap_pred),
+            vopt(|r| r.mean_diff_overlap_true),
+            vopt(|r| r.mean_diff_overlap_pred),
+        ],
+    )?;
+    for (name, batch) in [
+        ("subgraph_representatives", reps),
+        ("subgraph_samples", samples),
+        ("subgraph_variants", variants),
+    ] {
+        write_analysis(dir, name, batch)?;
+    }
+
+    println!(
+        "class representatives (scope `{scope}`, edges in >= {min_fraction} of correctly classified clean subgraphs):"
+    );
+    for (c, r) in &a.representatives {
+        println!(
+            "  class {c}: {} edges from {} samples",
+            r.edges.len(),
+            r.support
+        );
+    }
+    println!(
+        "\n{:<30} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "variant", "n", "recovery", "retention", "ovl_true", "ovl_pred", "diff_true", "diff_pred"
+    );
+    for r in &a.variants {
+        println!(
+            "{:<30} {:>5} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}",
+            r.variant,
+            r.n,
+            fmt(r.recovery_rate),
+            fmt(r.retention_rate),
+            fmt(r.mean_overlap_true),
+            fmt(r.mean_overlap_pred),
+            fmt(r.mean_diff_overlap_true),
+            fmt(r.mean_diff_overlap_pred)
+        );
+    }
+    println!(
+        "\nn: clean samples predicted right (perturbed variants: of those, the ones whose prediction changed).\n\
+         recovery: nearest representative is the true class; retention: it is the predicted class.\n\
+         ovl_*: |S ∩ R| / |S| with the true / predicted class representative; diff_*: the same for the\n\
+         edges a variant gained over its clean subgraph. Tables: {}/analysis/subgraph_*.parquet",
+        dir.display()
+    );
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(index: u32, variant: &str, label: i64, pred: i64, edges: &[Edge]) -> SubgraphRecord {
+        SubgraphRecord {
+            shard: "s".into(),
+            index,
+            variant: variant.into(),
+            outcome: Outcome {
+                label: Some(label),
+                pred,
+                attack_success: None,
+            },
+            edges: edges.iter().copied().collect(),
+        }
+    }
+
+    /// Class 0 lives on edges (1,2),(2,3); class 1 on (5,6),(6,7). Sample 3 is wrong when clean.
+    fn data() -> Vec<SubgraphRecord> {
+        vec![
+            rec(0, "clean", 0, 0, &[(1, 2), (2, 3), (9, 9)]),
+            rec(1, "clean", 0, 0, &[(1, 2), (2, 3)]),
+            rec(2, "clean", 1, 1, &[(5, 6), (6, 7)]),
+            rec(3, "clean", 1, 0, &[(1, 2)]),
+            // sample 0 attacked into class 1 but keeps most of class 0's structure
+            rec(0, "adv", 0, 1, &[(1, 2), (2, 3), (5, 6)]),
+            // sample 1 attacked into class 1 and takes on class 1's structure
+            rec(1, "adv", 0, 1, &[(5, 6), (6, 7)]),
+            // sample 2 attacked but still predicted right: not counted in the rates
+            rec(2, "adv", 1, 1, &[(5, 6), (6, 7)]),
+        ]
+    }
+
+    #[test]
+    fn representatives_use_correct_clean_samples_only() {
+        let reps = representatives(&data(), 0.5);
+        assert_eq!(reps.len(), 2);
+        assert_eq!(reps[&0].support, 2);
+        // (9,9) is in half the class-0 subgraphs: kept at 0.5, dropped at 0.6
+        assert_eq!(
+            reps[&0].edges.keys().copied().collect::<Vec<_>>(),
+            vec![(1, 2), (2, 3), (9, 9)]
+        );
+        assert_eq!(reps[&0].edges[&(9, 9)], 0.5);
+        let strict = representatives(&data(), 0.6);
+        assert_eq!(strict[&0].edges.len(), 2);
+        // sample 3 (labelled 1, predicted 0) is in neither
+        assert_eq!(strict[&1].support, 1);
+    }
+
+    #[test]
+    fn overlaps_predictions_and_rates() {
+        let a = analyze(&data(), 0.6);
+        let row = |i: u32, v: &str| {
+            a.samples
+                .iter()
+                .find(|s| s.index == i && s.variant == v)
+                .unwrap()
+                .clone()
+        };
+        let r = row(0, "adv");
+        assert_eq!(r.subgraph_pred, Some(0)); // J0 = 2/3, J1 = 1/4
+        assert_eq!(r.overlap_true, Some(2.0 / 3.0));
+        assert_eq!(r.overlap_pred, Some(1.0 / 3.0));
+        assert_eq!(r.jaccard_true, Some(2.0 / 3.0));
+        assert_eq!(r.diff_size, Some(1)); // gained (5,6); lost (9,9)
+        assert_eq!(r.diff_overlap_true, Some(0.0));
+        assert_eq!(r.diff_overlap_pred, Some(1.0));
+        let r = row(1, "adv");
+        assert_eq!(r.subgraph_pred, Some(1));
+        assert_eq!(r.overlap_true, Some(0.0));
+        assert_eq!(row(3, "clean").subgraph_pred, Some(0));
+        assert_eq!(row(3, "clean").diff_size, None);
+
+        let clean = &a.variants[0];
+        assert_eq!((clean.variant.as_str(), clean.n), ("clean", 3));
+        assert_eq!(clean.recovery_rate, Some(1.0));
+        let adv = &a.variants[1];
+        // samples 0 and 1 count (clean right, prediction changed); sample 2 does not
+        assert_eq!((adv.variant.as_str(), adv.n), ("adv", 2));
+        assert_eq!(adv.recovery_rate, Some(0.5));
+        assert_eq!(adv.retention_rate, Some(0.5));
+        assert_eq!(adv.mean_overlap_true, Some((2.0 / 3.0 + 0.0) / 2.0));
+    }
+
+    #[test]
+    fn empty_subgraphs_have_no_overlap_and_zero_jaccard() {
+        let reps = representatives(&data(), 0.6);
+        let empty = BTreeSet::new();
+        assert_eq!(overlap(&empty, &reps[&0]), None);
+        assert_eq!(jaccard(&empty, &reps[&0]), 0.0);
+        assert_eq!(nearest(&empty, &reps), Some(0)); // all zero: the smaller class
+    }
+}
