@@ -480,3 +480,100 @@ fn relative_paths_are_relative_to_the_config_file_not_the_working_folder() {
         "{spec}"
     );
 }
+
+#[test]
+fn subgraphs_table_lists_top_k_killing_edges_by_rank() {
+    let f = Fixture::new();
+    let o = f.run(
+        &[
+            "run",
+            "config.toml",
+            "--set",
+            "output.subgraphs=true",
+            "--set",
+            "subgraph.top_k=3",
+            "--set",
+            "data.limit=6",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (batches, meta) = read_parquet(&f.path("out/subgraphs/a-images-idx3-ubyte.parquet"));
+    assert_eq!(
+        meta.get("actopo.subgraph_top_k").map(String::as_str),
+        Some("3")
+    );
+    let mut groups: HashMap<(u32, String), Vec<(u32, f32, u64, u64, String, String)>> =
+        HashMap::new();
+    for b in &batches {
+        let index = b
+            .column_by_name("index")
+            .unwrap()
+            .as_primitive::<UInt32Type>();
+        let scope = b.column_by_name("scope").unwrap().as_string::<i32>();
+        let rank = b
+            .column_by_name("rank")
+            .unwrap()
+            .as_primitive::<UInt32Type>();
+        let pers = b
+            .column_by_name("persistence")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float32Type>();
+        let src = b
+            .column_by_name("src")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let dst = b
+            .column_by_name("dst")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let ls = b.column_by_name("layer_src").unwrap().as_string::<i32>();
+        let ld = b.column_by_name("layer_dst").unwrap().as_string::<i32>();
+        for i in 0..b.num_rows() {
+            groups
+                .entry((index.value(i), scope.value(i).to_string()))
+                .or_default()
+                .push((
+                    rank.value(i),
+                    pers.value(i),
+                    src.value(i),
+                    dst.value(i),
+                    ls.value(i).to_string(),
+                    ld.value(i).to_string(),
+                ));
+        }
+    }
+    assert!(!groups.is_empty());
+    // unit ids: input 0..64, conv 64..96, pool 96..104, fc 104..107
+    let layer = |u: u64| match u {
+        0..64 => "input",
+        64..96 => "conv",
+        96..104 => "pool",
+        _ => "fc",
+    };
+    for ((index, scope), rows) in &groups {
+        assert!(rows.len() <= 3, "{index} {scope}: {} rows", rows.len());
+        for (k, r) in rows.iter().enumerate() {
+            assert_eq!(r.0 as usize, k, "ranks count up from 0");
+            assert!(r.1 > 0.0);
+            if k > 0 {
+                assert!(
+                    rows[k - 1].1 >= r.1,
+                    "persistence does not decrease with rank"
+                );
+            }
+            assert_eq!((layer(r.2), layer(r.3)), (r.4.as_str(), r.5.as_str()));
+        }
+    }
+    // the network scope of sample 0 has as many rows as finite pairs, up to top_k
+    let (summary, _) = read_parquet(&f.path("out/summary/a-images-idx3-ubyte.parquet"));
+    let pairs = summary[0]
+        .column_by_name("h0_pairs")
+        .unwrap()
+        .as_primitive::<UInt64Type>()
+        .value(0);
+    assert_eq!(
+        groups.get(&(0, "network".into())).map_or(0, |r| r.len()) as u64,
+        pairs.min(3)
+    );
+}

@@ -1,5 +1,6 @@
 //! The one integration test binary (each test binary links everything, so there is only one).
 
+mod analyze;
 mod attacks;
 mod cli;
 mod graph_props;
