@@ -12,3 +12,10 @@ echo "== end-to-end: actopo run on real images vs PyTorch + GUDHI"
 "$PYTHON" tests/python/e2e_gudhi.py --bin target/release/actopo --samples 16
 echo "== attacks: FGSM and PGD vs the same attacks in PyTorch"
 "$PYTHON" scripts/crosscheck_attacks.py --bin target/release/actopo --samples 64
+echo "== subgraph analysis: actopo analyze vs the Polars reimplementation"
+tmp_out="$(mktemp -d)"
+trap 'rm -rf "$tmp_out"' EXIT
+target/release/actopo run config/fashion-mnist-subgraphs.toml --set data.limit=300 --set "output.dir=\"$tmp_out\""
+target/release/actopo analyze subgraphs "$tmp_out" --min-fraction 0.2
+target/release/actopo analyze uncertainty "$tmp_out"
+"$PYTHON" scripts/paper_comparison.py "$tmp_out" --min-fraction 0.2 --check

@@ -1,0 +1,118 @@
+"""The paper's subgraph comparison, notebook style, in plain Polars over actopo's Parquet outputs.
+
+Gebhart et al. (2019) ask whether an adversarial input's most persistent structure (the killing
+edges of its most persistent H0 pairs: actopo's `subgraphs/` table) stays with its true class or
+moves to the class it is misclassified as. This script rebuilds that comparison from the files,
+step by step, so you can adapt it: class representatives, overlaps, nearest-representative
+("subgraph") predictions, recovery vs retention per variant. With --check it also compares its
+numbers with `actopo analyze subgraphs` (analysis/subgraph_variants.parquet): two independent
+implementations of the same definitions.
+
+Usage: python scripts/paper_comparison.py OUT_DIR [--min-fraction 0.5] [--scope network] [--check]
+"""
+
+import argparse
+import sys
+
+import polars as pl
+
+ap = argparse.ArgumentParser()
+ap.add_argument("out")
+ap.add_argument("--min-fraction", type=float, default=0.5)
+ap.add_argument("--scope", default="network")
+ap.add_argument("--check", action="store_true")
+args = ap.parse_args()
+keys = ["shard", "index"]
+
+# 1. Each (sample, variant)'s subgraph S: a set of (src, dst) unit ids.
+S = (
+    pl.read_parquet(f"{args.out}/subgraphs/*.parquet")
+    .filter(pl.col("scope") == args.scope)
+    .select(*keys, "variant", "src", "dst")
+    .unique()
+)
+outcome = (
+    pl.read_parquet(f"{args.out}/summary/*.parquet")
+    .filter(pl.col("scope") == "network")
+    .select(*keys, "variant", "label", "pred")
+)
+
+# 2. Class representatives R_c: edges in >= min_fraction of the clean subgraphs of samples
+#    labelled c and predicted c.
+clean_right = outcome.filter((pl.col("variant") == "clean") & (pl.col("label") == pl.col("pred"))).select(*keys, "label")
+support = clean_right.group_by("label").agg(pl.len().alias("support"))
+R = (
+    S.filter(pl.col("variant") == "clean")
+    .join(clean_right, on=keys)
+    .group_by("label", "src", "dst")
+    .agg(pl.len().alias("count"))
+    .join(support, on="label")
+    .with_columns((pl.col("count") / pl.col("support")).alias("fraction"))
+    .filter(pl.col("fraction") >= args.min_fraction)
+    .rename({"label": "class"})
+)
+R_size = support.rename({"label": "class"}).join(R.group_by("class").agg(pl.len().alias("r_size")), on="class", how="left").fill_null(0)
+print("representative sizes:", dict(R_size.sort("class").select("class", "r_size").iter_rows()))
+
+# 3. |S ∩ R_c| for every (sample, variant, class), with |S| and |R_c|, then overlap and Jaccard.
+S_size = S.group_by(*keys, "variant").agg(pl.len().alias("s_size"))
+inter = S.join(R.select("class", "src", "dst"), on=["src", "dst"]).group_by(*keys, "variant", "class").agg(pl.len().alias("inter"))
+pairs = (
+    S_size.join(R_size.select("class", "r_size"), how="cross")
+    .join(inter, on=[*keys, "variant", "class"], how="left")
+    .fill_null(0)
+    .with_columns(
+        (pl.col("inter") / pl.col("s_size")).alias("overlap"),
+        pl.when(pl.col("s_size") + pl.col("r_size") - pl.col("inter") > 0)
+        .then(pl.col("inter") / (pl.col("s_size") + pl.col("r_size") - pl.col("inter")))
+        .otherwise(0.0)
+        .alias("jaccard"),
+    )
+)
+
+# 4. The subgraph prediction: the class whose representative has the largest Jaccard (ties: smaller class).
+nearest = (
+    pairs.sort("jaccard", "class", descending=[True, False])
+    .group_by(*keys, "variant", maintain_order=True)
+    .first()
+    .select(*keys, "variant", pl.col("class").alias("subgraph_pred"))
+)
+rows = (
+    outcome.join(S_size, on=[*keys, "variant"])
+    .join(nearest, on=[*keys, "variant"])
+    .join(pairs.select(*keys, "variant", pl.col("class").alias("label"), pl.col("overlap").alias("overlap_true")), on=[*keys, "variant", "label"], how="left")
+    .join(pairs.select(*keys, "variant", pl.col("class").alias("pred"), pl.col("overlap").alias("overlap_pred")), on=[*keys, "variant", "pred"], how="left")
+)
+
+# 5. Per variant, over samples the model gets right when clean and, for perturbed variants, whose
+#    prediction the perturbation changed: recovery (subgraph says the true class) vs retention
+#    (subgraph says the adversarial class), and the mean overlaps.
+counted = rows.join(clean_right.select(keys), on=keys).filter((pl.col("variant") == "clean") | (pl.col("label") != pl.col("pred")))
+table = counted.group_by("variant", maintain_order=True).agg(
+    pl.len().alias("n"),
+    (pl.col("subgraph_pred") == pl.col("label")).mean().alias("recovery_rate"),
+    (pl.col("subgraph_pred") == pl.col("pred")).mean().alias("retention_rate"),
+    pl.col("overlap_true").mean().alias("mean_overlap_true"),
+    pl.col("overlap_pred").mean().alias("mean_overlap_pred"),
+)
+with pl.Config(tbl_rows=50, float_precision=3, tbl_width_chars=120):
+    print(table)
+
+print(
+    "\nReading: for adversarial variants, recovery > retention and overlap_true > overlap_pred mean the\n"
+    "perturbed input's most persistent structure still looks like its true class (the paper's finding)."
+)
+
+if args.check:
+    rust = pl.read_parquet(f"{args.out}/analysis/subgraph_variants.parquet")
+    both = table.join(rust, on="variant", suffix="_rust")
+    bad = []
+    for col in ["n", "recovery_rate", "retention_rate", "mean_overlap_true", "mean_overlap_pred"]:
+        diff = both.select((pl.col(col).cast(pl.Float64) - pl.col(f"{col}_rust").cast(pl.Float64)).abs().max()).item()
+        if diff is None or diff > 1e-9:
+            bad.append(f"{col} differs by {diff}")
+    if both.height != rust.height or bad:
+        print("paper_comparison: MISMATCH with actopo analyze:", bad or "variant sets differ")
+        print("paper_comparison: 0 passed, 1 failed")
+        sys.exit(1)
+    print(f"paper_comparison: {both.height} passed, 0 failed (Polars == actopo analyze subgraphs)")
