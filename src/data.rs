@@ -186,44 +186,111 @@ pub fn list_shards(
     }
 }
 
-/// Reads and decodes a whole shard.
-pub fn read_shard(src: &ShardSource, opts: &ReadOptions) -> Result<Samples, DataError> {
-    let mut samples = match src.format {
-        DataFormat::Idx => read_idx(&src.path, opts)?,
-        DataFormat::Npz => read_npz(&src.path, opts)?,
-        DataFormat::Parquet => read_parquet(&src.path, opts)?,
-        DataFormat::Auto => unreachable!("list_shards resolves the format"),
-    };
-    if opts.limit > 0 && samples.n > opts.limit {
-        samples.n = opts.limit;
-        samples.x.truncate(opts.limit * samples.sample_len);
-        if let Some(l) = samples.labels.as_mut() {
-            l.truncate(opts.limit);
-        }
-    }
-    Ok(samples)
+/// What a shard reader emits: the sample count first, then batches in index order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShardEvent {
+    Start { samples: usize },
+    Batch(SampleBatch),
 }
 
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let mut raw = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut raw))
-        .map_err(|e| err(path, None, format!("cannot read: {e}")))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                err(
-                    path,
-                    None,
-                    format!("corrupt gzip data: {e}; re-download or re-extract the file"),
-                )
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// Consecutive samples of a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleBatch {
+    /// Index of the first sample in the shard.
+    pub start: usize,
+    pub n: usize,
+    /// Raw values, sample-major; a sample that failed to decode is all zeros.
+    pub x: Vec<f32>,
+    /// One label per sample; None where the data has none.
+    pub labels: Vec<Option<i64>>,
+    /// Samples that could not be decoded: (index in the shard, error). The run records them in
+    /// `failures/` and goes on.
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Reads a shard batch by batch, in flat memory: IDX and npz are streamed from the (decompressed)
+/// file, Parquet row group by row group. `emit` gets `Start` first; it returns false to stop early.
+/// An error after `Start` means the shard could not be read to the end.
+pub fn stream_shard(
+    src: &ShardSource,
+    opts: &ReadOptions,
+    batch_size: usize,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
+    let batch_size = batch_size.max(1);
+    match src.format {
+        DataFormat::Idx => stream_idx(&src.path, opts, batch_size, emit),
+        DataFormat::Npz => stream_npz(&src.path, opts, batch_size, emit),
+        DataFormat::Parquet => stream_parquet(&src.path, opts, batch_size, emit),
+        DataFormat::Auto => unreachable!("list_shards resolves the format"),
     }
+}
+
+/// Reads a whole shard into memory (for `validate` and tests); a sample that fails to decode is an
+/// error here.
+pub fn read_shard(src: &ShardSource, opts: &ReadOptions) -> Result<Samples, DataError> {
+    let sample_len = opts.sample_len();
+    let mut out = Samples {
+        n: 0,
+        sample_len,
+        x: Vec::new(),
+        labels: None,
+    };
+    let mut failure = None;
+    stream_shard(src, opts, 256, &mut |event| {
+        if let ShardEvent::Batch(b) = event {
+            if let Some((i, e)) = b.failed.first() {
+                failure = Some(err(&src.path, Some(*i), e.clone()));
+                return false;
+            }
+            out.n += b.n;
+            out.x.extend(b.x);
+            if b.labels.iter().any(Option::is_some) {
+                out.labels
+                    .get_or_insert_with(Vec::new)
+                    .extend(b.labels.iter().map(|l| l.unwrap_or(-1)));
+            }
+        }
+        true
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn effective(n: usize, opts: &ReadOptions) -> usize {
+    if opts.limit > 0 {
+        n.min(opts.limit)
+    } else {
+        n
+    }
+}
+
+/// Opens a file, transparently gunzipping it when it starts with the gzip magic.
+fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read + Send>, bool), DataError> {
+    let file = File::open(path).map_err(|e| err(path, None, format!("cannot open: {e}")))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let head = std::io::BufRead::fill_buf(&mut reader)
+        .map_err(|e| err(path, None, format!("cannot read: {e}")))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok((Box::new(flate2::read::GzDecoder::new(reader)), true))
+    } else {
+        Ok((Box::new(reader), false))
+    }
+}
+
+fn read_all_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let (mut r, _) = open_maybe_gz(path)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(|e| {
+        err(
+            path,
+            None,
+            format!("corrupt data: {e}; re-download or re-extract the file"),
+        )
+    })?;
+    Ok(out)
 }
 
 /// Checks an image's [C, H, W] against the model's input shape.
@@ -251,9 +318,22 @@ fn check_shape(
     }
 }
 
-fn read_idx(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
-    let bytes = read_maybe_gz(path)?;
-    if bytes.len() < 16 || bytes[0..3] != [0, 0, 8] || bytes[3] != 3 {
+fn stream_idx(
+    path: &Path,
+    opts: &ReadOptions,
+    batch_size: usize,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
+    let (mut r, gz) = open_maybe_gz(path)?;
+    let mut header = [0u8; 16];
+    r.read_exact(&mut header).map_err(|_| {
+        err(
+            path,
+            None,
+            "too short for an IDX image file (16-byte header)",
+        )
+    })?;
+    if header[0..3] != [0, 0, 8] || header[3] != 3 {
         return Err(err(
             path,
             None,
@@ -261,24 +341,51 @@ fn read_idx(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
         ));
     }
     let dim =
-        |i: usize| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize;
+        |i: usize| u32::from_be_bytes(header[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize;
     let (n, h, w) = (dim(0), dim(1), dim(2));
-    if bytes.len() != 16 + n * h * w {
-        return Err(err(
-            path,
-            None,
-            format!("IDX header says {n} images of {h}x{w} ({} bytes) but the file has {} bytes after the header; the file is truncated or corrupt", n * h * w, bytes.len() - 16),
-        ));
+    let truncated = |got: String| {
+        err(path, None, format!("IDX header says {n} images of {h}x{w} ({} bytes) but {got}; the file is truncated or corrupt", n * h * w))
+    };
+    if !gz {
+        let len = std::fs::metadata(path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        if len != 16 + n * h * w {
+            return Err(truncated(format!(
+                "the file has {} bytes after the header",
+                len.saturating_sub(16)
+            )));
+        }
     }
     check_shape(path, None, [1, h, w], opts)?;
-    let x = bytes[16..].iter().map(|&b| b as f32 / 255.0).collect();
     let labels = idx_labels(path, n)?;
-    Ok(Samples {
-        n,
-        sample_len: h * w,
-        x,
-        labels,
-    })
+    let n = effective(n, opts);
+    if !emit(ShardEvent::Start { samples: n }) {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; batch_size * h * w];
+    for start in (0..n).step_by(batch_size) {
+        let k = (n - start).min(batch_size);
+        r.read_exact(&mut buf[..k * h * w]).map_err(|e| {
+            truncated(format!(
+                "reading images {start}..{} failed ({e})",
+                start + k
+            ))
+        })?;
+        let batch = SampleBatch {
+            start,
+            n: k,
+            x: buf[..k * h * w].iter().map(|&b| b as f32 / 255.0).collect(),
+            labels: (start..start + k)
+                .map(|i| labels.as_ref().map(|l| l[i]))
+                .collect(),
+            failed: Vec::new(),
+        };
+        if !emit(ShardEvent::Batch(batch)) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Finds and reads `*-labels-idx1-ubyte[.gz]` next to `*-images-idx3-ubyte[.gz]`.
@@ -292,7 +399,7 @@ fn idx_labels(images: &Path, n: usize) -> Result<Option<Vec<i64>>, DataError> {
     for candidate in [base.clone(), format!("{base}.gz")] {
         let p = images.with_file_name(&candidate);
         if p.is_file() {
-            let bytes = read_maybe_gz(&p)?;
+            let bytes = read_all_maybe_gz(&p)?;
             if bytes.len() < 8 || bytes[0..4] != [0, 0, 8, 1] {
                 return Err(err(
                     &p,
@@ -314,52 +421,148 @@ fn idx_labels(images: &Path, n: usize) -> Result<Option<Vec<i64>>, DataError> {
     Ok(None)
 }
 
-fn read_npz(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
-    let mut archive = npyz::npz::NpzArchive::open(path)
-        .map_err(|e| err(path, None, format!("not a readable .npz file: {e}")))?;
-    let x = archive
-        .by_name("x")
-        .map_err(|e| err(path, None, format!("cannot read array `x`: {e}")))?
-        .ok_or_else(|| {
-            err(
+fn read_npz_labels(
+    archive: &mut npyz::npz::NpzArchive<std::io::BufReader<File>>,
+    path: &Path,
+    n: usize,
+) -> Result<Option<Vec<i64>>, DataError> {
+    let Some(y) = archive
+        .by_name("y")
+        .map_err(|e| err(path, None, format!("cannot read array `y`: {e}")))?
+    else {
+        return Ok(None);
+    };
+    let descr = y.dtype().descr().trim_matches('\'').to_string();
+    let v: Vec<i64> = match &descr[1..] {
+        "u1" => y
+            .into_vec::<u8>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
+        "i1" => y
+            .into_vec::<i8>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
+        "i2" => y
+            .into_vec::<i16>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
+        "u2" => y
+            .into_vec::<u16>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
+        "i4" => y
+            .into_vec::<i32>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
+        "u4" => y
+            .into_vec::<u32>()
+            .map(|v| v.into_iter().map(i64::from).collect()),
+        "i8" => y.into_vec::<i64>(),
+        other => {
+            return Err(err(
                 path,
                 None,
-                "has no array named `x`; save the images with np.savez(path, x=images, y=labels)",
-            )
-        })?;
-    let shape: Vec<usize> = x.shape().iter().map(|&d| d as usize).collect();
+                format!("array `y` has dtype {other}; labels must be integers"),
+            ))
+        }
+    }
+    .map_err(|e| err(path, None, format!("cannot read array `y`: {e}")))?;
+    if v.len() != n {
+        return Err(err(
+            path,
+            None,
+            format!("array `y` has {} labels for {n} samples", v.len()),
+        ));
+    }
+    Ok(Some(v))
+}
+
+fn stream_npz(
+    path: &Path,
+    opts: &ReadOptions,
+    batch_size: usize,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
+    let mut archive = npyz::npz::NpzArchive::open(path)
+        .map_err(|e| err(path, None, format!("not a readable .npz file: {e}")))?;
+    // The shape first (header only), then the small label array, then `x` streamed.
+    let (shape, descr) = {
+        let x = archive
+            .by_name("x")
+            .map_err(|e| err(path, None, format!("cannot read array `x`: {e}")))?
+            .ok_or_else(|| err(path, None, "has no array named `x`; save the images with np.savez(path, x=images, y=labels)"))?;
+        if x.order() != npyz::Order::C {
+            return Err(err(
+                path,
+                None,
+                "array `x` is in Fortran order; save it C-contiguous (np.ascontiguousarray)",
+            ));
+        }
+        let shape: Vec<usize> = x.shape().iter().map(|&d| d as usize).collect();
+        (shape, x.dtype().descr().trim_matches('\'').to_string())
+    };
     let chw = match shape.as_slice() {
         [_, c, h, w] => [*c, *h, *w],
         [_, h, w] => [1, *h, *w],
         [_, f] => [*f, 1, 1],
-        _ => {
-            return Err(err(
-                path,
-                None,
-                format!(
-                "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
-            ),
-            ))
-        }
-    };
-    let n = shape[0];
-    check_shape(path, None, chw, opts)?;
-    if x.order() != npyz::Order::C {
-        return Err(err(
+        _ => return Err(err(
             path,
             None,
-            "array `x` is in Fortran order; save it C-contiguous (np.ascontiguousarray)",
-        ));
+            format!(
+                "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
+            ),
+        )),
+    };
+    check_shape(path, None, chw, opts)?;
+    let total = shape[0];
+    let labels = read_npz_labels(&mut archive, path, total)?;
+    let n = effective(total, opts);
+    let len: usize = chw.iter().product();
+    let x = archive
+        .by_name("x")
+        .map_err(|e| err(path, None, format!("cannot read array `x`: {e}")))?
+        .expect("checked above");
+    if !emit(ShardEvent::Start { samples: n }) {
+        return Ok(());
     }
-    let descr = x.dtype().descr().trim_matches('\'').to_string();
-    let values: Vec<f32> = match descr.as_str() {
-        "|u1" => x
-            .into_vec::<u8>()
-            .map(|v| v.into_iter().map(|b| b as f32 / 255.0).collect()),
-        "<f4" => x.into_vec::<f32>(),
-        "<f8" => x
-            .into_vec::<f64>()
-            .map(|v| v.into_iter().map(|f| f as f32).collect()),
+    let corrupt = |e: std::io::Error| {
+        err(
+            path,
+            None,
+            format!("cannot read array `x`: {e}; the file is truncated or corrupt"),
+        )
+    };
+    macro_rules! stream {
+        ($t:ty, $conv:expr) => {{
+            let mut values = x
+                .data::<$t>()
+                .map_err(|e| err(path, None, format!("array `x`: {e}")))?;
+            for start in (0..n).step_by(batch_size) {
+                let k = (n - start).min(batch_size);
+                let mut buf = Vec::with_capacity(k * len);
+                for _ in 0..k * len {
+                    let v = values
+                        .next()
+                        .ok_or_else(|| {
+                            err(path, None, "array `x` ends early; the file is truncated")
+                        })?
+                        .map_err(corrupt)?;
+                    buf.push($conv(v));
+                }
+                let batch = SampleBatch {
+                    start,
+                    n: k,
+                    x: buf,
+                    labels: (start..start + k)
+                        .map(|i| labels.as_ref().map(|l| l[i]))
+                        .collect(),
+                    failed: Vec::new(),
+                };
+                if !emit(ShardEvent::Batch(batch)) {
+                    return Ok(());
+                }
+            }
+        }};
+    }
+    match descr.as_str() {
+        "|u1" => stream!(u8, |b: u8| b as f32 / 255.0),
+        "<f4" => stream!(f32, |v: f32| v),
+        "<f8" => stream!(f64, |v: f64| v as f32),
         other => {
             return Err(err(
                 path,
@@ -368,86 +571,28 @@ fn read_npz(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
             ))
         }
     }
-    .map_err(|e| err(path, None, format!("cannot read array `x`: {e}")))?;
-    let labels = match archive
-        .by_name("y")
-        .map_err(|e| err(path, None, format!("cannot read array `y`: {e}")))?
-    {
-        None => None,
-        Some(y) => {
-            let descr = y.dtype().descr().trim_matches('\'').to_string();
-            let v: Vec<i64> = match &descr[1..] {
-                "u1" => y
-                    .into_vec::<u8>()
-                    .map(|v| v.into_iter().map(i64::from).collect()),
-                "i1" => y
-                    .into_vec::<i8>()
-                    .map(|v| v.into_iter().map(i64::from).collect()),
-                "i2" => y
-                    .into_vec::<i16>()
-                    .map(|v| v.into_iter().map(i64::from).collect()),
-                "u2" => y
-                    .into_vec::<u16>()
-                    .map(|v| v.into_iter().map(i64::from).collect()),
-                "i4" => y
-                    .into_vec::<i32>()
-                    .map(|v| v.into_iter().map(i64::from).collect()),
-                "u4" => y
-                    .into_vec::<u32>()
-                    .map(|v| v.into_iter().map(i64::from).collect()),
-                "i8" => y.into_vec::<i64>(),
-                other => {
-                    return Err(err(
-                        path,
-                        None,
-                        format!("array `y` has dtype {other}; labels must be integers"),
-                    ))
-                }
-            }
-            .map_err(|e| err(path, None, format!("cannot read array `y`: {e}")))?;
-            if v.len() != n {
-                return Err(err(
-                    path,
-                    None,
-                    format!("array `y` has {} labels for {n} samples", v.len()),
-                ));
-            }
-            Some(v)
-        }
-    };
-    Ok(Samples {
-        n,
-        sample_len: chw.iter().product(),
-        x: values,
-        labels,
-    })
+    Ok(())
 }
 
 /// Decodes one encoded image (PNG, JPEG) into [0, 1] values in C, H, W order.
-fn decode_image(
-    path: &Path,
-    sample: usize,
-    bytes: &[u8],
-    opts: &ReadOptions,
-    out: &mut Vec<f32>,
-) -> Result<(), DataError> {
-    let img = image::load_from_memory(bytes)
-        .map_err(|e| err(path, Some(sample), format!("cannot decode image: {e}")))?;
-    let channels = if opts.input_shape.len() == 3 {
-        opts.input_shape[0]
-    } else {
-        1
+fn decode_image(bytes: &[u8], opts: &ReadOptions, out: &mut Vec<f32>) -> Result<(), String> {
+    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
+    let (channels, h, w) = match opts.input_shape.as_slice() {
+        [c, h, w] => (*c, *h, *w),
+        _ => (1, 0, 0),
     };
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    check_shape(path, Some(sample), [channels, h, w], opts).or_else(|e| {
-        // Report the image's own channel count when that is what differs.
-        let own = img.color().channel_count() as usize;
-        if channels != own && opts.input_shape.len() == 3 && opts.input_shape[1..] == [h, w] {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let fits = if opts.input_shape.len() == 3 {
+        (ih, iw) == (h, w)
+    } else {
+        ih * iw == opts.sample_len()
+    };
+    if !fits {
+        return Err(format!(
+            "image is {ih}x{iw} but the model's input_shape is {}; resize the images or use a model spec whose input_shape matches",
+            opts.describe_shape()
+        ));
+    }
     match channels {
         1 => out.extend(
             img.to_luma8()
@@ -462,19 +607,63 @@ fn decode_image(
             }
         }
         c => {
-            return Err(err(
-                path,
-                Some(sample),
-                format!(
-                    "the model expects {c} channels; encoded images can give 1 (grey) or 3 (RGB)"
-                ),
+            return Err(format!(
+                "the model expects {c} channels; encoded images can give 1 (grey) or 3 (RGB)"
             ))
         }
     }
     Ok(())
 }
 
-fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
+/// One row's image values, or why there are none.
+fn parquet_row(
+    images: &dyn Array,
+    row: usize,
+    opts: &ReadOptions,
+    out: &mut Vec<f32>,
+) -> Result<(), String> {
+    if images.is_null(row) {
+        return Err("image is null".into());
+    }
+    let before = out.len();
+    match images.data_type() {
+        DataType::Struct(_) => {
+            let bytes = images
+                .as_struct()
+                .column_by_name("bytes")
+                .ok_or_else(|| format!("column `{}` is a struct without a `bytes` field", opts.image_column))?;
+            decode_image(binary_at(bytes.as_ref(), row).ok_or("image bytes are null")?, opts, out)
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            decode_image(binary_at(images, row).expect("binary"), opts, out)
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
+            let values = list_at(images, row);
+            match values.data_type() {
+                DataType::Float32 => out.extend(values.as_primitive::<Float32Type>().values().iter()),
+                DataType::Float64 => out.extend(values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32)),
+                t => return Err(format!("column `{}` is a list of {t}; use float32 or float64 values", opts.image_column)),
+            }
+            let got = out.len() - before;
+            if got != opts.sample_len() {
+                out.truncate(before);
+                return Err(format!("has {got} values but the model's input_shape {} needs {}", opts.describe_shape(), opts.sample_len()));
+            }
+            Ok(())
+        }
+        t => Err(format!(
+            "column `{}` has type {t}; expected an image struct {{bytes, path}}, binary image bytes, or a list of floats",
+            opts.image_column
+        )),
+    }
+}
+
+fn stream_parquet(
+    path: &Path,
+    opts: &ReadOptions,
+    batch_size: usize,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
     let file = File::open(path).map_err(|e| err(path, None, format!("cannot open: {e}")))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| err(path, None, format!("not a readable Parquet file: {e}")))?;
@@ -495,94 +684,82 @@ fn read_parquet(path: &Path, opts: &ReadOptions) -> Result<Samples, DataError> {
         .label_column
         .as_ref()
         .and_then(|c| schema.index_of(c).ok());
+    let total = builder.metadata().file_metadata().num_rows().max(0) as usize;
     let roots: Vec<usize> = std::iter::once(image_idx).chain(label_idx).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let reader = builder
         .with_projection(mask)
+        .with_batch_size(batch_size)
         .build()
         .map_err(|e| err(path, None, format!("cannot read: {e}")))?;
+    let n = effective(total, opts);
+    if !emit(ShardEvent::Start { samples: n }) {
+        return Ok(());
+    }
     let sample_len = opts.sample_len();
-    let mut x: Vec<f32> = Vec::new();
-    let mut labels: Vec<i64> = Vec::new();
-    let mut n = 0usize;
+    let mut start = 0usize;
     for batch in reader {
-        let batch = batch.map_err(|e| err(path, None, format!("corrupt Parquet data: {e}")))?;
+        if start >= n {
+            break;
+        }
+        let batch = batch.map_err(|e| {
+            err(
+                path,
+                None,
+                format!("corrupt Parquet data at row {start}: {e}"),
+            )
+        })?;
+        let k = batch.num_rows().min(n - start);
         let images = batch.column_by_name(&opts.image_column).expect("projected");
-        for row in 0..batch.num_rows() {
-            let sample = n + row;
-            if images.is_null(row) {
-                return Err(err(path, Some(sample), "image is null"));
-            }
+        let mut x = Vec::with_capacity(k * sample_len);
+        let mut failed = Vec::new();
+        for row in 0..k {
             let before = x.len();
-            match images.data_type() {
-                DataType::Struct(_) => {
-                    let s = images.as_struct();
-                    let bytes = s.column_by_name("bytes").ok_or_else(|| {
-                        err(path, None, format!("column `{}` is a struct without a `bytes` field", opts.image_column))
-                    })?;
-                    decode_image(path, sample, binary_at(bytes, row).ok_or_else(|| err(path, Some(sample), "image bytes are null"))?, opts, &mut x)?;
-                }
-                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-                    decode_image(path, sample, binary_at(images, row).expect("binary"), opts, &mut x)?;
-                }
-                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
-                    let values = list_at(images, row);
-                    match values.data_type() {
-                        DataType::Float32 => x.extend(values.as_primitive::<Float32Type>().values().iter()),
-                        DataType::Float64 => x.extend(values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32)),
-                        t => return Err(err(path, None, format!("column `{}` is a list of {t}; use float32 or float64 values", opts.image_column))),
-                    }
-                    if x.len() - before != sample_len {
-                        return Err(err(
-                            path,
-                            Some(sample),
-                            format!("has {} values but the model's input_shape {} needs {sample_len}", x.len() - before, opts.describe_shape()),
-                        ));
-                    }
-                }
-                t => {
-                    return Err(err(
-                        path,
-                        None,
-                        format!("column `{}` has type {t}; expected an image struct {{bytes, path}}, binary image bytes, or a list of floats", opts.image_column),
-                    ))
-                }
+            if let Err(e) = parquet_row(images.as_ref(), row, opts, &mut x) {
+                x.truncate(before);
+                x.resize(before + sample_len, 0.0);
+                failed.push((start + row, e));
             }
         }
-        if let Some(col) = opts
+        let labels = match opts
             .label_column
             .as_ref()
             .and_then(|c| batch.column_by_name(c))
         {
-            let as_i64 = arrow::compute::cast(col, &DataType::Int64).map_err(|e| {
-                err(
-                    path,
-                    None,
-                    format!(
-                        "label column `{}` is not an integer column: {e}",
-                        opts.label_column.as_deref().unwrap_or("")
-                    ),
-                )
-            })?;
-            let as_i64 = as_i64.as_primitive::<arrow::datatypes::Int64Type>();
-            for row in 0..batch.num_rows() {
-                if as_i64.is_null(row) {
-                    return Err(err(path, Some(n + row), "label is null"));
-                }
-                labels.push(as_i64.value(row));
+            None => vec![None; k],
+            Some(col) => {
+                let as_i64 = arrow::compute::cast(col, &DataType::Int64).map_err(|e| {
+                    err(
+                        path,
+                        None,
+                        format!(
+                            "label column `{}` is not an integer column: {e}",
+                            opts.label_column.as_deref().unwrap_or("")
+                        ),
+                    )
+                })?;
+                let as_i64 = as_i64.as_primitive::<arrow::datatypes::Int64Type>();
+                // A null label makes that sample unlabelled.
+                (0..k)
+                    .map(|r| as_i64.is_valid(r).then(|| as_i64.value(r)))
+                    .collect()
             }
+        };
+        if !emit(ShardEvent::Batch(SampleBatch {
+            start,
+            n: k,
+            x,
+            labels,
+            failed,
+        })) {
+            return Ok(());
         }
-        n += batch.num_rows();
-        if opts.limit > 0 && n >= opts.limit {
-            break; // read_shard truncates to the limit
-        }
+        start += k;
     }
-    Ok(Samples {
-        n,
-        sample_len,
-        x,
-        labels: label_idx.map(|_| labels),
-    })
+    if start < n {
+        return Err(err(path, None, format!("metadata says {n} rows but only {start} could be read; the file is truncated or corrupt")));
+    }
+    Ok(())
 }
 
 fn binary_at(array: &dyn Array, row: usize) -> Option<&[u8]> {
@@ -599,7 +776,7 @@ fn binary_at(array: &dyn Array, row: usize) -> Option<&[u8]> {
 
 fn list_at(array: &dyn Array, row: usize) -> arrow::array::ArrayRef {
     match array.data_type() {
-        DataType::List(_) => array.as_list::<i32>().value(row),
+        DataType::List(_) | DataType::ListView(_) => array.as_list::<i32>().value(row),
         DataType::LargeList(_) => array.as_list::<i64>().value(row),
         _ => array.as_fixed_size_list().value(row),
     }

@@ -22,6 +22,7 @@ pub mod output;
 pub mod perturb;
 pub mod pipeline;
 pub mod progress;
+pub mod resume;
 pub mod spec;
 pub mod topology;
 pub mod weights;

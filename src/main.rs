@@ -27,6 +27,8 @@ enum Command {
         /// Override a config key, e.g. --set pipeline.batch_size=64 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        #[command(flatten)]
+        shard: cli::run::ShardArgs,
     },
     /// Check a config, its model spec and weights, and the first sample of every shard, without running.
     Validate {
@@ -72,7 +74,11 @@ enum AnalyzeCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Run { config, sets } => cli::run::run(config, sets),
+        Command::Run {
+            config,
+            sets,
+            shard,
+        } => cli::run::run(config, sets, shard),
         Command::Validate { config, sets } => cli::run::validate(config, sets),
         Command::Analyze(AnalyzeCommand::Subgraphs {
             output_dir,
@@ -88,7 +94,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(cli::run::Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(cli::run::Outcome::ShardsFailed) => ExitCode::from(1),
+        Ok(cli::run::Outcome::Failures) => ExitCode::from(1),
+        Ok(cli::run::Outcome::Interrupted) => ExitCode::from(130),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::perturb::Attack;
+use crate::resume::OutputFile;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
@@ -36,7 +37,10 @@ pub struct ShardEntry {
     pub path: PathBuf,
     pub status: ShardStatus,
     pub samples: Option<usize>,
-    pub outputs: Vec<PathBuf>,
+    /// Final files with their sizes (a rerun skips the shard only if they are all still there).
+    pub outputs: Vec<OutputFile>,
+    /// Rows in this shard's failures table.
+    pub failures: u64,
     pub error: Option<String>,
 }
 
@@ -44,6 +48,11 @@ pub struct ShardEntry {
 pub struct Manifest {
     pub tool: &'static str,
     pub version: &'static str,
+    /// What decides the output rows (see `resume::identity`): a rerun with another identity into
+    /// the same folder is refused.
+    pub identity: serde_json::Value,
+    /// This worker's index and the number of workers sharing the folder.
+    pub worker: [usize; 2],
     pub config_file: PathBuf,
     pub config: Config,
     pub device: String,
@@ -63,9 +72,10 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 impl Manifest {
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let path = dir.join("manifest.json");
-        let tmp = dir.join(".manifest.json.partial");
+    /// Writes `dir/<file>` atomically.
+    pub fn write(&self, dir: &Path, file: &str) -> anyhow::Result<()> {
+        let path = dir.join(file);
+        let tmp = dir.join(format!(".{file}.partial"));
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).map_err(|e| {
             anyhow::anyhow!(
                 "cannot write {}: {e}; check output.dir and its permissions",

@@ -25,6 +25,7 @@ use parquet::file::properties::WriterProperties;
 use tempfile::NamedTempFile;
 
 use crate::perturb::AttackStats;
+use crate::resume::OutputFile;
 use crate::topology::graph::layer_of_unit;
 use crate::topology::{H0Pair, ScopeDiagram, Summary, VertexLayer};
 
@@ -96,6 +97,70 @@ pub fn subgraphs_schema() -> SchemaRef {
         Field::new("persistence", DataType::Float32, false),
         Field::new("rank", DataType::UInt32, false),
     ]))
+}
+
+pub fn failures_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("index", DataType::UInt32, true),
+        Field::new("variant", DataType::Utf8, true),
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+    ]))
+}
+
+/// One failed (sample, variant), or a whole shard when `index` is None.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub index: Option<usize>,
+    pub variant: Option<String>,
+    /// `read`, `forward`, `attack`, `topology`.
+    pub stage: &'static str,
+    pub error: String,
+}
+
+fn failures_batch(shard: &str, failures: &[Failure]) -> anyhow::Result<RecordBatch> {
+    let mut b = (
+        StringBuilder::new(),
+        UInt32Builder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    for f in failures {
+        b.0.append_value(shard);
+        b.1.append_option(f.index.map(|i| i as u32));
+        b.2.append_option(f.variant.as_deref());
+        b.3.append_value(f.stage);
+        b.4.append_value(&f.error);
+    }
+    Ok(RecordBatch::try_new(
+        failures_schema(),
+        vec![
+            Arc::new(b.0.finish()),
+            Arc::new(b.1.finish()),
+            Arc::new(b.2.finish()),
+            Arc::new(b.3.finish()),
+            Arc::new(b.4.finish()),
+        ],
+    )?)
+}
+
+/// Writes `failures/<stem>.parquet` for a shard that could not be processed at all.
+pub fn write_shard_failure(
+    layout: &OutputLayout,
+    shard: &str,
+    stem: &str,
+    failure: Failure,
+) -> anyhow::Result<OutputFile> {
+    let mut file = PendingFile::create(
+        &layout.dir.join("failures"),
+        stem,
+        failures_schema(),
+        &layout.metadata,
+    )?;
+    file.write(failures_batch(shard, &[failure])?.columns().to_vec())?;
+    file.finish()
 }
 
 pub fn diagrams_schema() -> SchemaRef {
@@ -379,7 +444,7 @@ impl PendingFile {
         Ok(())
     }
 
-    pub fn finish(self) -> anyhow::Result<PathBuf> {
+    pub fn finish(self) -> anyhow::Result<OutputFile> {
         self.writer.close()?;
         self.temp.as_file().sync_all()?;
         // Temporary files are created private (0600); outputs are ordinary readable files.
@@ -397,22 +462,50 @@ impl PendingFile {
                 e.error
             )
         })?;
-        Ok(self.final_path)
+        let bytes = std::fs::metadata(&self.final_path)?.len();
+        Ok(OutputFile {
+            path: self.final_path,
+            bytes,
+        })
     }
 }
 
 /// Rows per Arrow batch handed to the Parquet writer.
 const FLUSH_ROWS: usize = 64 * 1024;
 
-/// The outputs of one shard, filled in index order.
+/// A (sample, variant) outcome as the writer receives it.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Done(SampleResult),
+    Failed {
+        index: usize,
+        variant: usize,
+        stage: &'static str,
+        error: String,
+    },
+}
+
+impl Entry {
+    fn index_variant(&self) -> (usize, usize) {
+        match self {
+            Entry::Done(r) => (r.index, r.variant),
+            Entry::Failed { index, variant, .. } => (*index, *variant),
+        }
+    }
+}
+
+/// The outputs of one shard, filled in index order. Failed samples leave no rows in the result
+/// tables and one row each in `failures/<stem>.parquet` (created only when needed).
 pub struct ShardOutput {
     shard_name: String,
+    stem: String,
     layout: Arc<OutputLayout>,
     summary: Option<(PendingFile, SummaryColumns)>,
     diagrams: Option<(PendingFile, DiagramColumns)>,
     subgraphs: Option<(PendingFile, SubgraphColumns)>,
-    /// Results that arrived before their predecessors, by index * variants + variant.
-    waiting: BTreeMap<usize, SampleResult>,
+    failures: Vec<Failure>,
+    /// Entries that arrived before their predecessors, by index * variants + variant.
+    waiting: BTreeMap<usize, Entry>,
     next_key: usize,
 }
 
@@ -448,26 +541,47 @@ impl ShardOutput {
         };
         Ok(ShardOutput {
             shard_name: shard_name.to_string(),
+            stem: stem.to_string(),
             layout,
             summary,
             diagrams,
             subgraphs,
+            failures: Vec::new(),
             waiting: BTreeMap::new(),
             next_key: 0,
         })
     }
 
-    /// Number of samples whose every variant is written.
+    /// Number of samples whose every variant is written (or recorded as failed).
     pub fn written(&self) -> usize {
         self.next_key / self.layout.variants.len()
     }
 
-    /// Takes a result; writes it and every waiting successor once its turn comes.
-    pub fn add(&mut self, result: SampleResult) -> anyhow::Result<()> {
-        let key = result.index * self.layout.variants.len() + result.variant;
-        self.waiting.insert(key, result);
-        while let Some(r) = self.waiting.remove(&self.next_key) {
-            self.append(&r)?;
+    /// Failed (sample, variant)s so far.
+    pub fn failures(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// Takes an entry; writes it and every waiting successor once its turn comes.
+    pub fn add(&mut self, entry: Entry) -> anyhow::Result<()> {
+        let (index, variant) = entry.index_variant();
+        self.waiting
+            .insert(index * self.layout.variants.len() + variant, entry);
+        while let Some(e) = self.waiting.remove(&self.next_key) {
+            match e {
+                Entry::Done(r) => self.append(&r)?,
+                Entry::Failed {
+                    index,
+                    variant,
+                    stage,
+                    error,
+                } => self.failures.push(Failure {
+                    index: Some(index),
+                    variant: Some(self.layout.variants[variant].clone()),
+                    stage,
+                    error,
+                }),
+            }
             self.next_key += 1;
         }
         Ok(())
@@ -506,31 +620,45 @@ impl ShardOutput {
     }
 
     /// Writes the remaining rows and renames the files to their final names.
-    pub fn finish(mut self) -> anyhow::Result<Vec<PathBuf>> {
+    pub fn finish(mut self) -> anyhow::Result<Vec<OutputFile>> {
         anyhow::ensure!(
             self.waiting.is_empty(),
             "results past row {} never got their predecessors",
             self.next_key
         );
-        let mut paths = Vec::new();
+        let mut files = Vec::new();
         if let Some((mut file, mut cols)) = self.summary.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }
-            paths.push(file.finish()?);
+            files.push(file.finish()?);
         }
         if let Some((mut file, mut cols)) = self.diagrams.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }
-            paths.push(file.finish()?);
+            files.push(file.finish()?);
         }
         if let Some((mut file, mut cols)) = self.subgraphs.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }
-            paths.push(file.finish()?);
+            files.push(file.finish()?);
         }
-        Ok(paths)
+        if !self.failures.is_empty() {
+            let mut file = PendingFile::create(
+                &self.layout.dir.join("failures"),
+                &self.stem,
+                failures_schema(),
+                &self.layout.metadata,
+            )?;
+            file.write(
+                failures_batch(&self.shard_name, &self.failures)?
+                    .columns()
+                    .to_vec(),
+            )?;
+            files.push(file.finish()?);
+        }
+        Ok(files)
     }
 }

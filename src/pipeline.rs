@@ -1,59 +1,70 @@
 //! The streaming run (design.md section 6):
 //!
 //! ```text
-//! reader (tokio: reads + decodes shards ahead, cuts batches)
-//!   -> model (this thread owns tch: batched forward, captures graph-op inputs)
-//!   -> jobs (bounded crossbeam channel, one per sample)
+//! reader (tokio: streams and decodes shards batch by batch)
+//!   -> model (this thread owns tch: forward passes, attacks, captures graph-op inputs)
+//!   -> jobs (bounded crossbeam channel, one per sample and variant)
 //!   -> workers (each owns a topology Workspace: graph + persistence)
 //!   -> writer (reorders by index, Parquet per shard, atomic rename, manifest)
 //! ```
 //!
 //! Every queue is bounded, so memory stays flat whatever the dataset size. Stages stop by
 //! dropping their senders: when the reader is done the model loop ends, the job channel closes,
-//! workers drain and exit, the result channel closes, and the writer finishes. A failing sample or
-//! shard fails only its shard: its partial files are deleted, the others complete, and the run
-//! reports the failures (non-zero exit).
+//! workers drain and exit, the result channel closes, and the writer finishes. The `quit` flag
+//! (SIGINT/SIGTERM, or a fatal write error) makes the reader and model stop early; shards not
+//! finished by then are abandoned (their partial files deleted) and stay `pending` in the manifest.
+//!
+//! A sample that fails (undecodable, wrong size, NaN activations) is recorded in
+//! `failures/<stem>.parquet` and the shard goes on; a shard that cannot be read at all is recorded
+//! there too. Output files are written under hidden names and renamed when complete, so a run killed
+//! at any moment leaves only complete files; a rerun skips shards already complete.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::config::Settings;
-use crate::data::{self, ReadOptions, ShardSource};
+use crate::data::{self, ReadOptions, SampleBatch, ShardEvent, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
 use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
 use crate::model::Model;
-use crate::output::{OutputLayout, SampleResult, ShardOutput};
+use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, SampleRng};
 use crate::progress::Progress;
+use crate::resume;
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
 
-/// Reader -> model.
-enum ReaderMsg {
-    /// A shard was read; its batches follow.
-    Shard {
-        shard: usize,
-        samples: usize,
-    },
-    Batch {
-        shard: usize,
-        start: usize,
-        n: usize,
-        x: Vec<f32>,
-        labels: Option<Vec<i64>>,
-    },
-    Failed {
-        shard: usize,
-        error: String,
-    },
+/// How this process takes part in a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// This worker's index among `num_shards` processes sharing the output folder.
+    pub shard_index: usize,
+    pub num_shards: usize,
+    /// Replace this worker's earlier outputs instead of refusing a folder of another run.
+    pub overwrite: bool,
+    /// Set by SIGINT/SIGTERM: stop cleanly.
+    pub quit: Arc<AtomicBool>,
 }
 
-/// Model -> writer, about whole shards.
-enum Control {
-    Started { shard: usize, samples: usize },
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            shard_index: 0,
+            num_shards: 1,
+            overwrite: false,
+            quit: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Reader -> model. Messages of one shard arrive in order: Start, Batch..., End or Failed.
+enum ReaderMsg {
+    Start { shard: usize, samples: usize },
+    Batch { shard: usize, batch: SampleBatch },
     Failed { shard: usize, error: String },
 }
 
@@ -68,13 +79,22 @@ struct Job {
     batch: Arc<ForwardOutput>,
 }
 
-/// Workers -> writer.
+/// Model and workers -> writer.
 enum Outcome {
-    Done(SampleResult),
-    Failed {
+    /// A shard's samples are about to flow.
+    Started {
         shard: usize,
-        index: usize,
+        samples: usize,
+    },
+    /// A shard could not be processed at all.
+    ShardFailed {
+        shard: usize,
+        stage: &'static str,
         error: String,
+    },
+    Sample {
+        shard: usize,
+        entry: Entry,
     },
 }
 
@@ -83,12 +103,19 @@ enum Outcome {
 pub struct RunReport {
     pub samples: usize,
     pub shards_done: usize,
-    /// (shard name, error) for every shard that failed.
-    pub failures: Vec<(String, String)>,
+    /// Shards skipped because an earlier run completed them.
+    pub shards_skipped: usize,
+    /// Shards that could not be processed (name, error).
+    pub shard_failures: Vec<(String, String)>,
+    /// Failed (sample, variant)s recorded in failures/.
+    pub sample_failures: usize,
+    /// Stopped by a signal before finishing.
+    pub interrupted: bool,
     pub elapsed: Duration,
     pub device: String,
     pub workers: usize,
     pub out_dir: PathBuf,
+    pub manifest: PathBuf,
 }
 
 /// Everything checked before any sample is processed.
@@ -193,8 +220,8 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
     ]
 }
 
-/// Runs the whole job.
-pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
+/// Runs the whole job (this worker's share of it).
+pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let Prepared {
         model,
@@ -204,29 +231,59 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
         std,
         read_options,
     } = prepare(settings)?;
-    let tch_model = TchModel::new(&model, settings.device, &mean, &std)?;
-    let variants = Arc::new(variant_names(&settings.attacks));
-    let device = device_name(tch_model.device());
+    anyhow::ensure!(
+        options.num_shards >= 1 && options.shard_index < options.num_shards,
+        "--shard-index {} must be below --num-shards {}",
+        options.shard_index,
+        options.num_shards
+    );
+    let mine = resume::split(&shards, options.shard_index, options.num_shards);
     let out_dir = settings.config.output.dir.clone();
     std::fs::create_dir_all(&out_dir).with_context(|| {
         format!(
-            "cannot create output.dir {}; check the path and its permissions",
+            "cannot create output.dir {}; fix: check the path and its permissions",
             out_dir.display()
         )
     })?;
+    let spec_sha256 = sha256_file(&model.spec.path)?;
+    let weights_sha256 = sha256_file(&model.weights_path)?;
+    let identity = resume::identity(&settings.config, &spec_sha256, &weights_sha256);
+    let manifest_file = resume::manifest_name(options.shard_index, options.num_shards);
+    let previous = resume::check_output_dir(
+        &out_dir,
+        &identity,
+        &manifest_file,
+        &mine,
+        options.overwrite,
+    )?;
+    resume::remove_stale_partials(&out_dir, &mine);
+
+    let tch_model = TchModel::new(&model, settings.device, &mean, &std)?;
+    let device = device_name(tch_model.device());
+    let variants = variant_names(&settings.attacks);
     let conventions = conventions(settings, &model);
+    let old_entries: Vec<resume::ShardView> = resume::read_manifests(&out_dir)?
+        .into_iter()
+        .filter(|(p, _)| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy() == manifest_file)
+        })
+        .flat_map(|(_, m)| m.shards)
+        .collect();
     let manifest = Manifest {
         tool: "actopo",
         version: env!("CARGO_PKG_VERSION"),
+        identity,
+        worker: [options.shard_index, options.num_shards],
         config_file: settings.config_path.clone(),
         config: settings.config.clone(),
         device: device.clone(),
         model: ModelInfo {
             name: model.network.name.clone(),
             spec: model.spec.path.clone(),
-            spec_sha256: sha256_file(&model.spec.path)?,
+            spec_sha256,
             weights: model.weights_path.clone(),
-            weights_sha256: sha256_file(&model.weights_path)?,
+            weights_sha256,
             input_shape: model.network.input_shape.clone(),
             vertex_layers: plan
                 .vertex_layers
@@ -235,38 +292,51 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
                 .collect(),
         },
         conventions: conventions.iter().cloned().collect(),
-        variants: variants.to_vec(),
+        variants: variants.clone(),
         attacks: settings.attacks.clone(),
-        shards: shards
+        shards: mine
             .iter()
-            .map(|s| ShardEntry {
-                name: s.name.clone(),
-                path: s.path.clone(),
-                status: ShardStatus::Pending,
-                samples: None,
-                outputs: Vec::new(),
-                error: None,
+            .map(|s| {
+                let done = previous.complete.contains(&s.name);
+                let old = old_entries.iter().find(|o| o.name == s.name && done);
+                ShardEntry {
+                    name: s.name.clone(),
+                    path: s.path.clone(),
+                    status: if done {
+                        ShardStatus::Done
+                    } else {
+                        ShardStatus::Pending
+                    },
+                    samples: None,
+                    outputs: old.map(|o| o.outputs.clone()).unwrap_or_default(),
+                    failures: 0,
+                    error: None,
+                }
             })
             .collect(),
     };
-    manifest.write(&out_dir)?;
+    manifest.write(&out_dir, &manifest_file)?;
+    // Only shards not already complete are read.
+    let todo: Vec<usize> = (0..mine.len())
+        .filter(|&i| !previous.complete.contains(&mine[i].name))
+        .collect();
 
     let workers = settings.workers.max(1);
     let batch_size = settings.config.pipeline.batch_size;
     let (reader_tx, reader_rx) = tokio::sync::mpsc::channel::<ReaderMsg>(2);
     let (job_tx, job_rx) = bounded::<Job>(batch_size.max(64) * 2);
-    let (result_tx, result_rx) = bounded::<Outcome>(workers * 64);
-    let (control_tx, control_rx) = unbounded::<Control>();
+    let (result_tx, result_rx) = bounded::<Outcome>(workers * 64 + batch_size);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .max_blocking_threads(2)
         .build()?;
     runtime.spawn(read_shards(
-        shards.clone(),
+        todo.iter().map(|&i| (i, mine[i].clone())).collect(),
         read_options,
         batch_size,
         reader_tx,
+        options.quit.clone(),
     ));
 
     let plan = Arc::new(plan);
@@ -281,7 +351,6 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
         })
         .collect();
     drop(job_rx);
-    drop(result_tx);
 
     let layout = Arc::new(OutputLayout {
         dir: out_dir.clone(),
@@ -292,12 +361,13 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
             .output
             .subgraphs
             .then_some(settings.config.subgraph.top_k),
-        variants: variants.to_vec(),
+        variants,
         vertex_layers: plan.vertex_layers.clone(),
         metadata: conventions,
     });
     let writer = {
-        let shards = shards.clone();
+        let (shards, quit, manifest_file) =
+            (mine.clone(), options.quit.clone(), manifest_file.clone());
         std::thread::Builder::new()
             .name("actopo-writer".into())
             .spawn(move || {
@@ -305,8 +375,10 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
                     shards,
                     layout,
                     manifest,
+                    manifest_file,
+                    quit,
                 }
-                .run(result_rx, control_rx)
+                .run(result_rx, todo.len())
             })
             .expect("spawn writer")
     };
@@ -316,99 +388,70 @@ pub fn run(settings: &Settings) -> anyhow::Result<RunReport> {
         attacks: &settings.attacks,
         clip: settings.config.data.clip,
         seed: settings.config.pipeline.seed,
-        shard_names: shards.iter().map(|s| s.name.clone()).collect(),
+        shard_names: mine.iter().map(|s| s.name.clone()).collect(),
+        quit: &options.quit,
     };
-    let model_result = stage.run(reader_rx, job_tx, control_tx);
+    let model_result = stage.run(reader_rx, job_tx, result_tx);
     for h in worker_handles {
         h.join().map_err(|_| anyhow!("a worker thread panicked"))?;
     }
-    let (samples, shards_done, failures) = writer
+    let written = writer
         .join()
         .map_err(|_| anyhow!("the writer thread panicked"))??;
     runtime.shutdown_background();
     model_result?;
     Ok(RunReport {
-        samples,
-        shards_done,
-        failures,
+        samples: written.samples,
+        shards_done: written.shards_done,
+        shards_skipped: previous.complete.len(),
+        shard_failures: written.shard_failures,
+        sample_failures: written.sample_failures,
+        interrupted: options.quit.load(Ordering::SeqCst),
         elapsed: started.elapsed(),
         device,
         workers,
-        out_dir: settings.config.output.dir.clone(),
+        out_dir,
+        manifest: settings.config.output.dir.join(&manifest_file),
     })
 }
 
-/// Reader stage: decodes shard i+1 on a blocking thread while shard i's batches are sent.
+/// Reader stage: streams each shard on a blocking thread, batch by batch, so memory stays flat
+/// whatever the shard size; the bounded channel keeps it a few batches ahead of the model.
 async fn read_shards(
-    shards: Vec<ShardSource>,
+    shards: Vec<(usize, ShardSource)>,
     options: ReadOptions,
     batch_size: usize,
     tx: tokio::sync::mpsc::Sender<ReaderMsg>,
+    quit: Arc<AtomicBool>,
 ) {
-    let options = Arc::new(options);
-    let spawn_read = |src: ShardSource| {
-        let options = options.clone();
-        tokio::task::spawn_blocking(move || data::read_shard(&src, &options))
-    };
-    let mut next = shards.first().cloned().map(spawn_read);
-    for shard in 0..shards.len() {
-        let current = next.take().expect("a read per shard");
-        next = shards.get(shard + 1).cloned().map(spawn_read);
-        let samples = match current.await {
-            Ok(Ok(samples)) => samples,
-            Ok(Err(e)) => {
-                let _ = tx
-                    .send(ReaderMsg::Failed {
-                        shard,
-                        error: e.to_string(),
-                    })
-                    .await;
-                continue;
+    let _ = tokio::task::spawn_blocking(move || {
+        for (shard, src) in shards {
+            if quit.load(Ordering::SeqCst) {
+                return;
             }
-            Err(e) => {
-                let _ = tx
-                    .send(ReaderMsg::Failed {
+            let mut open = true;
+            let result = data::stream_shard(&src, &options, batch_size, &mut |event| {
+                let msg = match event {
+                    ShardEvent::Start { samples } => ReaderMsg::Start { shard, samples },
+                    ShardEvent::Batch(batch) => ReaderMsg::Batch { shard, batch },
+                };
+                open = tx.blocking_send(msg).is_ok();
+                open && !quit.load(Ordering::SeqCst)
+            });
+            if let Err(e) = result {
+                open = tx
+                    .blocking_send(ReaderMsg::Failed {
                         shard,
-                        error: format!("reader panicked: {e}"),
+                        error: e.without_path(),
                     })
-                    .await;
-                continue;
+                    .is_ok();
             }
-        };
-        if tx
-            .send(ReaderMsg::Shard {
-                shard,
-                samples: samples.n,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut x = samples.x;
-        for start in (0..samples.n).step_by(batch_size) {
-            let n = (samples.n - start).min(batch_size);
-            let batch = x[start * samples.sample_len..(start + n) * samples.sample_len].to_vec();
-            let labels = samples
-                .labels
-                .as_ref()
-                .map(|l| l[start..start + n].to_vec());
-            if tx
-                .send(ReaderMsg::Batch {
-                    shard,
-                    start,
-                    n,
-                    x: batch,
-                    labels,
-                })
-                .await
-                .is_err()
-            {
+            if !open {
                 return;
             }
         }
-        x.clear();
-    }
+    })
+    .await;
 }
 
 /// Model stage: owns tch. Per batch: the clean forward pass, then each attack and its forward
@@ -419,6 +462,7 @@ struct ModelStage<'a> {
     clip: [f32; 2],
     seed: u64,
     shard_names: Vec<String>,
+    quit: &'a AtomicBool,
 }
 
 /// One variant of a batch: its forward pass and, for attacks, per-sample stats.
@@ -432,55 +476,88 @@ impl ModelStage<'_> {
         &self,
         mut rx: tokio::sync::mpsc::Receiver<ReaderMsg>,
         jobs: Sender<Job>,
-        control: Sender<Control>,
+        results: Sender<Outcome>,
     ) -> anyhow::Result<()> {
+        let n_variants = 1 + self.attacks.len();
         let mut failed = std::collections::HashSet::new();
         while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                ReaderMsg::Shard { shard, samples } => {
-                    control.send(Control::Started { shard, samples })?;
+            if self.quit.load(Ordering::SeqCst) {
+                break;
+            }
+            let sent = match msg {
+                ReaderMsg::Start { shard, samples } => {
+                    results.send(Outcome::Started { shard, samples }).is_ok()
                 }
                 ReaderMsg::Failed { shard, error } => {
-                    control.send(Control::Failed { shard, error })?;
+                    failed.insert(shard);
+                    results
+                        .send(Outcome::ShardFailed {
+                            shard,
+                            stage: "read",
+                            error,
+                        })
+                        .is_ok()
                 }
-                ReaderMsg::Batch {
-                    shard,
-                    start,
-                    n,
-                    x,
-                    labels,
-                } => {
+                ReaderMsg::Batch { shard, batch } => {
                     if failed.contains(&shard) {
                         continue;
                     }
-                    let variants = match self.batch(shard, start, n, &x, labels.as_deref()) {
+                    let SampleBatch {
+                        start,
+                        n,
+                        x,
+                        labels,
+                        failed: bad,
+                    } = batch;
+                    let variants = match self.batch(shard, start, n, &x, &labels) {
                         Ok(v) => v,
                         Err(e) => {
                             failed.insert(shard);
-                            control.send(Control::Failed {
-                                shard,
-                                error: format!("samples {start}..{}: {e:#}", start + n),
-                            })?;
+                            let error = format!("samples {start}..{}: {e:#}", start + n);
+                            results
+                                .send(Outcome::ShardFailed {
+                                    shard,
+                                    stage: "forward",
+                                    error,
+                                })
+                                .ok();
                             continue;
                         }
                     };
+                    let mut ok = true;
                     for row in 0..n {
+                        let index = start + row;
+                        if let Some((_, error)) = bad.iter().find(|(i, _)| *i == index) {
+                            // Undecodable sample: a failure row per variant, no jobs.
+                            for variant in 0..n_variants {
+                                let entry = Entry::Failed {
+                                    index,
+                                    variant,
+                                    stage: "read",
+                                    error: error.clone(),
+                                };
+                                ok &= results.send(Outcome::Sample { shard, entry }).is_ok();
+                            }
+                            continue;
+                        }
                         for (variant, v) in variants.iter().enumerate() {
                             let job = Job {
                                 shard,
-                                index: start + row,
+                                index,
                                 variant,
-                                label: labels.as_ref().map(|l| l[row]),
+                                label: labels[row],
                                 attack: v.stats.as_ref().map(|s| s[row]),
                                 row,
                                 batch: v.output.clone(),
                             };
-                            if jobs.send(job).is_err() {
-                                return Err(anyhow!("the workers stopped early"));
-                            }
+                            ok &= jobs.send(job).is_ok();
                         }
                     }
+                    ok
                 }
+            };
+            if !sent {
+                break; // the writer stopped
             }
         }
         Ok(())
@@ -492,13 +569,15 @@ impl ModelStage<'_> {
         start: usize,
         n: usize,
         x: &[f32],
-        labels: Option<&[i64]>,
+        labels: &[Option<i64>],
     ) -> anyhow::Result<Vec<VariantBatch>> {
         let clean = self.model.forward(x, n).context("forward pass")?;
         // Untargeted attacks move away from the label, or from the clean prediction.
         let targets: Vec<i64> = labels
-            .map(<[i64]>::to_vec)
-            .unwrap_or_else(|| clean.pred.clone());
+            .iter()
+            .zip(&clean.pred)
+            .map(|(label, pred)| label.unwrap_or(*pred))
+            .collect();
         let len = self.model.sample_len();
         let mut out = vec![VariantBatch {
             output: Arc::new(clean),
@@ -567,8 +646,8 @@ fn worker_loop(
             .zip(&b.capture_lens)
             .map(|(c, &len)| &c[job.row * len..(job.row + 1) * len])
             .collect();
-        let outcome = match workspace.run(plan, &inputs, scopes, homology, &mut diagrams) {
-            Ok(()) => Outcome::Done(SampleResult {
+        let entry = match workspace.run(plan, &inputs, scopes, homology, &mut diagrams) {
+            Ok(()) => Entry::Done(SampleResult {
                 shard: job.shard,
                 index: job.index,
                 variant: job.variant,
@@ -578,17 +657,20 @@ fn worker_loop(
                 attack: job.attack,
                 scopes: diagrams,
             }),
-            Err(e) => Outcome::Failed {
-                shard: job.shard,
+            Err(e) => Entry::Failed {
                 index: job.index,
-                error: if job.variant == 0 {
-                    e.to_string()
-                } else {
-                    format!("variant {}: {e}", job.variant)
-                },
+                variant: job.variant,
+                stage: "topology",
+                error: e.to_string(),
             },
         };
-        if results.send(outcome).is_err() {
+        if results
+            .send(Outcome::Sample {
+                shard: job.shard,
+                entry,
+            })
+            .is_err()
+        {
             return;
         }
     }
@@ -599,202 +681,150 @@ struct Writer {
     shards: Vec<ShardSource>,
     layout: Arc<OutputLayout>,
     manifest: Manifest,
+    manifest_file: String,
+    quit: Arc<AtomicBool>,
+}
+
+/// What the writer did.
+struct Written {
+    samples: usize,
+    shards_done: usize,
+    shard_failures: Vec<(String, String)>,
+    sample_failures: usize,
 }
 
 enum ShardState {
     Writing { output: ShardOutput, samples: usize },
-    Finished,
+    Closed,
 }
 
 impl Writer {
-    /// Returns (samples written, shards done, failures).
-    #[allow(clippy::type_complexity)]
-    fn run(
-        mut self,
-        results: Receiver<Outcome>,
-        control: Receiver<Control>,
-    ) -> anyhow::Result<(usize, usize, Vec<(String, String)>)> {
+    /// Consumes outcomes until every sender is gone. A write error (unwritable or full disk) is
+    /// fatal: it sets `quit` so the other stages stop, drains the channel, and is returned.
+    fn run(mut self, results: Receiver<Outcome>, shards_to_do: usize) -> anyhow::Result<Written> {
         let mut states: Vec<Option<ShardState>> = (0..self.shards.len()).map(|_| None).collect();
-        let mut progress = Progress::new(self.shards.len());
-        let mut failures = Vec::new();
-        let (mut samples, mut done) = (0usize, 0usize);
-        let (mut results_open, mut control_open) = (true, true);
-        while results_open || control_open {
-            // Control messages for a shard are sent before its first job, so handle them first.
-            let msg = if control_open {
-                match control.try_recv() {
-                    Ok(c) => Some(Err(c)),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                        control_open = false;
-                        continue;
-                    }
-                    Err(crossbeam_channel::TryRecvError::Empty) => None,
-                }
-            } else {
-                None
-            };
-            let msg = match msg {
-                Some(m) => m,
-                None if results_open && control_open => select! {
-                    recv(control) -> c => match c { Ok(c) => Err(c), Err(_) => { control_open = false; continue; } },
-                    recv(results) -> r => match r { Ok(r) => Ok(r), Err(_) => { results_open = false; continue; } },
-                },
-                None if results_open => match results.recv() {
-                    Ok(r) => Ok(r),
-                    Err(_) => {
-                        results_open = false;
-                        continue;
-                    }
-                },
-                None => continue,
-            };
-            match msg {
-                Err(Control::Started { shard, samples: n }) => {
-                    let src = &self.shards[shard];
-                    progress.shard_started(shard, &src.name, n);
-                    match ShardOutput::create(self.layout.clone(), &src.name, &src.stem) {
-                        Ok(output) => {
-                            states[shard] = Some(ShardState::Writing { output, samples: n })
-                        }
-                        Err(e) => self.fail(
-                            shard,
-                            format!("{e:#}"),
-                            &mut states,
-                            &mut failures,
-                            &mut progress,
-                            done,
-                        )?,
-                    }
-                    if n == 0 {
-                        if let Some(s) =
-                            self.complete(shard, &mut states, &mut failures, &mut progress, done)?
-                        {
-                            done += 1;
-                            samples += s;
-                        }
-                    }
-                }
-                Err(Control::Failed { shard, error }) => {
-                    self.fail(
-                        shard,
-                        error,
-                        &mut states,
-                        &mut failures,
-                        &mut progress,
-                        done,
-                    )?;
-                }
-                Ok(Outcome::Failed {
-                    shard,
-                    index,
-                    error,
-                }) => {
-                    self.fail(
-                        shard,
-                        format!("sample {index}: {error}"),
-                        &mut states,
-                        &mut failures,
-                        &mut progress,
-                        done,
-                    )?;
-                }
-                Ok(Outcome::Done(result)) => {
-                    let shard = result.shard;
-                    let Some(ShardState::Writing { output, samples: n }) = states[shard].as_mut()
-                    else {
-                        continue; // the shard failed already
-                    };
-                    if result.variant == 0 {
-                        progress.sample_done(shard);
-                    }
-                    let n = *n;
-                    if let Err(e) = output.add(result) {
-                        self.fail(
-                            shard,
-                            format!("writing output: {e:#}"),
-                            &mut states,
-                            &mut failures,
-                            &mut progress,
-                            done,
-                        )?;
-                        continue;
-                    }
-                    if output.written() == n {
-                        if let Some(s) =
-                            self.complete(shard, &mut states, &mut failures, &mut progress, done)?
-                        {
-                            done += 1;
-                            samples += s;
-                        }
-                    }
-                }
+        let mut progress = Progress::new(shards_to_do);
+        let mut w = Written {
+            samples: 0,
+            shards_done: 0,
+            shard_failures: Vec::new(),
+            sample_failures: 0,
+        };
+        let mut fatal: Option<anyhow::Error> = None;
+        for outcome in results {
+            if fatal.is_some() {
+                continue; // drain so the other stages can finish
+            }
+            if let Err(e) = self.handle(outcome, &mut states, &mut progress, &mut w, shards_to_do) {
+                self.quit.store(true, Ordering::SeqCst);
+                fatal = Some(e);
             }
         }
         progress.finish();
-        Ok((samples, done, failures))
+        // Shards still open were interrupted: dropping their outputs deletes the partial files.
+        drop(states);
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(w),
+        }
     }
 
-    /// Finishes a fully written shard: final names, manifest. Returns its sample count.
+    fn handle(
+        &mut self,
+        outcome: Outcome,
+        states: &mut [Option<ShardState>],
+        progress: &mut Progress,
+        w: &mut Written,
+        total: usize,
+    ) -> anyhow::Result<()> {
+        match outcome {
+            Outcome::Started { shard, samples } => {
+                let src = &self.shards[shard];
+                progress.shard_started(shard, &src.name, samples);
+                let output = ShardOutput::create(self.layout.clone(), &src.name, &src.stem)?;
+                states[shard] = Some(ShardState::Writing { output, samples });
+                if samples == 0 {
+                    self.complete(shard, states, progress, w, total)?;
+                }
+            }
+            Outcome::ShardFailed {
+                shard,
+                stage,
+                error,
+            } => {
+                // Drop whatever was written for it, then record the shard as failed.
+                states[shard] = Some(ShardState::Closed);
+                let src = &self.shards[shard];
+                let file = write_shard_failure(
+                    &self.layout,
+                    &src.name,
+                    &src.stem,
+                    Failure {
+                        index: None,
+                        variant: None,
+                        stage,
+                        error: error.clone(),
+                    },
+                )?;
+                let error = format!("{}: {error}", src.path.display());
+                let entry = &mut self.manifest.shards[shard];
+                entry.status = ShardStatus::Failed;
+                entry.error = Some(error.clone());
+                entry.outputs = vec![file];
+                entry.failures = 1;
+                self.manifest.write(&self.layout.dir, &self.manifest_file)?;
+                progress.shard_ended(shard, w.shards_done, total);
+                w.shard_failures.push((src.name.clone(), error));
+            }
+            Outcome::Sample { shard, entry } => {
+                let Some(ShardState::Writing { output, samples }) = states[shard].as_mut() else {
+                    return Ok(()); // the shard failed already
+                };
+                let samples = *samples;
+                let before = output.written();
+                output.add(entry)?;
+                for _ in before..output.written() {
+                    progress.sample_done(shard);
+                }
+                if output.written() == samples {
+                    self.complete(shard, states, progress, w, total)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes a fully written shard: final names, manifest.
     fn complete(
         &mut self,
         shard: usize,
         states: &mut [Option<ShardState>],
-        failures: &mut Vec<(String, String)>,
         progress: &mut Progress,
-        done: usize,
-    ) -> anyhow::Result<Option<usize>> {
-        let Some(ShardState::Writing { output, samples }) = states[shard].take() else {
-            return Ok(None);
-        };
-        states[shard] = Some(ShardState::Finished);
-        match output.finish() {
-            Ok(paths) => {
-                let entry = &mut self.manifest.shards[shard];
-                entry.status = ShardStatus::Done;
-                entry.samples = Some(samples);
-                entry.outputs = paths;
-                self.manifest.write(&self.layout.dir)?;
-                progress.shard_ended(shard, done + 1, self.shards.len());
-                Ok(Some(samples))
-            }
-            Err(e) => {
-                self.fail(
-                    shard,
-                    format!("finishing output: {e:#}"),
-                    states,
-                    failures,
-                    progress,
-                    done,
-                )?;
-                Ok(None)
-            }
-        }
-    }
-
-    fn fail(
-        &mut self,
-        shard: usize,
-        error: String,
-        states: &mut [Option<ShardState>],
-        failures: &mut Vec<(String, String)>,
-        progress: &mut Progress,
-        done: usize,
+        w: &mut Written,
+        total: usize,
     ) -> anyhow::Result<()> {
-        if matches!(states[shard], Some(ShardState::Finished))
-            && self.manifest.shards[shard].status == ShardStatus::Failed
-        {
-            return Ok(()); // already reported
-        }
-        // Dropping the output deletes its temporary files.
-        states[shard] = Some(ShardState::Finished);
-        let src = &self.shards[shard];
-        let error = format!("{}: {error}", src.path.display());
+        let Some(ShardState::Writing { output, samples }) = states[shard].take() else {
+            return Ok(());
+        };
+        states[shard] = Some(ShardState::Closed);
+        let failures = output.failures();
+        let files = output.finish().with_context(|| {
+            format!(
+                "writing the outputs of {} into {}",
+                self.shards[shard].name,
+                self.layout.dir.display()
+            )
+        })?;
         let entry = &mut self.manifest.shards[shard];
-        entry.status = ShardStatus::Failed;
-        entry.error = Some(error.clone());
-        self.manifest.write(&self.layout.dir)?;
-        progress.shard_ended(shard, done, self.shards.len());
-        failures.push((src.name.clone(), error));
+        entry.status = ShardStatus::Done;
+        entry.samples = Some(samples);
+        entry.outputs = files;
+        entry.failures = failures as u64;
+        self.manifest.write(&self.layout.dir, &self.manifest_file)?;
+        w.shards_done += 1;
+        w.samples += samples;
+        w.sample_failures += failures;
+        progress.shard_ended(shard, w.shards_done, total);
         Ok(())
     }
 }

@@ -175,7 +175,7 @@ pub fn write_analysis(dir: &Path, name: &str, batch: RecordBatch) -> anyhow::Res
     )];
     let mut file = PendingFile::create(&dir.join("analysis"), name, batch.schema(), &metadata)?;
     file.write(batch.columns().to_vec())?;
-    file.finish()
+    Ok(file.finish()?.path)
 }
 
 pub(crate) fn f64_col(v: &[Option<f64>]) -> ArrayRef {

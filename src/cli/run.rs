@@ -1,52 +1,133 @@
 //! `actopo run CONFIG` and `actopo validate CONFIG`.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use actopo::config::Settings;
 use actopo::data;
 use actopo::forward::{device_name, TchModel};
 use actopo::perturb::{AttackKind, SampleRng};
-use actopo::pipeline;
-use anyhow::Context;
+use actopo::pipeline::{self, RunOptions};
+use anyhow::{bail, Context};
 
-fn attacks_needing_model(kind: &AttackKind) -> Option<&AttackKind> {
-    match kind {
-        AttackKind::GaussianNoise { .. } | AttackKind::MatchedNoise { .. } => None,
-        k => Some(k),
+/// Exit codes: 0 all done; 1 some sample or shard failed (see failures/); 2 bad configuration,
+/// spec, weights or output folder (nothing processed) or a fatal write error; 130 interrupted.
+pub enum Outcome {
+    Ok,
+    Failures,
+    Interrupted,
+}
+
+/// Which share of the shard list this process takes (`--shard-index I --num-shards N`), with
+/// defaults from Slurm job arrays or Kubernetes Indexed Jobs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShardArgs {
+    /// This worker's index (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, or JOB_COMPLETION_INDEX).
+    #[arg(long)]
+    shard_index: Option<usize>,
+    /// Number of workers sharing the run (default: SLURM_ARRAY_TASK_COUNT; required with JOB_COMPLETION_INDEX).
+    #[arg(long)]
+    num_shards: Option<usize>,
+    /// Replace this worker's earlier outputs in output.dir instead of refusing a different run.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+fn env_usize(name: &str) -> anyhow::Result<Option<usize>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("environment variable {name}={v:?} is not a number")),
+        Err(_) => Ok(None),
     }
 }
 
-/// Exit codes: 0 all shards done; 1 some shard failed; 2 bad configuration, spec or weights.
-pub enum Outcome {
-    Ok,
-    ShardsFailed,
+impl ShardArgs {
+    fn resolve(&self) -> anyhow::Result<(usize, usize)> {
+        let slurm_id = env_usize("SLURM_ARRAY_TASK_ID")?;
+        let slurm_min = env_usize("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let k8s = env_usize("JOB_COMPLETION_INDEX")?;
+        let index = self
+            .shard_index
+            .or(slurm_id.map(|id| id.saturating_sub(slurm_min)))
+            .or(k8s);
+        let count = self.num_shards.or(env_usize("SLURM_ARRAY_TASK_COUNT")?);
+        match (index, count) {
+            (None, None) => Ok((0, 1)),
+            (Some(_), None) => bail!(
+                "a shard index is set (flag or JOB_COMPLETION_INDEX) but not the number of workers; pass --num-shards N"
+            ),
+            (None, Some(n)) => bail!("--num-shards {n} needs --shard-index I (0 <= I < {n})"),
+            (Some(i), Some(n)) if i >= n || n == 0 => {
+                bail!("--shard-index {i} must be below --num-shards {n}")
+            }
+            (Some(i), Some(n)) => Ok((i, n)),
+        }
+    }
 }
 
-pub fn run(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
+pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<Outcome> {
     let settings = Settings::load(config, sets)?;
-    let report = pipeline::run(&settings)?;
+    let (shard_index, num_shards) = shard.resolve()?;
+    // First SIGINT/SIGTERM: stop cleanly; a second one: exit at once.
+    let quit = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, quit.clone())?;
+        signal_hook::flag::register(signal, quit.clone())?;
+    }
+    let options = RunOptions {
+        shard_index,
+        num_shards,
+        overwrite: shard.overwrite,
+        quit,
+    };
+    let report = pipeline::run(&settings, &options)?;
     let secs = report.elapsed.as_secs_f64();
     eprintln!(
-        "actopo: {} samples in {} shard(s) in {:.1} s ({:.0} samples/s; device {}, {} workers) -> {}",
+        "actopo: {} samples in {} shard(s) in {:.1} s ({:.0} samples/s; device {}, {} workers){} -> {}",
         report.samples,
         report.shards_done,
         secs,
         report.samples as f64 / secs.max(1e-9),
         report.device,
         report.workers,
+        if report.shards_skipped > 0 {
+            format!("; {} shard(s) already complete, skipped", report.shards_skipped)
+        } else {
+            String::new()
+        },
         report.out_dir.display()
     );
-    if report.failures.is_empty() {
-        Ok(Outcome::Ok)
-    } else {
-        for (_, error) in &report.failures {
-            eprintln!("error: {error}");
-        }
+    for (_, error) in &report.shard_failures {
+        eprintln!("error: {error}");
+    }
+    if report.interrupted {
         eprintln!(
-            "actopo: {} shard(s) failed and have no output; the others are complete (see manifest.json)",
-            report.failures.len()
+            "actopo: interrupted; finished shards are kept and listed in {}, unfinished ones left no files. Rerun the same command to resume.",
+            report.manifest.display()
         );
-        Ok(Outcome::ShardsFailed)
+        return Ok(Outcome::Interrupted);
+    }
+    if report.sample_failures > 0 || !report.shard_failures.is_empty() {
+        eprintln!(
+            "actopo: {} failure(s): {} sample(s), {} shard(s); see {}/failures/",
+            report.sample_failures + report.shard_failures.len(),
+            report.sample_failures,
+            report.shard_failures.len(),
+            report.out_dir.display()
+        );
+        return Ok(Outcome::Failures);
+    }
+    Ok(Outcome::Ok)
+}
+
+fn attacks_needing_model(kind: &AttackKind) -> Option<&AttackKind> {
+    match kind {
+        AttackKind::GaussianNoise { .. } | AttackKind::MatchedNoise { .. } => None,
+        k => Some(k),
     }
 }
 
@@ -117,6 +198,6 @@ pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
     Ok(if failed == 0 {
         Outcome::Ok
     } else {
-        Outcome::ShardsFailed
+        Outcome::Failures
     })
 }

@@ -430,6 +430,7 @@ fn corrupt_shard_fails_alone_and_leaves_no_final_file() {
         serde_json::from_slice(&fs::read(f.path("out/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["shards"][0]["status"], "failed");
     assert_eq!(manifest["shards"][1]["status"], "done");
+    assert!(f.path("out/failures/a-images-idx3-ubyte.parquet").exists());
 }
 
 #[test]

@@ -5,3 +5,4 @@ mod attacks;
 mod cli;
 mod graph_props;
 mod persistence_props;
+mod sweeps;
