@@ -58,17 +58,22 @@ impl Diagram {
 
 const UNBORN: u32 = u32::MAX;
 
-/// A reusable persistence workspace: union-find arrays over unit ids and a sort buffer.
+/// A reusable persistence workspace: union-find arrays over unit ids and scratch buffers.
 #[derive(Debug, Default)]
 pub struct Persistence {
     parent: Vec<u32>,
     rank: Vec<u8>,
+    /// Vertex birth (largest incident weight); 0 for units that are not vertices.
+    birth: Vec<f32>,
     /// For a root: the largest vertex birth in its component.
     oldest: Vec<f32>,
-    /// Units born in the current computation, so that resetting costs O(vertices).
+    /// Units that are vertices in the current computation, so that resetting costs O(vertices).
     born: Vec<u32>,
-    sort_scratch: Vec<Edge>,
+    scratch: Vec<Edge>,
 }
+
+/// Below this many edges a part is sorted and swept directly.
+const SMALL: usize = 2048;
 
 impl Persistence {
     pub fn new() -> Self {
@@ -76,7 +81,14 @@ impl Persistence {
     }
 
     /// Computes the diagram of the graph whose edges are `edges` over unit ids `0..n_units`.
-    /// `edges` is sorted in place (heaviest first, ties in their given order).
+    /// `edges` is reordered.
+    ///
+    /// Filter-Kruskal: only about |V| edges merge components, so instead of sorting every edge,
+    /// the heaviest part (above a sampled pivot) is processed first, then every lighter edge whose
+    /// ends are already connected is counted as a cycle (H1) without being sorted, and only the
+    /// survivors are processed next, recursively. Partitions and sorts are stable, so edges of equal
+    /// weight are met in their given order, exactly as a full stable sort would: same pairs, same
+    /// killing edges.
     pub fn compute(
         &mut self,
         edges: &mut Vec<Edge>,
@@ -84,11 +96,22 @@ impl Persistence {
         options: HomologyOptions,
         out: &mut Diagram,
     ) {
-        sort_heaviest_first(edges, &mut self.sort_scratch);
-        self.compute_sorted(edges, n_units, options, out);
+        self.begin(edges, n_units, out);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(
+            edges.len(),
+            Edge {
+                weight: 0.0,
+                src: 0,
+                dst: 0,
+            },
+        );
+        self.kruskal(edges, &mut scratch, options, out, 0);
+        self.scratch = scratch;
+        self.end(options, out);
     }
 
-    /// As `compute`, for edges already sorted heaviest first.
+    /// As `compute`, for edges already sorted heaviest first (a plain Kruskal sweep).
     pub fn compute_sorted(
         &mut self,
         edges: &[Edge],
@@ -96,23 +119,123 @@ impl Persistence {
         options: HomologyOptions,
         out: &mut Diagram,
     ) {
+        self.begin(edges, n_units, out);
+        self.sweep(edges, options, out);
+        self.end(options, out);
+    }
+
+    /// Vertex births (largest incident weight) and singleton components.
+    fn begin(&mut self, edges: &[Edge], n_units: usize, out: &mut Diagram) {
         out.clear();
         if self.parent.len() < n_units {
             self.parent.resize(n_units, UNBORN);
             self.rank.resize(n_units, 0);
+            self.birth.resize(n_units, 0.0);
             self.oldest.resize(n_units, 0.0);
         }
         out.n_edges = edges.len() as u64;
+        let birth = &mut self.birth;
+        for e in edges {
+            for v in [e.src as usize, e.dst as usize] {
+                if birth[v] == 0.0 {
+                    self.born.push(v as u32);
+                }
+                birth[v] = birth[v].max(e.weight);
+            }
+        }
+        for &v in &self.born {
+            let v = v as usize;
+            self.parent[v] = v as u32;
+            self.rank[v] = 0;
+            self.oldest[v] = self.birth[v];
+        }
+        out.n_vertices = self.born.len() as u64;
+    }
+
+    fn end(&mut self, options: HomologyOptions, out: &mut Diagram) {
+        for &v in &self.born {
+            if self.parent[v as usize] == v {
+                out.h0_essential.push(self.oldest[v as usize]);
+            }
+        }
+        out.h0_essential.sort_unstable_by(|a, b| b.total_cmp(a));
+        if options.h1_diagram {
+            out.h1.sort_unstable_by(|a, b| b.total_cmp(a));
+        }
+        for &v in &self.born {
+            self.parent[v as usize] = UNBORN;
+            self.birth[v as usize] = 0.0;
+        }
+        self.born.clear();
+    }
+
+    /// Processes `edges` (any order) in decreasing weight; `tmp` is scratch of the same length.
+    fn kruskal(
+        &mut self,
+        edges: &mut [Edge],
+        tmp: &mut [Edge],
+        options: HomologyOptions,
+        out: &mut Diagram,
+        depth: u32,
+    ) {
+        let n = edges.len();
+        if n <= SMALL || depth > 48 {
+            radix_sort_heaviest_first(edges, tmp);
+            self.sweep(edges, options, out);
+            return;
+        }
+        // Pivot: from a strided sample, the weight above which about 2|V| edges lie (enough for
+        // the spanning forest in most graphs; the recursion copes when it is not).
+        let mut sample: Vec<f32> = edges
+            .iter()
+            .step_by((n / 1024).max(1))
+            .map(|e| e.weight)
+            .collect();
+        sample.sort_unstable_by(|a, b| b.total_cmp(a));
+        let want = (2 * self.born.len()).clamp(SMALL / 2, n / 2);
+        let pivot = sample[(want * sample.len() / n).min(sample.len() - 1)];
+        // Stable partition into tmp: heavy (> pivot) first, light after.
+        let heavy = edges.iter().filter(|e| e.weight > pivot).count();
+        if heavy == 0 || heavy == n {
+            radix_sort_heaviest_first(edges, tmp);
+            self.sweep(edges, options, out);
+            return;
+        }
+        let (mut h, mut l) = (0, heavy);
+        for e in edges.iter() {
+            if e.weight > pivot {
+                tmp[h] = *e;
+                h += 1;
+            } else {
+                tmp[l] = *e;
+                l += 1;
+            }
+        }
+        let (heavy_part, light_part) = tmp.split_at_mut(heavy);
+        self.kruskal(heavy_part, &mut edges[..heavy], options, out, depth + 1);
+        // Lighter edges inside one component close cycles: count them, keep the others in order.
+        let mut kept = 0;
+        for i in 0..light_part.len() {
+            let e = light_part[i];
+            if self.find(e.src) == self.find(e.dst) {
+                out.h1_count += 1;
+                if options.h1_diagram {
+                    out.h1.push(e.weight);
+                }
+            } else {
+                edges[kept] = e;
+                kept += 1;
+            }
+        }
+        let (survivors, rest) = edges.split_at_mut(kept);
+        let _ = rest;
+        self.kruskal(survivors, &mut light_part[..kept], options, out, depth + 1);
+    }
+
+    /// The union-find sweep over edges sorted heaviest first (vertices already born).
+    fn sweep(&mut self, edges: &[Edge], options: HomologyOptions, out: &mut Diagram) {
         for e in edges {
             let w = e.weight;
-            for v in [e.src, e.dst] {
-                if self.parent[v as usize] == UNBORN {
-                    self.parent[v as usize] = v;
-                    self.rank[v as usize] = 0;
-                    self.oldest[v as usize] = w;
-                    self.born.push(v);
-                }
-            }
             let ru = self.find(e.src);
             let rv = self.find(e.dst);
             if ru == rv {
@@ -123,6 +246,7 @@ impl Persistence {
                 continue;
             }
             let (bu, bv) = (self.oldest[ru as usize], self.oldest[rv as usize]);
+            // Elder rule: the component with the younger (smaller) oldest birth dies here.
             let young_birth = bu.min(bv);
             if young_birth != w || options.keep_zero_persistence {
                 out.h0.push(H0Pair {
@@ -144,17 +268,6 @@ impl Persistence {
             }
             self.oldest[root as usize] = bu.max(bv);
         }
-        out.n_vertices = self.born.len() as u64;
-        for &v in &self.born {
-            if self.parent[v as usize] == v {
-                out.h0_essential.push(self.oldest[v as usize]);
-            }
-        }
-        out.h0_essential.sort_unstable_by(|a, b| b.total_cmp(a));
-        for &v in &self.born {
-            self.parent[v as usize] = UNBORN;
-        }
-        self.born.clear();
     }
 
     #[inline]
@@ -173,9 +286,22 @@ impl Persistence {
 }
 
 /// Sorts edges by weight, heaviest first, keeping the given order among equal weights.
-/// Weights are non-negative and finite, so their IEEE bits order like the values; an LSD radix
-/// sort on the complemented bits (3 passes of 11 bits) beats a comparison sort several times over.
 pub fn sort_heaviest_first(edges: &mut Vec<Edge>, scratch: &mut Vec<Edge>) {
+    scratch.resize(
+        edges.len(),
+        Edge {
+            weight: 0.0,
+            src: 0,
+            dst: 0,
+        },
+    );
+    radix_sort_heaviest_first(edges, scratch);
+}
+
+/// Stable sort, heaviest first, with `tmp` (at least as long) as scratch. Weights are
+/// non-negative and finite, so their IEEE bits order like the values; an LSD radix sort on the
+/// complemented bits (3 passes of 11 bits) beats a comparison sort several times over.
+pub fn radix_sort_heaviest_first(edges: &mut [Edge], tmp: &mut [Edge]) {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;
     const PASSES: usize = 3;
@@ -184,6 +310,7 @@ pub fn sort_heaviest_first(edges: &mut Vec<Edge>, scratch: &mut Vec<Edge>) {
         edges.sort_by(|a, b| b.weight.total_cmp(&a.weight));
         return;
     }
+    let tmp = &mut tmp[..n];
     let key = |e: &Edge| !e.weight.to_bits();
     let mut counts = vec![[0usize; BUCKETS]; PASSES];
     for e in edges.iter() {
@@ -192,15 +319,7 @@ pub fn sort_heaviest_first(edges: &mut Vec<Edge>, scratch: &mut Vec<Edge>) {
             c[((k >> (pass as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
         }
     }
-    scratch.clear();
-    scratch.resize(
-        n,
-        Edge {
-            weight: 0.0,
-            src: 0,
-            dst: 0,
-        },
-    );
+    let mut in_tmp = false;
     for (pass, c) in counts.iter_mut().enumerate() {
         // A pass where every key has the same digit leaves the order unchanged.
         if c.iter().any(|&x| x == n) {
@@ -213,12 +332,20 @@ pub fn sort_heaviest_first(edges: &mut Vec<Edge>, scratch: &mut Vec<Edge>) {
             sum += here;
         }
         let shift = pass as u32 * BITS;
-        for e in edges.iter() {
+        let (from, to): (&[Edge], &mut [Edge]) = if in_tmp {
+            (&*tmp, &mut *edges)
+        } else {
+            (&*edges, &mut *tmp)
+        };
+        for e in from {
             let d = ((key(e) >> shift) as usize) & (BUCKETS - 1);
-            scratch[c[d]] = *e;
+            to[c[d]] = *e;
             c[d] += 1;
         }
-        std::mem::swap(edges, scratch);
+        in_tmp = !in_tmp;
+    }
+    if in_tmp {
+        edges.copy_from_slice(tmp);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use actopo::topology::{Diagram, Edge, HomologyOptions, Persistence, Summary};
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 /// Standard persistence algorithm over Z/2 on the full boundary matrix, written independently of
 /// the union-find: simplices ordered by decreasing value, vertices before edges on ties, vertex
@@ -160,5 +161,76 @@ proptest! {
         let (sa, sb) = (Summary::of(&a), Summary::of(&b));
         prop_assert!((sa.h0_total_persistence - sb.h0_total_persistence).abs() < 1e-9);
         prop_assert_eq!(sa.h0_max_persistence, sb.h0_max_persistence);
+    }
+}
+
+/// Large graphs (past the filter-Kruskal threshold) with many ties.
+fn large_graphs() -> impl Strategy<Value = (usize, Vec<Edge>)> {
+    (800usize..6000, 2100usize..12000, 1u32..200, any::<u64>()).prop_map(|(n, m, levels, seed)| {
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut edges = Vec::with_capacity(m);
+        let mut seen = std::collections::HashSet::new();
+        while edges.len() < m {
+            let (a, b) = ((next() % n as u64) as u32, (next() % n as u64) as u32);
+            if a == b || !seen.insert((a.min(b), a.max(b))) {
+                if seen.len() >= n * (n - 1) / 2 {
+                    break;
+                }
+                continue;
+            }
+            edges.push(Edge {
+                weight: (1 + next() % levels as u64) as f32 * 0.125,
+                src: a,
+                dst: b,
+            });
+        }
+        (n, edges)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn filter_kruskal_equals_a_full_sort_sweep((n, edges) in large_graphs(), keep_zero in any::<bool>()) {
+        let opts = HomologyOptions { keep_zero_persistence: keep_zero, h1_diagram: true };
+        let fast = ours(&edges, n, opts);
+        let mut sorted = edges.clone();
+        let mut scratch = Vec::new();
+        actopo::topology::persistence::sort_heaviest_first(&mut sorted, &mut scratch);
+        let mut p = Persistence::new();
+        let mut slow = Diagram::default();
+        p.compute_sorted(&sorted, n, opts, &mut slow);
+        // same pairs, same killing edges, same order
+        prop_assert_eq!(&fast, &slow);
+    }
+}
+
+#[test]
+fn filter_kruskal_matches_matrix_reduction_on_a_large_graph() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..3 {
+        let (n, edges) = large_graphs().new_tree(&mut runner).unwrap().current();
+        let edges: Vec<Edge> = edges.into_iter().take(2600).collect();
+        let d = ours(
+            &edges,
+            n,
+            HomologyOptions {
+                keep_zero_persistence: true,
+                h1_diagram: true,
+            },
+        );
+        let (h0, essential, h1) = brute_force(&edges, n);
+        let mut got: Vec<(f32, f32)> = d.h0.iter().map(|p| (p.birth, p.death)).collect();
+        got.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        assert_eq!(got, h0);
+        assert_eq!(d.h0_essential, essential);
+        assert_eq!(d.h1, h1);
     }
 }
