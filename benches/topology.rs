@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use actopo::output::{Entry, OutputLayout, SampleResult, ShardOutput};
 use actopo::spec::{ModelSpec, Network, Op};
 use actopo::topology::persistence::sort_heaviest_first;
 use actopo::topology::{
@@ -200,6 +201,59 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+
+    // Parquet writer: summary + diagrams for 256 samples of these diagrams.
+    let mut results = Vec::new();
+    for i in 0..256 {
+        let mut out = Vec::new();
+        workspace
+            .run(
+                &plan,
+                &as_slices(&samples[i % samples.len()]),
+                Scopes::default(),
+                HomologyOptions::default(),
+                &mut out,
+            )
+            .unwrap();
+        results.push(out);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let layout = std::sync::Arc::new(OutputLayout {
+        dir: dir.path().to_path_buf(),
+        summary: true,
+        diagrams: true,
+        subgraph_top_k: None,
+        variants: vec!["clean".into()],
+        vertex_layers: plan.vertex_layers.clone(),
+        metadata: vec![],
+    });
+    let points: usize = results
+        .iter()
+        .map(|r| r[0].diagram.h0.len() + r[0].diagram.h0_essential.len())
+        .sum();
+    let mut group = c.benchmark_group("writer");
+    group.throughput(Throughput::Elements(256));
+    group.bench_function(format!("256_samples_{points}_points"), |b| {
+        b.iter(|| {
+            let mut output = ShardOutput::create(layout.clone(), "bench", "bench").unwrap();
+            for (i, scopes) in results.iter().enumerate() {
+                output
+                    .add(Entry::Done(SampleResult {
+                        shard: 0,
+                        index: i,
+                        variant: 0,
+                        label: Some(1),
+                        pred: 1,
+                        confidence: 0.9,
+                        attack: None,
+                        scopes: scopes.clone(),
+                    }))
+                    .unwrap();
+            }
+            output.finish().unwrap()
+        })
+    });
     group.finish();
 }
 

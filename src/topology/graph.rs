@@ -390,15 +390,18 @@ impl GraphPlan {
 fn linear_edges(g: &GraphOp, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
     let n_in = g.in_chw.iter().product::<usize>();
     let n_out = g.out_chw[0];
+    // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
+    let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
+    out.reserve(n_out * nonzero.len());
     for i in 0..n_out {
         let row = &g.weight[i * n_in..(i + 1) * n_in];
         let dst = g.dst_offset + i as u32;
-        for (j, (&w, &x)) in row.iter().zip(a).enumerate() {
-            let weight = (w * x).abs();
+        for &j in &nonzero {
+            let weight = (row[j as usize] * a[j as usize]).abs();
             if weight != 0.0 {
                 out.push(Edge {
                     weight,
-                    src: src_offset + j as u32,
+                    src: src_offset + j,
                     dst,
                 });
             }

@@ -70,6 +70,11 @@ impl Workspace {
         out: &mut Vec<ScopeDiagram>,
     ) -> Result<(), GraphError> {
         self.edges.clear();
+        // Reserve the bound once: no reallocation while edges are enumerated (memory that is
+        // reserved but never written costs nothing on Linux).
+        if self.edges.capacity() < plan.max_edges() {
+            self.edges.reserve(plan.max_edges());
+        }
         plan.network_edges(inputs, &mut self.edges, &mut self.segments)?;
         let n_scopes = scopes.network as usize + if scopes.layers { plan.ops.len() } else { 0 };
         out.resize_with(n_scopes, ScopeDiagram::default);

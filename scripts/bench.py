@@ -1,0 +1,164 @@
+"""Side-by-side speed benchmark: actopo vs the GUDHI-based Python reference, on this machine.
+
+(a) `actopo run` over the first N Fashion-MNIST test images with the demo CCFF model (network
+    scope), with pipeline.workers = 2 and = 1: wall time, inputs/s, peak RSS of the process;
+(b) the vectorised Python reference from the cross-check tests (torch hooks for activations, torch
+    unfold for the graph, GUDHI SimplexTree for persistence) on the first M of the same images, one
+    process: inputs/s, and a check that its summaries equal actopo's;
+(c) optionally (--alexnet), the paper's AlexNet-for-CIFAR shape with seeded random weights on random
+    32x32x3 inputs: edges per input, seconds per input, peak RSS.
+Everything runs in one invocation so the ratios compare like with like.
+
+Usage: python scripts/bench.py [--images 2000] [--ref-images 20] [--alexnet 4]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+import gudhi_crosscheck as gc  # noqa: E402
+
+BIN = str(ROOT / "target/release/actopo")
+
+
+def timed(cmd):
+    """Runs cmd; returns (wall seconds, peak RSS in MB, stderr)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err}")
+    return wall, usage.ru_maxrss / 1024, err
+
+
+def actopo_run(config, out, images, workers, extra=()):
+    cmd = [BIN, "run", str(config), "--set", f"data.limit={images}", "--set", f"pipeline.workers={workers}",
+           "--set", f'output.dir="{out}"', "--set", "output.diagrams=true", *extra]
+    return timed(cmd)
+
+
+def reference(images, labels_out):
+    """The Python + GUDHI reference on CCFF: returns (seconds, per-image h0_total_persistence)."""
+    x, _ = gc.fashion("t10k", images)
+    _, _, layers = gc.net_ccff()
+    model = nn.Sequential(*[m for _, m, _ in layers]).eval()
+    model.load_state_dict(load_file(str(ROOT / "models/ccff.safetensors")))
+    ops = gc.graph_ops(layers)
+    offsets = gc.unit_offsets(layers, [1, 28, 28])
+    totals = []
+    start = time.perf_counter()
+    for i in range(images):
+        captured = {}
+        hooks = [m.register_forward_hook(lambda mod, inp, out, key=key: captured.__setitem__(key, inp[0].detach()))
+                 for key, m in ops]
+        with torch.no_grad():
+            model(x[i:i + 1])
+        for h in hooks:
+            h.remove()
+        per_op = [gc.op_edges(m, captured[key][0], s, d, "all") for (key, m), (s, d) in zip(ops, offsets)]
+        src, dst, wt = (np.concatenate(p) for p in zip(*per_op))
+        finite, _, _, _ = gc.gudhi_diagram(src, dst, wt, False)
+        totals.append(gc.summary_of(finite)[0])
+    return time.perf_counter() - start, totals
+
+
+ALEXNET = [
+    ("conv2d", dict(out_channels=64, kernel_size=11)), ("relu", {}),
+    ("max_pool2d", dict(kernel_size=2, stride=1)),
+    ("conv2d", dict(out_channels=192, kernel_size=5)), ("relu", {}),
+    ("max_pool2d", dict(kernel_size=2, stride=2)),
+    ("conv2d", dict(out_channels=384, kernel_size=3)), ("relu", {}),
+    ("conv2d", dict(out_channels=256, kernel_size=3)), ("relu", {}),
+    ("conv2d", dict(out_channels=256, kernel_size=3)), ("relu", {}),
+    ("max_pool2d", dict(kernel_size=2, stride=2)),
+    ("flatten", {}),
+    ("linear", dict(out_features=4096)), ("relu", {}),
+    ("linear", dict(out_features=4096)), ("relu", {}),
+    ("linear", dict(out_features=10)),
+]
+
+
+def alexnet(folder, n_images, workers):
+    torch.manual_seed(0)
+    mods, lines = [], ["format_version = 1", 'name = "alexnet-cifar"', "input_shape = [3, 32, 32]", 'weights = "alexnet.safetensors"']
+    c, shape = 3, (3, 32, 32)
+    for op, kw in ALEXNET:
+        lines.append("[[layers]]")
+        lines.append(f'op = "{op}"')
+        for k, v in kw.items():
+            lines.append(f"{k} = {v}")
+        if op == "conv2d":
+            mods.append(nn.Conv2d(c, kw["out_channels"], kw["kernel_size"]))
+            c = kw["out_channels"]
+        elif op == "linear":
+            mods.append(nn.LazyLinear(kw["out_features"]))
+        elif op == "relu":
+            mods.append(nn.ReLU())
+        elif op == "max_pool2d":
+            mods.append(nn.MaxPool2d(kw["kernel_size"], kw.get("stride")))
+        elif op == "flatten":
+            mods.append(nn.Flatten())
+    model = nn.Sequential(*mods)
+    model(torch.zeros(1, 3, 32, 32))  # materialise lazy layers
+    (folder / "alexnet.toml").write_text("\n".join(lines) + "\n")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "alexnet.safetensors"))
+    rng = np.random.default_rng(0)
+    np.savez(folder / "cifar-like.npz", x=rng.integers(0, 256, size=(n_images, 3, 32, 32), dtype=np.uint8))
+    (folder / "alexnet-run.toml").write_text(
+        f'[model]\nspec = "alexnet.toml"\ndevice = "cpu"\n[data]\nshards = ["cifar-like.npz"]\n'
+        f'[pipeline]\nbatch_size = 8\n[output]\ndir = "alexnet-out"\ndiagrams = false\n')
+    wall, rss, err = timed([BIN, "run", str(folder / "alexnet-run.toml"), "--set", f"pipeline.workers={workers}"])
+    rows = pq.read_table(folder / "alexnet-out/summary/cifar-like.parquet").to_pylist()
+    inspect = subprocess.run([BIN, "inspect", str(folder / "alexnet.toml")], capture_output=True, text=True).stdout
+    bound = [l for l in inspect.splitlines() if l.startswith("network scope")][0]
+    return wall, rss, np.mean([r["n_edges"] for r in rows]), bound
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--ref-images", type=int, default=20)
+    ap.add_argument("--alexnet", type=int, default=0, help="AlexNet-CIFAR inputs to time (0 = skip)")
+    args = ap.parse_args()
+    config = ROOT / "config/fashion-mnist.toml"
+    print(f"machine: {os.cpu_count()} cores; actopo {BIN}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        results = {}
+        for workers in (2, 1):
+            wall, rss, _ = actopo_run(config, tmp / f"w{workers}", args.images, workers)
+            results[workers] = (wall, rss)
+            print(f"actopo  workers={workers}: {args.images} inputs in {wall:.2f} s = {args.images / wall:7.1f} inputs/s, peak RSS {rss:.0f} MB")
+        ref_s, ref_totals = reference(args.ref_images, None)
+        ref_rate = args.ref_images / ref_s
+        print(f"reference (torch unfold + GUDHI, 1 process): {args.ref_images} inputs in {ref_s:.2f} s = {ref_rate:.2f} inputs/s")
+        rows = pq.read_table(tmp / "w2/summary/t10k-images-idx3-ubyte.parquet").to_pylist()
+        ours = [r["h0_total_persistence"] for r in rows if r["scope"] == "network"][: args.ref_images]
+        agree = sum(gc.close(a, b) for a, b in zip(ours, ref_totals))
+        print(f"reference check: h0_total_persistence equal on {agree}/{args.ref_images} inputs")
+        rate2 = args.images / results[2][0]
+        print(f"ratio actopo (2 workers) / reference: {rate2 / ref_rate:.0f}x;  workers 2 vs 1: {results[1][0] / results[2][0]:.2f}x")
+        print(f"target 1000 inputs/s end to end: {'met' if rate2 >= 1000 else f'not met ({rate2:.0f} inputs/s, {rate2 / 10:.0f}% of it)'}")
+        if args.alexnet:
+            for workers in (1, 2):
+                wall, rss, edges, bound = alexnet(tmp, args.alexnet, workers)
+                print(f"AlexNet-CIFAR workers={workers}: {args.alexnet} inputs in {wall:.1f} s = {wall / args.alexnet:.2f} s/input "
+                      f"(incl. start-up), mean {edges / 1e6:.1f} M edges/input ({bound}), peak RSS {rss / 1024:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()
