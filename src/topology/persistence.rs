@@ -1,6 +1,7 @@
 //! Superlevel persistence of a weighted graph (design.md section 2).
 //!
-//! Edges are sorted heaviest first (a stable radix sort on the f32 bits) and fed to a union-find.
+//! Edges are sorted heaviest first (a stable radix sort on the f32 bits) and swept once while
+//! tracking connected components.
 //! A vertex is born at the first edge that touches it, which is its heaviest incident edge, so the
 //! `max_incident` birth rule costs nothing extra. When an edge joins two components the younger one
 //! (smaller oldest birth) dies at the edge's weight (the elder rule); an edge inside one component
@@ -58,22 +59,23 @@ impl Diagram {
 
 const UNBORN: u32 = u32::MAX;
 
-/// A reusable persistence workspace: union-find arrays over unit ids and scratch buffers.
+/// A reusable persistence workspace: component labels over unit ids and a sort buffer.
+///
+/// Components are kept as "quick-find" labels: `comp[v]` is v's component id, so checking whether an
+/// edge closes a cycle is two loads. A merge relabels the smaller component (its members are a
+/// circular list through `next`), so a vertex is relabelled at most log2(|V|) times. Almost every
+/// edge of an activation graph closes a cycle, so cheap checks matter more than cheap merges.
 #[derive(Debug, Default)]
 pub struct Persistence {
-    parent: Vec<u32>,
-    rank: Vec<u8>,
-    /// Vertex birth (largest incident weight); 0 for units that are not vertices.
-    birth: Vec<f32>,
-    /// For a root: the largest vertex birth in its component.
+    comp: Vec<u32>,
+    next: Vec<u32>,
+    size: Vec<u32>,
+    /// For a component id: the largest vertex birth in the component.
     oldest: Vec<f32>,
-    /// Units that are vertices in the current computation, so that resetting costs O(vertices).
+    /// Units born in the current computation, so that resetting costs O(vertices).
     born: Vec<u32>,
-    scratch: Vec<Edge>,
+    sort_scratch: Vec<Edge>,
 }
-
-/// Below this many edges a part is sorted and swept directly.
-const SMALL: usize = 2048;
 
 impl Persistence {
     pub fn new() -> Self {
@@ -81,14 +83,7 @@ impl Persistence {
     }
 
     /// Computes the diagram of the graph whose edges are `edges` over unit ids `0..n_units`.
-    /// `edges` is reordered.
-    ///
-    /// Filter-Kruskal: only about |V| edges merge components, so instead of sorting every edge,
-    /// the heaviest part (above a sampled pivot) is processed first, then every lighter edge whose
-    /// ends are already connected is counted as a cycle (H1) without being sorted, and only the
-    /// survivors are processed next, recursively. Partitions and sorts are stable, so edges of equal
-    /// weight are met in their given order, exactly as a full stable sort would: same pairs, same
-    /// killing edges.
+    /// `edges` is sorted in place (heaviest first, ties in their given order).
     pub fn compute(
         &mut self,
         edges: &mut Vec<Edge>,
@@ -96,22 +91,11 @@ impl Persistence {
         options: HomologyOptions,
         out: &mut Diagram,
     ) {
-        self.begin(edges, n_units, out);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.resize(
-            edges.len(),
-            Edge {
-                weight: 0.0,
-                src: 0,
-                dst: 0,
-            },
-        );
-        self.kruskal(edges, &mut scratch, options, out, 0);
-        self.scratch = scratch;
-        self.end(options, out);
+        sort_heaviest_first(edges, &mut self.sort_scratch);
+        self.compute_sorted(edges, n_units, options, out);
     }
 
-    /// As `compute`, for edges already sorted heaviest first (a plain Kruskal sweep).
+    /// As `compute`, for edges already sorted heaviest first.
     pub fn compute_sorted(
         &mut self,
         edges: &[Edge],
@@ -119,133 +103,36 @@ impl Persistence {
         options: HomologyOptions,
         out: &mut Diagram,
     ) {
-        self.begin(edges, n_units, out);
-        self.sweep(edges, options, out);
-        self.end(options, out);
-    }
-
-    /// Vertex births (largest incident weight) and singleton components.
-    fn begin(&mut self, edges: &[Edge], n_units: usize, out: &mut Diagram) {
         out.clear();
-        if self.parent.len() < n_units {
-            self.parent.resize(n_units, UNBORN);
-            self.rank.resize(n_units, 0);
-            self.birth.resize(n_units, 0.0);
+        if self.comp.len() < n_units {
+            self.comp.resize(n_units, UNBORN);
+            self.next.resize(n_units, 0);
+            self.size.resize(n_units, 0);
             self.oldest.resize(n_units, 0.0);
         }
         out.n_edges = edges.len() as u64;
-        let birth = &mut self.birth;
-        for e in edges {
-            for v in [e.src as usize, e.dst as usize] {
-                if birth[v] == 0.0 {
-                    self.born.push(v as u32);
-                }
-                birth[v] = birth[v].max(e.weight);
-            }
-        }
-        for &v in &self.born {
-            let v = v as usize;
-            self.parent[v] = v as u32;
-            self.rank[v] = 0;
-            self.oldest[v] = self.birth[v];
-        }
-        out.n_vertices = self.born.len() as u64;
-    }
-
-    fn end(&mut self, options: HomologyOptions, out: &mut Diagram) {
-        for &v in &self.born {
-            if self.parent[v as usize] == v {
-                out.h0_essential.push(self.oldest[v as usize]);
-            }
-        }
-        out.h0_essential.sort_unstable_by(|a, b| b.total_cmp(a));
-        if options.h1_diagram {
-            out.h1.sort_unstable_by(|a, b| b.total_cmp(a));
-        }
-        for &v in &self.born {
-            self.parent[v as usize] = UNBORN;
-            self.birth[v as usize] = 0.0;
-        }
-        self.born.clear();
-    }
-
-    /// Processes `edges` (any order) in decreasing weight; `tmp` is scratch of the same length.
-    fn kruskal(
-        &mut self,
-        edges: &mut [Edge],
-        tmp: &mut [Edge],
-        options: HomologyOptions,
-        out: &mut Diagram,
-        depth: u32,
-    ) {
-        let n = edges.len();
-        if n <= SMALL || depth > 48 {
-            radix_sort_heaviest_first(edges, tmp);
-            self.sweep(edges, options, out);
-            return;
-        }
-        // Pivot: from a strided sample, the weight above which about 2|V| edges lie (enough for
-        // the spanning forest in most graphs; the recursion copes when it is not).
-        let mut sample: Vec<f32> = edges
-            .iter()
-            .step_by((n / 1024).max(1))
-            .map(|e| e.weight)
-            .collect();
-        sample.sort_unstable_by(|a, b| b.total_cmp(a));
-        let want = (2 * self.born.len()).clamp(SMALL / 2, n / 2);
-        let pivot = sample[(want * sample.len() / n).min(sample.len() - 1)];
-        // Stable partition into tmp: heavy (> pivot) first, light after.
-        let heavy = edges.iter().filter(|e| e.weight > pivot).count();
-        if heavy == 0 || heavy == n {
-            radix_sort_heaviest_first(edges, tmp);
-            self.sweep(edges, options, out);
-            return;
-        }
-        let (mut h, mut l) = (0, heavy);
-        for e in edges.iter() {
-            if e.weight > pivot {
-                tmp[h] = *e;
-                h += 1;
-            } else {
-                tmp[l] = *e;
-                l += 1;
-            }
-        }
-        let (heavy_part, light_part) = tmp.split_at_mut(heavy);
-        self.kruskal(heavy_part, &mut edges[..heavy], options, out, depth + 1);
-        // Lighter edges inside one component close cycles: count them, keep the others in order.
-        let mut kept = 0;
-        for i in 0..light_part.len() {
-            let e = light_part[i];
-            if self.find(e.src) == self.find(e.dst) {
-                out.h1_count += 1;
-                if options.h1_diagram {
-                    out.h1.push(e.weight);
-                }
-            } else {
-                edges[kept] = e;
-                kept += 1;
-            }
-        }
-        let (survivors, rest) = edges.split_at_mut(kept);
-        let _ = rest;
-        self.kruskal(survivors, &mut light_part[..kept], options, out, depth + 1);
-    }
-
-    /// The union-find sweep over edges sorted heaviest first (vertices already born).
-    fn sweep(&mut self, edges: &[Edge], options: HomologyOptions, out: &mut Diagram) {
         for e in edges {
             let w = e.weight;
-            let ru = self.find(e.src);
-            let rv = self.find(e.dst);
-            if ru == rv {
+            // A vertex is born at its first (so heaviest) incident edge: the max_incident rule.
+            for v in [e.src, e.dst] {
+                let vi = v as usize;
+                if self.comp[vi] == UNBORN {
+                    self.comp[vi] = v;
+                    self.next[vi] = v;
+                    self.size[vi] = 1;
+                    self.oldest[vi] = w;
+                    self.born.push(v);
+                }
+            }
+            let (cu, cv) = (self.comp[e.src as usize], self.comp[e.dst as usize]);
+            if cu == cv {
                 out.h1_count += 1;
                 if options.h1_diagram {
                     out.h1.push(w);
                 }
                 continue;
             }
-            let (bu, bv) = (self.oldest[ru as usize], self.oldest[rv as usize]);
+            let (bu, bv) = (self.oldest[cu as usize], self.oldest[cv as usize]);
             // Elder rule: the component with the younger (smaller) oldest birth dies here.
             let young_birth = bu.min(bv);
             if young_birth != w || options.keep_zero_persistence {
@@ -256,32 +143,34 @@ impl Persistence {
                     dst: e.dst,
                 });
             }
-            // Union by rank; the new root carries the elder birth.
-            let (root, child) = if self.rank[ru as usize] >= self.rank[rv as usize] {
-                (ru, rv)
+            let (big, small) = if self.size[cu as usize] >= self.size[cv as usize] {
+                (cu, cv)
             } else {
-                (rv, ru)
+                (cv, cu)
             };
-            self.parent[child as usize] = root;
-            if self.rank[root as usize] == self.rank[child as usize] {
-                self.rank[root as usize] += 1;
+            let mut x = small;
+            loop {
+                self.comp[x as usize] = big;
+                x = self.next[x as usize];
+                if x == small {
+                    break;
+                }
             }
-            self.oldest[root as usize] = bu.max(bv);
+            self.next.swap(big as usize, small as usize);
+            self.size[big as usize] += self.size[small as usize];
+            self.oldest[big as usize] = bu.max(bv);
         }
-    }
-
-    #[inline]
-    fn find(&mut self, mut v: u32) -> u32 {
-        // Path halving.
-        loop {
-            let p = self.parent[v as usize];
-            if p == v {
-                return v;
+        out.n_vertices = self.born.len() as u64;
+        for &v in &self.born {
+            if self.comp[v as usize] == v {
+                out.h0_essential.push(self.oldest[v as usize]);
             }
-            let gp = self.parent[p as usize];
-            self.parent[v as usize] = gp;
-            v = gp;
         }
+        out.h0_essential.sort_unstable_by(|a, b| b.total_cmp(a));
+        for &v in &self.born {
+            self.comp[v as usize] = UNBORN;
+        }
+        self.born.clear();
     }
 }
 
