@@ -61,18 +61,22 @@ def reference(images, labels_out):
     offsets = gc.unit_offsets(layers, [1, 28, 28])
     totals = []
     start = time.perf_counter()
+    captured = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, key=key: captured.__setitem__(key, inp[0].detach()))
+             for key, m in ops]
     for i in range(images):
-        captured = {}
-        hooks = [m.register_forward_hook(lambda mod, inp, out, key=key: captured.__setitem__(key, inp[0].detach()))
-                 for key, m in ops]
-        with torch.no_grad():
-            model(x[i:i + 1])
-        for h in hooks:
-            h.remove()
-        per_op = [gc.op_edges(m, captured[key][0], s, d, "all") for (key, m), (s, d) in zip(ops, offsets)]
+        # Forward in the same zero-padded 32-sample chunks as actopo (libtorch rounds by batch size).
+        if i % 32 == 0:
+            chunk = x[i:i + 32]
+            chunk = torch.cat([chunk, torch.zeros(32 - len(chunk), *chunk.shape[1:])])
+            with torch.no_grad():
+                model(chunk)
+        per_op = [gc.op_edges(m, captured[key][i % 32], s, d, "all") for (key, m), (s, d) in zip(ops, offsets)]
         src, dst, wt = (np.concatenate(p) for p in zip(*per_op))
         finite, _, _, _ = gc.gudhi_diagram(src, dst, wt, False)
         totals.append(gc.summary_of(finite)[0])
+    for h in hooks:
+        h.remove()
     return time.perf_counter() - start, totals
 
 
@@ -120,9 +124,11 @@ def alexnet(folder, n_images, workers):
     np.savez(folder / "cifar-like.npz", x=rng.integers(0, 256, size=(n_images, 3, 32, 32), dtype=np.uint8))
     (folder / "alexnet-run.toml").write_text(
         f'[model]\nspec = "alexnet.toml"\ndevice = "cpu"\n[data]\nshards = ["cifar-like.npz"]\n'
-        f'[pipeline]\nbatch_size = 8\n[output]\ndir = "alexnet-out"\ndiagrams = false\n')
-    wall, rss, err = timed([BIN, "run", str(folder / "alexnet-run.toml"), "--set", f"pipeline.workers={workers}"])
-    rows = pq.read_table(folder / "alexnet-out/summary/cifar-like.parquet").to_pylist()
+        f'[pipeline]\nbatch_size = 8\n[output]\ndiagrams = false\n')
+    out = folder / f"alexnet-out-{workers}"
+    wall, rss, err = timed([BIN, "run", str(folder / "alexnet-run.toml"), "--set", f"pipeline.workers={workers}",
+                            "--set", f'output.dir="{out}"'])
+    rows = pq.read_table(out / "summary/cifar-like.parquet").to_pylist()
     inspect = subprocess.run([BIN, "inspect", str(folder / "alexnet.toml")], capture_output=True, text=True).stdout
     bound = [l for l in inspect.splitlines() if l.startswith("network scope")][0]
     return wall, rss, np.mean([r["n_edges"] for r in rows]), bound
