@@ -77,13 +77,23 @@ pub struct Persistence {
     sort_scratch: Vec<Edge>,
 }
 
+/// Graphs with at least this many edges are filtered before sorting (see `compute`).
+const FILTER_MIN: usize = 32 * 1024;
+
 impl Persistence {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Computes the diagram of the graph whose edges are `edges` over unit ids `0..n_units`.
-    /// `edges` is sorted in place (heaviest first, ties in their given order).
+    /// `edges` is reordered.
+    ///
+    /// Nearly every edge of an activation graph closes a cycle, and only the |V| - 1 or so edges
+    /// that merge components need to be met in sorted order. So large graphs are split at a
+    /// sampled pivot: the heaviest quarter is sorted and swept first; then each lighter edge whose
+    /// two ends are already in one component is counted as a cycle (H1) without being sorted, and
+    /// only the rest is sorted and swept. Partition, filter and sort are all stable, so edges are met
+    /// in exactly the order a full stable sort gives: same pairs, same killing edges.
     pub fn compute(
         &mut self,
         edges: &mut Vec<Edge>,
@@ -91,8 +101,48 @@ impl Persistence {
         options: HomologyOptions,
         out: &mut Diagram,
     ) {
-        sort_heaviest_first(edges, &mut self.sort_scratch);
-        self.compute_sorted(edges, n_units, options, out);
+        self.begin(n_units, edges.len(), out);
+        let n = edges.len();
+        let mut scratch = std::mem::take(&mut self.sort_scratch);
+        scratch.resize(
+            n,
+            Edge {
+                weight: 0.0,
+                src: 0,
+                dst: 0,
+            },
+        );
+        let heavy = if n >= FILTER_MIN {
+            split_heaviest_quarter(edges, &mut scratch)
+        } else {
+            0
+        };
+        if heavy == 0 {
+            radix_sort_heaviest_first(edges, &mut scratch);
+            self.sweep(edges, options, out);
+        } else {
+            // scratch[..heavy] holds the heavy edges, scratch[heavy..] the light ones, in order.
+            let (heavy_part, light_part) = scratch.split_at_mut(heavy);
+            radix_sort_heaviest_first(heavy_part, &mut edges[..heavy]);
+            self.sweep(heavy_part, options, out);
+            let mut kept = 0;
+            for e in light_part.iter() {
+                let cu = self.comp[e.src as usize];
+                if cu != UNBORN && cu == self.comp[e.dst as usize] {
+                    out.h1_count += 1;
+                    if options.h1_diagram {
+                        out.h1.push(e.weight);
+                    }
+                } else {
+                    edges[kept] = *e;
+                    kept += 1;
+                }
+            }
+            radix_sort_heaviest_first(&mut edges[..kept], light_part);
+            self.sweep(&edges[..kept], options, out);
+        }
+        self.sort_scratch = scratch;
+        self.finish(options, out);
     }
 
     /// As `compute`, for edges already sorted heaviest first.
@@ -103,6 +153,12 @@ impl Persistence {
         options: HomologyOptions,
         out: &mut Diagram,
     ) {
+        self.begin(n_units, edges.len(), out);
+        self.sweep(edges, options, out);
+        self.finish(options, out);
+    }
+
+    fn begin(&mut self, n_units: usize, n_edges: usize, out: &mut Diagram) {
         out.clear();
         if self.comp.len() < n_units {
             self.comp.resize(n_units, UNBORN);
@@ -110,7 +166,11 @@ impl Persistence {
             self.size.resize(n_units, 0);
             self.oldest.resize(n_units, 0.0);
         }
-        out.n_edges = edges.len() as u64;
+        out.n_edges = n_edges as u64;
+    }
+
+    /// One pass over edges sorted heaviest first.
+    fn sweep(&mut self, edges: &[Edge], options: HomologyOptions, out: &mut Diagram) {
         for e in edges {
             let w = e.weight;
             // A vertex is born at its first (so heaviest) incident edge: the max_incident rule.
@@ -160,6 +220,9 @@ impl Persistence {
             self.size[big as usize] += self.size[small as usize];
             self.oldest[big as usize] = bu.max(bv);
         }
+    }
+
+    fn finish(&mut self, options: HomologyOptions, out: &mut Diagram) {
         out.n_vertices = self.born.len() as u64;
         for &v in &self.born {
             if self.comp[v as usize] == v {
@@ -167,11 +230,42 @@ impl Persistence {
             }
         }
         out.h0_essential.sort_unstable_by(|a, b| b.total_cmp(a));
+        if options.h1_diagram {
+            out.h1.sort_unstable_by(|a, b| b.total_cmp(a));
+        }
         for &v in &self.born {
             self.comp[v as usize] = UNBORN;
         }
         self.born.clear();
     }
+}
+
+/// Stable partition of `edges` into `out`: the edges heavier than a pivot near the top quarter
+/// first, then the others. Returns how many are heavy (0 when no useful pivot exists).
+fn split_heaviest_quarter(edges: &[Edge], out: &mut [Edge]) -> usize {
+    let n = edges.len();
+    let mut sample: Vec<f32> = edges
+        .iter()
+        .step_by((n / 1024).max(1))
+        .map(|e| e.weight)
+        .collect();
+    sample.sort_unstable_by(|a, b| b.total_cmp(a));
+    let pivot = sample[sample.len() / 4];
+    let heavy = edges.iter().filter(|e| e.weight > pivot).count();
+    if heavy == 0 || heavy == n {
+        return 0;
+    }
+    let (mut h, mut l) = (0, heavy);
+    for e in edges {
+        if e.weight > pivot {
+            out[h] = *e;
+            h += 1;
+        } else {
+            out[l] = *e;
+            l += 1;
+        }
+    }
+    heavy
 }
 
 /// Sorts edges by weight, heaviest first, keeping the given order among equal weights.
@@ -201,7 +295,7 @@ pub fn radix_sort_heaviest_first(edges: &mut [Edge], tmp: &mut [Edge]) {
     }
     let tmp = &mut tmp[..n];
     let key = |e: &Edge| !e.weight.to_bits();
-    let mut counts = vec![[0usize; BUCKETS]; PASSES];
+    let mut counts = [[0usize; BUCKETS]; PASSES];
     for e in edges.iter() {
         let k = key(e);
         for (pass, c) in counts.iter_mut().enumerate() {
