@@ -92,7 +92,7 @@ impl Persistence {
     /// that merge components need to be met in sorted order. So large graphs are split at a
     /// sampled pivot: the heaviest quarter is sorted and swept first; then each lighter edge whose
     /// two ends are already in one component is counted as a cycle (H1) without being sorted, and
-    /// only the rest is sorted and swept. Partition, filter and sort are all stable, so edges are met
+    /// the rest goes through the same steps until it is small enough to sort whole. Partition, filter and sort are all stable, so edges are met
     /// in exactly the order a full stable sort gives: same pairs, same killing edges.
     pub fn compute(
         &mut self,
@@ -112,21 +112,26 @@ impl Persistence {
                 dst: 0,
             },
         );
-        let heavy = if n >= FILTER_MIN {
-            split_heaviest_quarter(edges, &mut scratch)
-        } else {
-            0
-        };
-        if heavy == 0 {
-            radix_sort_heaviest_first(edges, &mut scratch);
-            self.sweep(edges, options, out);
-        } else {
-            // scratch[..heavy] holds the heavy edges, scratch[heavy..] the light ones, in order.
-            let (heavy_part, light_part) = scratch.split_at_mut(heavy);
+        // Each round: sort and sweep the heaviest quarter, drop the lighter edges that now close
+        // cycles, and go on with the survivors (always in edges[..len]).
+        let mut len = n;
+        loop {
+            let heavy = if len >= FILTER_MIN {
+                split_heaviest_quarter(&edges[..len], &mut scratch)
+            } else {
+                0
+            };
+            if heavy == 0 {
+                radix_sort_heaviest_first(&mut edges[..len], &mut scratch);
+                self.sweep(&edges[..len], options, out);
+                break;
+            }
+            // scratch[..heavy] holds the heavy edges, scratch[heavy..len] the light ones, in order.
+            let (heavy_part, rest) = scratch.split_at_mut(heavy);
             radix_sort_heaviest_first(heavy_part, &mut edges[..heavy]);
             self.sweep(heavy_part, options, out);
             let mut kept = 0;
-            for e in light_part.iter() {
+            for e in rest[..len - heavy].iter() {
                 let cu = self.comp[e.src as usize];
                 if cu != UNBORN && cu == self.comp[e.dst as usize] {
                     out.h1_count += 1;
@@ -138,8 +143,7 @@ impl Persistence {
                     kept += 1;
                 }
             }
-            radix_sort_heaviest_first(&mut edges[..kept], light_part);
-            self.sweep(&edges[..kept], options, out);
+            len = kept;
         }
         self.sort_scratch = scratch;
         self.finish(options, out);
