@@ -167,6 +167,54 @@ pub fn read_outcomes(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String)
     Ok(out)
 }
 
+/// Collects one record per (shard, index, variant) while reading a table row by row, each made
+/// with that sample's outcome from `summary/`.
+pub(crate) struct Records<R> {
+    dir: PathBuf,
+    outcomes: HashMap<(String, u32, String), Outcome>,
+    at: HashMap<(String, u32, String), usize>,
+    pub(crate) list: Vec<R>,
+}
+
+impl<R> Records<R> {
+    pub(crate) fn new(dir: &Path) -> anyhow::Result<Self> {
+        Ok(Records {
+            dir: dir.to_path_buf(),
+            outcomes: read_outcomes(dir)?,
+            at: HashMap::new(),
+            list: Vec::new(),
+        })
+    }
+
+    /// The record of (shard, index, variant), made by `make(shard, index, variant, outcome)` on
+    /// first sight.
+    pub(crate) fn get(
+        &mut self,
+        shard: &str,
+        index: u32,
+        variant: &str,
+        make: impl FnOnce(String, u32, String, Outcome) -> R,
+    ) -> anyhow::Result<&mut R> {
+        let key = (shard.to_string(), index, variant.to_string());
+        let slot = match self.at.get(&key) {
+            Some(&s) => s,
+            None => {
+                let outcome = *self.outcomes.get(&key).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: no summary row for shard {shard} index {index} variant {variant}",
+                        self.dir.display()
+                    )
+                })?;
+                self.list
+                    .push(make(key.0.clone(), index, key.2.clone(), outcome));
+                self.at.insert(key, self.list.len() - 1);
+                self.list.len() - 1
+            }
+        };
+        Ok(&mut self.list[slot])
+    }
+}
+
 /// Writes one analysis table atomically under `dir/analysis/<name>.parquet`.
 pub fn write_analysis(dir: &Path, name: &str, batch: RecordBatch) -> anyhow::Result<PathBuf> {
     let metadata = vec![(

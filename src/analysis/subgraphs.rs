@@ -22,7 +22,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema};
 
-use super::{f64_col, read_outcomes, read_table, write_analysis, Columns, Outcome};
+use super::{f64_col, read_table, write_analysis, Columns, Outcome, Records};
 
 pub type Edge = (u64, u64);
 
@@ -245,12 +245,11 @@ pub fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
 
 /// Reads `subgraphs/` (one scope) and `summary/` into records.
 pub fn read_records(dir: &Path, scope: &str) -> anyhow::Result<Vec<SubgraphRecord>> {
-    let outcomes = read_outcomes(dir)?;
-    let mut records: Vec<SubgraphRecord> = Vec::new();
-    let mut at: HashMap<(String, u32, String), usize> = HashMap::new();
-    for b in read_table(dir, "subgraphs")
-        .map_err(|e| e.context("run with `output.subgraphs = true` to write the subgraphs table"))?
-    {
+    let mut records = Records::new(dir)?;
+    let batches = read_table(dir, "subgraphs").map_err(|e| {
+        e.context("run with `output.subgraphs = true` to write the subgraphs table")
+    })?;
+    for b in batches {
         let c = Columns::new(&b, "subgraphs");
         let (shard, index, variant, sc) = (
             c.str("shard")?,
@@ -263,40 +262,28 @@ pub fn read_records(dir: &Path, scope: &str) -> anyhow::Result<Vec<SubgraphRecor
             if sc[i] != scope {
                 continue;
             }
-            let key = (shard[i].to_string(), index[i], variant[i].to_string());
-            let slot = match at.get(&key) {
-                Some(&s) => s,
-                None => {
-                    let outcome = *outcomes.get(&key).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "{}: no summary row for shard {} index {} variant {}",
-                            dir.display(),
-                            key.0,
-                            key.1,
-                            key.2
-                        )
-                    })?;
-                    records.push(SubgraphRecord {
-                        shard: key.0.clone(),
-                        index: key.1,
-                        variant: key.2.clone(),
-                        outcome,
-                        edges: BTreeSet::new(),
-                    });
-                    at.insert(key, records.len() - 1);
-                    records.len() - 1
-                }
-            };
-            records[slot].edges.insert((src[i], dst[i]));
+            let record = records.get(
+                shard[i],
+                index[i],
+                variant[i],
+                |shard, index, variant, outcome| SubgraphRecord {
+                    shard,
+                    index,
+                    variant,
+                    outcome,
+                    edges: BTreeSet::new(),
+                },
+            )?;
+            record.edges.insert((src[i], dst[i]));
         }
     }
-    if records.is_empty() {
+    if records.list.is_empty() {
         anyhow::bail!(
             "{}: the subgraphs table has no rows for scope `{scope}`",
             dir.display()
         );
     }
-    Ok(records)
+    Ok(records.list)
 }
 
 fn fmt(v: Option<f64>) -> String {

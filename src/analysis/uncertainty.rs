@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use super::{f64_col, read_outcomes, read_table, write_analysis, Columns, Outcome};
+use super::{f64_col, read_table, write_analysis, Columns, Outcome, Records};
 
 /// One (sample, variant): its per-layer death values, sorted in decreasing order.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,9 +130,7 @@ pub fn auroc(right: &[f64], wrong: &[f64]) -> Option<f64> {
 
 /// Reads the `layers` scopes of `diagrams/` and the outcomes of `summary/`.
 pub fn read_records(dir: &Path) -> anyhow::Result<Vec<DeathRecord>> {
-    let outcomes = read_outcomes(dir)?;
-    let mut records: Vec<DeathRecord> = Vec::new();
-    let mut at: HashMap<(String, u32, String), usize> = HashMap::new();
+    let mut records = Records::new(dir)?;
     for b in read_table(dir, "diagrams")? {
         let c = Columns::new(&b, "diagrams");
         let (shard, index, variant, scope) = (
@@ -146,39 +144,25 @@ pub fn read_records(dir: &Path) -> anyhow::Result<Vec<DeathRecord>> {
             if scope[i] == "network" || dim[i] != 0 {
                 continue;
             }
-            let key = (shard[i].to_string(), index[i], variant[i].to_string());
-            let slot = match at.get(&key) {
-                Some(&s) => s,
-                None => {
-                    let outcome = *outcomes.get(&key).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "{}: no summary row for shard {} index {} variant {}",
-                            dir.display(),
-                            key.0,
-                            key.1,
-                            key.2
-                        )
-                    })?;
-                    records.push(DeathRecord {
-                        shard: key.0.clone(),
-                        index: key.1,
-                        variant: key.2.clone(),
-                        outcome,
-                        layers: BTreeMap::new(),
-                    });
-                    at.insert(key, records.len() - 1);
-                    records.len() - 1
-                }
-            };
-            let deaths = records[slot]
-                .layers
-                .entry(scope[i].to_string())
-                .or_default();
+            let record = records.get(
+                shard[i],
+                index[i],
+                variant[i],
+                |shard, index, variant, outcome| DeathRecord {
+                    shard,
+                    index,
+                    variant,
+                    outcome,
+                    layers: BTreeMap::new(),
+                },
+            )?;
+            let deaths = record.layers.entry(scope[i].to_string()).or_default();
             if let Some(d) = death[i] {
                 deaths.push(d);
             }
         }
     }
+    let mut records = records.list;
     if records.is_empty() {
         anyhow::bail!(
             "{}: the diagrams table has no `layers` scope rows; run with graph.scopes = [\"network\", \"layers\"] and output.diagrams = true",
