@@ -11,7 +11,8 @@ if [ ! -f models/ccff.safetensors ]; then
 fi
 echo "demo: actopo run config/fashion-mnist.toml"
 start=$(date +%s%N)
-target/release/actopo run config/fashion-mnist.toml "$@"
+# --overwrite: the demo recomputes everything each time (a plain rerun would resume and skip).
+target/release/actopo run config/fashion-mnist.toml --overwrite "$@"
 end=$(date +%s%N)
 echo "demo: actopo wall time $(( (end - start) / 1000000 )) ms"
 "$PYTHON" scripts/demo_report.py --out out/fashion-mnist
