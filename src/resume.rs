@@ -162,12 +162,12 @@ pub fn check_output_dir(
     mine: &[ShardSource],
     overwrite: bool,
 ) -> anyhow::Result<Plan> {
-    let manifests = read_manifests(dir)?;
     if overwrite {
         remove_outputs(dir, mine)?;
         let _ = std::fs::remove_file(dir.join(manifest_file));
         return Ok(Plan::default());
     }
+    let manifests = read_manifests(dir)?;
     for (path, m) in &manifests {
         if &m.identity != identity {
             let diffs = differences(&m.identity, identity);
