@@ -104,11 +104,41 @@ fn as_slices(s: &[Vec<f32>]) -> Vec<&[f32]> {
 
 fn bench(c: &mut Criterion) {
     let (net, weights) = ccff();
-    let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
     let mut rng = Rng(42);
-    let samples: Vec<Vec<Vec<f32>>> = (0..8)
+    let mut samples: Vec<Vec<Vec<f32>>> = (0..8)
         .map(|_| forward(&net, &weights, (0..784).map(|_| rng.next()).collect()))
         .collect();
+    // With ACTOPO_BENCH_TRAINED=1: the trained demo weights on real Fashion-MNIST test images
+    // (graphs as the demo sees them: 270k-330k edges), instead of random weights and pixels.
+    let (net, weights) = if std::env::var_os("ACTOPO_BENCH_TRAINED").is_some() {
+        let model = actopo::model::Model::load(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/ccff.toml")),
+            None,
+        )
+        .unwrap();
+        let opts = actopo::data::ReadOptions {
+            input_shape: vec![1, 28, 28],
+            image_column: "image".into(),
+            label_column: None,
+            limit: 8,
+        };
+        let src = actopo::data::ShardSource {
+            path: "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz".into(),
+            name: "t10k".into(),
+            stem: "t10k".into(),
+            format: actopo::config::DataFormat::Idx,
+        };
+        let images = actopo::data::read_shard(&src, &opts).unwrap();
+        samples = images
+            .x
+            .chunks(784)
+            .map(|x| forward(&model.network, &model.weights, x.to_vec()))
+            .collect();
+        (model.network, model.weights)
+    } else {
+        (net, weights)
+    };
+    let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
 
     let mut edges = Vec::new();
     let mut segments = Vec::new();
