@@ -433,26 +433,19 @@ fn read_npz_labels(
         return Ok(None);
     };
     let descr = y.dtype().descr().trim_matches('\'').to_string();
+    fn widen<T: npyz::Deserialize + Into<i64>>(
+        y: npyz::NpyFile<impl std::io::Read>,
+    ) -> std::io::Result<Vec<i64>> {
+        Ok(y.into_vec::<T>()?.into_iter().map(Into::into).collect())
+    }
     let v: Vec<i64> = match &descr[1..] {
-        "u1" => y
-            .into_vec::<u8>()
-            .map(|v| v.into_iter().map(i64::from).collect()),
-        "i1" => y
-            .into_vec::<i8>()
-            .map(|v| v.into_iter().map(i64::from).collect()),
-        "i2" => y
-            .into_vec::<i16>()
-            .map(|v| v.into_iter().map(i64::from).collect()),
-        "u2" => y
-            .into_vec::<u16>()
-            .map(|v| v.into_iter().map(i64::from).collect()),
-        "i4" => y
-            .into_vec::<i32>()
-            .map(|v| v.into_iter().map(i64::from).collect()),
-        "u4" => y
-            .into_vec::<u32>()
-            .map(|v| v.into_iter().map(i64::from).collect()),
-        "i8" => y.into_vec::<i64>(),
+        "u1" => widen::<u8>(y),
+        "i1" => widen::<i8>(y),
+        "i2" => widen::<i16>(y),
+        "u2" => widen::<u16>(y),
+        "i4" => widen::<i32>(y),
+        "u4" => widen::<u32>(y),
+        "i8" => widen::<i64>(y),
         other => {
             return Err(err(
                 path,

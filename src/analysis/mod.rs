@@ -16,8 +16,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float32Type, Int64Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::datatypes::{
+    DataType, Field, Float32Type, Int64Type, UInt32Type, UInt64Type, UInt8Type,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::output::PendingFile;
@@ -122,26 +124,13 @@ impl<'a> Columns<'a> {
             .map(|i| c.is_valid(i).then(|| c.value(i)))
             .collect())
     }
-
-    pub(crate) fn opt_bool(&self, name: &str) -> anyhow::Result<Vec<Option<bool>>> {
-        match self.batch.column_by_name(name) {
-            None => Ok(vec![None; self.batch.num_rows()]), // runs without attacks
-            Some(c) => {
-                let c = c.as_boolean();
-                Ok((0..c.len())
-                    .map(|i| c.is_valid(i).then(|| c.value(i)))
-                    .collect())
-            }
-        }
-    }
 }
 
-/// label, pred and attack success of one (shard, index, variant), from the summary table.
+/// label and pred of one (shard, index, variant), from the summary table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Outcome {
     pub label: Option<i64>,
     pub pred: i64,
-    pub attack_success: Option<bool>,
 }
 
 /// (shard, index, variant) -> outcome, from `summary/`.
@@ -150,17 +139,12 @@ pub fn read_outcomes(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String)
     for b in read_table(dir, "summary")? {
         let c = Columns::new(&b, "summary");
         let (shard, index, variant) = (c.str("shard")?, c.u32("index")?, c.str("variant")?);
-        let (label, pred, success) = (
-            c.opt_i64("label")?,
-            c.opt_i64("pred")?,
-            c.opt_bool("attack_success")?,
-        );
+        let (label, pred) = (c.opt_i64("label")?, c.opt_i64("pred")?);
         for i in 0..b.num_rows() {
             out.entry((shard[i].to_string(), index[i], variant[i].to_string()))
                 .or_insert(Outcome {
                     label: label[i],
                     pred: pred[i].unwrap_or(-1),
-                    attack_success: success[i],
                 });
         }
     }
@@ -213,6 +197,33 @@ impl<R> Records<R> {
         };
         Ok(&mut self.list[slot])
     }
+}
+
+/// A per-(sample, variant) row of an analysis table.
+pub(crate) trait SampleRowKey {
+    fn key(&self) -> (&str, u32, &str, Option<i64>, i64);
+}
+
+/// The leading columns every per-sample analysis table has: shard, index, variant, label, pred.
+pub(crate) fn key_columns<R: SampleRowKey>(rows: &[R]) -> (Vec<Field>, Vec<ArrayRef>) {
+    let keys: Vec<_> = rows.iter().map(SampleRowKey::key).collect();
+    let fields = vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("index", DataType::UInt32, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("label", DataType::Int64, true),
+        Field::new("pred", DataType::Int64, false),
+    ];
+    let columns: Vec<ArrayRef> = vec![
+        std::sync::Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.0))),
+        std::sync::Arc::new(UInt32Array::from_iter_values(keys.iter().map(|k| k.1))),
+        std::sync::Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.2))),
+        std::sync::Arc::new(Int64Array::from(
+            keys.iter().map(|k| k.3).collect::<Vec<_>>(),
+        )),
+        std::sync::Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k.4))),
+    ];
+    (fields, columns)
 }
 
 /// Writes one analysis table atomically under `dir/analysis/<name>.parquet`.

@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use super::{f64_col, read_table, write_analysis, Columns, Outcome, Records};
+use super::{
+    f64_col, key_columns, read_table, write_analysis, Columns, Outcome, Records, SampleRowKey,
+};
 
 pub type Edge = (u64, u64);
 
@@ -66,6 +66,18 @@ pub struct SampleRow {
     pub diff_size: Option<u64>,
     pub diff_overlap_true: Option<f64>,
     pub diff_overlap_pred: Option<f64>,
+}
+
+impl SampleRowKey for SampleRow {
+    fn key(&self) -> (&str, u32, &str, Option<i64>, i64) {
+        (
+            &self.shard,
+            self.index,
+            &self.variant,
+            self.label,
+            self.pred,
+        )
+    }
 }
 
 /// One row of the per-variant table.
@@ -323,48 +335,38 @@ pub fn run(dir: &Path, min_fraction: f64, scope: &str) -> anyhow::Result<Analysi
     )?;
     let s = &a.samples;
     let opt = |f: fn(&SampleRow) -> Option<f64>| f64_col(&s.iter().map(f).collect::<Vec<_>>());
-    let samples = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("shard", DataType::Utf8, false),
-            Field::new("index", DataType::UInt32, false),
-            Field::new("variant", DataType::Utf8, false),
-            Field::new("label", DataType::Int64, true),
-            Field::new("pred", DataType::Int64, false),
-            Field::new("subgraph_pred", DataType::Int64, true),
-            Field::new("overlap_true", DataType::Float64, true),
-            Field::new("jaccard_true", DataType::Float64, true),
-            Field::new("overlap_pred", DataType::Float64, true),
-            Field::new("jaccard_pred", DataType::Float64, true),
-            Field::new("diff_size", DataType::UInt64, true),
-            Field::new("diff_overlap_true", DataType::Float64, true),
-            Field::new("diff_overlap_pred", DataType::Float64, true),
-        ])),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                s.iter().map(|r| r.shard.as_str()),
-            )) as ArrayRef,
-            Arc::new(UInt32Array::from_iter_values(s.iter().map(|r| r.index))),
-            Arc::new(StringArray::from_iter_values(
-                s.iter().map(|r| r.variant.as_str()),
-            )),
-            Arc::new(Int64Array::from(
-                s.iter().map(|r| r.label).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from_iter_values(s.iter().map(|r| r.pred))),
-            Arc::new(Int64Array::from(
-                s.iter().map(|r| r.subgraph_pred).collect::<Vec<_>>(),
-            )),
-            opt(|r| r.overlap_true),
-            opt(|r| r.jaccard_true),
-            opt(|r| r.overlap_pred),
-            opt(|r| r.jaccard_pred),
-            Arc::new(UInt64Array::from(
-                s.iter().map(|r| r.diff_size).collect::<Vec<_>>(),
-            )),
-            opt(|r| r.diff_overlap_true),
-            opt(|r| r.diff_overlap_pred),
-        ],
-    )?;
+    let (mut fields, mut columns) = key_columns(s);
+    fields.push(Field::new("subgraph_pred", DataType::Int64, true));
+    columns.push(Arc::new(Int64Array::from(
+        s.iter().map(|r| r.subgraph_pred).collect::<Vec<_>>(),
+    )));
+    for (name, f) in [
+        (
+            "overlap_true",
+            (|r| r.overlap_true) as fn(&SampleRow) -> Option<f64>,
+        ),
+        ("jaccard_true", |r| r.jaccard_true),
+        ("overlap_pred", |r| r.overlap_pred),
+        ("jaccard_pred", |r| r.jaccard_pred),
+    ] {
+        fields.push(Field::new(name, DataType::Float64, true));
+        columns.push(opt(f));
+    }
+    fields.push(Field::new("diff_size", DataType::UInt64, true));
+    columns.push(Arc::new(UInt64Array::from(
+        s.iter().map(|r| r.diff_size).collect::<Vec<_>>(),
+    )));
+    for (name, f) in [
+        (
+            "diff_overlap_true",
+            (|r| r.diff_overlap_true) as fn(&SampleRow) -> Option<f64>,
+        ),
+        ("diff_overlap_pred", |r| r.diff_overlap_pred),
+    ] {
+        fields.push(Field::new(name, DataType::Float64, true));
+        columns.push(opt(f));
+    }
+    let samples = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     let v = &a.variants;
     let vopt = |f: fn(&VariantRow) -> Option<f64>| f64_col(&v.iter().map(f).collect::<Vec<_>>());
     let variants = RecordBatch::try_new(
@@ -448,7 +450,6 @@ mod tests {
             outcome: Outcome {
                 label: Some(label),
                 pred,
-                attack_success: None,
             },
             edges: edges.iter().copied().collect(),
         }

@@ -13,10 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
 
-use super::{f64_col, read_table, write_analysis, Columns, Outcome, Records};
+use super::{
+    f64_col, key_columns, read_table, write_analysis, Columns, Outcome, Records, SampleRowKey,
+};
 
 /// One (sample, variant): its per-layer death values, sorted in decreasing order.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +76,18 @@ pub fn class_means(records: &[DeathRecord]) -> HashMap<(i64, String), Vec<f64>> 
             (key, mean)
         })
         .collect()
+}
+
+impl SampleRowKey for TuRow {
+    fn key(&self) -> (&str, u32, &str, Option<i64>, i64) {
+        (
+            &self.shard,
+            self.index,
+            &self.variant,
+            self.label,
+            self.pred,
+        )
+    }
 }
 
 pub fn topological_uncertainty(records: &[DeathRecord]) -> Vec<TuRow> {
@@ -181,36 +195,20 @@ pub fn read_records(dir: &Path) -> anyhow::Result<Vec<DeathRecord>> {
 pub fn run(dir: &Path) -> anyhow::Result<Vec<TuRow>> {
     let records = read_records(dir)?;
     let rows = topological_uncertainty(&records);
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![
-            Field::new("shard", DataType::Utf8, false),
-            Field::new("index", DataType::UInt32, false),
-            Field::new("variant", DataType::Utf8, false),
-            Field::new("label", DataType::Int64, true),
-            Field::new("pred", DataType::Int64, false),
-            Field::new("correct", DataType::Boolean, true),
-            Field::new("topological_uncertainty", DataType::Float64, true),
-        ])),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.shard.as_str()),
-            )) as ArrayRef,
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.index))),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.variant.as_str()),
-            )),
-            Arc::new(Int64Array::from(
-                rows.iter().map(|r| r.label).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.pred))),
-            Arc::new(BooleanArray::from(
-                rows.iter()
-                    .map(|r| r.label.map(|l| l == r.pred))
-                    .collect::<Vec<_>>(),
-            )),
-            f64_col(&rows.iter().map(|r| r.tu).collect::<Vec<_>>()),
-        ],
-    )?;
+    let (mut fields, mut columns) = key_columns(&rows);
+    fields.push(Field::new("correct", DataType::Boolean, true));
+    fields.push(Field::new(
+        "topological_uncertainty",
+        DataType::Float64,
+        true,
+    ));
+    columns.push(Arc::new(BooleanArray::from(
+        rows.iter()
+            .map(|r| r.label.map(|l| l == r.pred))
+            .collect::<Vec<_>>(),
+    )));
+    columns.push(f64_col(&rows.iter().map(|r| r.tu).collect::<Vec<_>>()));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     write_analysis(dir, "uncertainty", batch)?;
 
     let mut order: Vec<&str> = Vec::new();
@@ -277,7 +275,6 @@ mod tests {
             outcome: Outcome {
                 label: Some(label),
                 pred,
-                attack_success: None,
             },
             layers: layers
                 .iter()

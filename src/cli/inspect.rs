@@ -12,25 +12,14 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     // Edge bounds need only shapes: stand-in weights of the right shape, all nonzero.
     let mut tensors = std::collections::BTreeMap::new();
     for layer in &net.layers {
-        if let Some(shape) = layer.op.weight_shape() {
-            let n = numel(&shape);
-            tensors.insert(
-                format!("{}.weight", layer.name),
-                Tensor {
-                    shape,
-                    data: vec![1.0; n],
-                },
-            );
-        }
-        if let Some(shape) = layer.op.bias_shape() {
-            let n = numel(&shape);
-            tensors.insert(
-                format!("{}.bias", layer.name),
-                Tensor {
-                    shape,
-                    data: vec![0.0; n],
-                },
-            );
+        for (what, shape) in [
+            ("weight", layer.op.weight_shape()),
+            ("bias", layer.op.bias_shape()),
+        ] {
+            if let Some(shape) = shape {
+                let data = vec![1.0; numel(&shape)];
+                tensors.insert(format!("{}.{what}", layer.name), Tensor { shape, data });
+            }
         }
     }
     let weights =

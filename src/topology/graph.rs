@@ -228,6 +228,8 @@ pub struct GraphPlan {
     /// Total number of unit ids (vertices are a subset).
     pub n_units: usize,
     pub options: GraphOptions,
+    /// Upper bound on the `network` graph's edge count (computed once: workers reserve it).
+    max_edges: usize,
 }
 
 fn chw(shape: &[usize]) -> [usize; 3] {
@@ -297,22 +299,19 @@ impl GraphPlan {
             });
             current = Some(dst_offset as u32);
         }
+        let max_edges = ops.iter().map(GraphOp::max_edges).sum();
         Ok(GraphPlan {
             ops,
             vertex_layers,
             n_units: next,
             options,
+            max_edges,
         })
     }
 
     /// Upper bound on the `network` graph's edge count.
     pub fn max_edges(&self) -> usize {
-        self.ops.iter().map(GraphOp::max_edges).sum()
-    }
-
-    /// The vertex layer a unit id belongs to.
-    pub fn layer_of_unit(&self, unit: u32) -> Option<&VertexLayer> {
-        layer_of_unit(&self.vertex_layers, unit)
+        self.max_edges
     }
 
     /// Appends the edges of graph op `op` for one sample to `out`. `input` is the op's input

@@ -74,13 +74,23 @@ dir = "out-{name}"
 def compare(name, model, layers, out_dir, shards, x, labels):
     failures, passed = 0, 0
     ops = gc.graph_ops(layers)
-    captured = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, key=key: captured.__setitem__(key, inp[0].detach().clone()))
+    # PyTorch's forward in actopo's zero-padded 32-sample chunks: libtorch rounds differently for
+    # different batch sizes, and actopo fixes the batch size so its outputs never depend on it.
+    parts, logit_parts = {}, []
+    hooks = [m.register_forward_hook(lambda mod, inp, out, key=key: parts.setdefault(key, []).append(inp[0].detach().clone()))
              for key, m in ops]
     with torch.no_grad():
-        logits = model(x)
+        for i in range(0, len(x), 32):
+            chunk = x[i:i + 32]
+            rows = len(chunk)
+            chunk = torch.cat([chunk, torch.zeros(32 - rows, *chunk.shape[1:])])
+            logit_parts.append(model(chunk)[:rows])
+            for key in parts:
+                parts[key][-1] = parts[key][-1][:rows]
     for h in hooks:
         h.remove()
+    logits = torch.cat(logit_parts)
+    captured = {key: torch.cat(v) for key, v in parts.items()}
     probs = torch.softmax(logits, 1)
     offsets = gc.unit_offsets(layers, list(x.shape[1:]))
     for shard, lo, hi in shards:
