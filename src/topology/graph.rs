@@ -21,6 +21,118 @@ pub struct Edge {
     pub dst: u32,
 }
 
+/// Where edge enumeration puts the edges: a `Vec`, or a filter that keeps only some of them
+/// (persistence enumerates a large graph twice rather than storing every edge; see `EdgeSource`).
+/// Edges arrive in blocks, in enumeration order, so a sink's per-edge work runs in its own tight
+/// loop with its counters in registers.
+pub trait EdgeSink {
+    fn extend(&mut self, edges: &[Edge]);
+
+    /// Labels over unit ids: when `labels[u] == labels[v] != NO_LABEL` the sink drops any edge
+    /// between u and v, so a graph may skip such edges without weighing them. `None`: every
+    /// edge is wanted.
+    fn connected_labels(&self) -> Option<&[u32]> {
+        None
+    }
+}
+
+/// See `EdgeSink::connected_labels`.
+pub const NO_LABEL: u32 = u32::MAX;
+
+impl EdgeSink for Vec<Edge> {
+    fn extend(&mut self, edges: &[Edge]) {
+        self.extend_from_slice(edges);
+    }
+}
+
+/// Edges per block handed to a sink.
+const BLOCK: usize = 256;
+
+/// Gathers the edges an op enumerates into blocks for a sink, dropping zero weights. The block
+/// lives outside this struct so that only it, not `len`, is seen by the sink: `len` then stays in
+/// a register in the enumeration loops.
+struct Blocks<'s, S: EdgeSink> {
+    sink: &'s mut S,
+    block: &'s mut [Edge; BLOCK],
+    len: usize,
+}
+
+const NO_EDGE: Edge = Edge {
+    weight: 0.0,
+    src: 0,
+    dst: 0,
+};
+
+impl<'s, S: EdgeSink> Blocks<'s, S> {
+    fn new(sink: &'s mut S, block: &'s mut [Edge; BLOCK]) -> Self {
+        Blocks {
+            sink,
+            block,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn put(&mut self, weight: f32, src: u32, dst: u32) {
+        // Always written, kept only when nonzero: no branch on the (often zero) activations.
+        self.block[self.len] = Edge { weight, src, dst };
+        self.len += (weight != 0.0) as usize;
+        if self.len == BLOCK {
+            self.sink.extend(&self.block[..]);
+            self.len = 0;
+        }
+    }
+
+    fn finish(self) {
+        self.sink.extend(&self.block[..self.len]);
+    }
+}
+
+/// A graph whose edges can be enumerated any number of times, in the same order each time.
+pub trait EdgeSource {
+    /// Upper bound on the number of edges.
+    fn max_edges(&self) -> usize;
+    /// Pushes every edge, in enumeration order, into `sink`.
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError>;
+}
+
+impl EdgeSource for [Edge] {
+    fn max_edges(&self) -> usize {
+        self.len()
+    }
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError> {
+        for block in self.chunks(BLOCK) {
+            sink.extend(block);
+        }
+        Ok(())
+    }
+}
+
+/// The `network` graph of one sample: every graph op's edges, op by op.
+pub struct NetworkEdges<'a> {
+    pub plan: &'a GraphPlan,
+    /// `inputs[i]` is the input activation of graph op `i`.
+    pub inputs: &'a [&'a [f32]],
+}
+
+impl EdgeSource for NetworkEdges<'_> {
+    fn max_edges(&self) -> usize {
+        self.plan.max_edges()
+    }
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError> {
+        if self.inputs.len() != self.plan.ops.len() {
+            return Err(GraphError::OpCount {
+                expected: self.plan.ops.len(),
+                got: self.inputs.len(),
+            });
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            self.plan.emit_op_edges(i, input, sink)?;
+        }
+        Ok(())
+    }
+}
+
 /// Which units of a max-pool window get an edge to the pooled unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -120,6 +232,9 @@ pub struct GraphOp {
     pub dst_offset: u32,
     geometry: Geometry,
     weight: Vec<f32>,
+    /// Largest |weight| (1 for pools): with the largest |input| it bounds every edge weight, so
+    /// overflow needs checking edge by edge only when that bound is beyond f32.
+    max_abs_weight: f32,
 }
 
 impl GraphOp {
@@ -276,6 +391,7 @@ impl GraphPlan {
                     .clone(),
                 None => Vec::new(),
             };
+            let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
             let len = numel(&layer.out_shape);
             let dst_offset = next;
             next += len;
@@ -296,6 +412,7 @@ impl GraphPlan {
                 dst_offset: dst_offset as u32,
                 geometry,
                 weight,
+                max_abs_weight,
             });
             current = Some(dst_offset as u32);
         }
@@ -322,6 +439,16 @@ impl GraphPlan {
         input: &[f32],
         out: &mut Vec<Edge>,
     ) -> Result<(), GraphError> {
+        self.emit_op_edges(op, input, out)
+    }
+
+    /// As `op_edges`, into any sink. Nothing is pushed when the input is rejected.
+    pub fn emit_op_edges<S: EdgeSink>(
+        &self,
+        op: usize,
+        input: &[f32],
+        sink: &mut S,
+    ) -> Result<(), GraphError> {
         let g = &self.ops[op];
         if input.len() != g.input_len() {
             return Err(GraphError::InputLength {
@@ -330,17 +457,42 @@ impl GraphPlan {
                 got: input.len(),
             });
         }
-        if let Some(index) = input.iter().position(|v| !v.is_finite()) {
-            return Err(GraphError::NonFinite {
-                layer: g.name.clone(),
-                index,
-                value: input[index],
-            });
+        let mut max_abs_input = 0.0f32;
+        for (index, &value) in input.iter().enumerate() {
+            if !value.is_finite() {
+                return Err(GraphError::NonFinite {
+                    layer: g.name.clone(),
+                    index,
+                    value,
+                });
+            }
+            max_abs_input = max_abs_input.max(value.abs());
         }
         let Some(src_offset) = g.src_offset else {
             return Ok(());
         };
-        let start = out.len();
+        if !(g.max_abs_weight * max_abs_input).is_finite() {
+            // Some product may overflow: look at every edge before handing any to the sink.
+            let mut probe = Vec::new();
+            self.emit_geometry(g, src_offset, input, &mut probe);
+            if probe.iter().any(|e| e.weight.is_infinite()) {
+                return Err(GraphError::Overflow {
+                    layer: g.name.clone(),
+                });
+            }
+        }
+        self.emit_geometry(g, src_offset, input, sink);
+        Ok(())
+    }
+
+    fn emit_geometry<S: EdgeSink>(
+        &self,
+        g: &GraphOp,
+        src_offset: u32,
+        input: &[f32],
+        sink: &mut S,
+    ) {
+        let out = sink;
         match &g.geometry {
             Geometry::Linear => linear_edges(g, src_offset, input, out),
             Geometry::Conv(c) => conv_edges(g, c, src_offset, input, out),
@@ -353,13 +505,6 @@ impl GraphPlan {
                 pool_edges(g, p, src_offset, input, area, out)
             }
         }
-        if out[start..].iter().any(|e| e.weight.is_infinite()) {
-            out.truncate(start);
-            return Err(GraphError::Overflow {
-                layer: g.name.clone(),
-            });
-        }
-        Ok(())
     }
 
     /// Appends the edges of every graph op (the `network` scope) and returns, for each op, the
@@ -386,29 +531,48 @@ impl GraphPlan {
     }
 }
 
-fn linear_edges(g: &GraphOp, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
+fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut S) {
     let n_in = g.in_chw.iter().product::<usize>();
     let n_out = g.out_chw[0];
     // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
     let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
-    out.reserve(n_out * nonzero.len());
+    // Most edges of a dense layer join units the sink already knows connected: compare labels
+    // first and weigh only the others.
+    let labels = sink.connected_labels().map(|labels| {
+        let inputs: Vec<u32> = nonzero
+            .iter()
+            .map(|&j| labels[(src_offset + j) as usize])
+            .collect();
+        let outputs = &labels[g.dst_offset as usize..g.dst_offset as usize + n_out];
+        (inputs, outputs.to_vec())
+    });
+    let mut block = [NO_EDGE; BLOCK];
+    let mut out = Blocks::new(sink, &mut block);
     for i in 0..n_out {
         let row = &g.weight[i * n_in..(i + 1) * n_in];
         let dst = g.dst_offset + i as u32;
-        for &j in &nonzero {
-            let weight = (row[j as usize] * a[j as usize]).abs();
-            if weight != 0.0 {
-                out.push(Edge {
-                    weight,
-                    src: src_offset + j,
-                    dst,
-                });
+        match &labels {
+            Some((inputs, outputs)) if outputs[i] != NO_LABEL => {
+                let here = outputs[i];
+                for (&j, &label) in nonzero.iter().zip(inputs) {
+                    if label != here {
+                        out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
+                    }
+                }
+            }
+            _ => {
+                for &j in &nonzero {
+                    out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
+                }
             }
         }
     }
+    out.finish();
 }
 
-fn conv_edges(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
+fn conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], sink: &mut S) {
+    let mut block = [NO_EDGE; BLOCK];
+    let mut out = Blocks::new(sink, &mut block);
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
@@ -431,31 +595,31 @@ fn conv_edges(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], out: &mut Vec
                         let iy = y * c.stride[0] + tap_y - c.padding[0];
                         for x in xs.clone() {
                             let ix = x * c.stride[1] + tap_x - c.padding[1];
-                            let weight = (wv * plane[iy * w + ix]).abs();
-                            if weight != 0.0 {
-                                out.push(Edge {
-                                    weight,
-                                    src: (src_base + iy * w + ix) as u32,
-                                    dst: (dst_base + y * ow + x) as u32,
-                                });
-                            }
+                            out.put(
+                                (wv * plane[iy * w + ix]).abs(),
+                                (src_base + iy * w + ix) as u32,
+                                (dst_base + y * ow + x) as u32,
+                            );
                         }
                     }
                 }
             }
         }
     }
+    out.finish();
 }
 
 /// Every real cell of every window -> pooled unit, weight |a| / divisor.
-fn pool_edges(
+fn pool_edges<S: EdgeSink>(
     g: &GraphOp,
     p: &Pool2d,
     src_offset: u32,
     a: &[f32],
     divisor: f32,
-    out: &mut Vec<Edge>,
+    sink: &mut S,
 ) {
+    let mut block = [NO_EDGE; BLOCK];
+    let mut out = Blocks::new(sink, &mut block);
     let [ch_n, h, w] = g.in_chw;
     let [_, oh, ow] = g.out_chw;
     for ch in 0..ch_n {
@@ -470,23 +634,29 @@ fn pool_edges(
                     let iy = y * p.stride[0] + ty - p.padding[0];
                     for x in xs.clone() {
                         let ix = x * p.stride[1] + tx - p.padding[1];
-                        let weight = plane[iy * w + ix].abs() / divisor;
-                        if weight != 0.0 {
-                            out.push(Edge {
-                                weight,
-                                src: (src_base + iy * w + ix) as u32,
-                                dst: (dst_base + y * ow + x) as u32,
-                            });
-                        }
+                        out.put(
+                            plane[iy * w + ix].abs() / divisor,
+                            (src_base + iy * w + ix) as u32,
+                            (dst_base + y * ow + x) as u32,
+                        );
                     }
                 }
             }
         }
     }
+    out.finish();
 }
 
 /// Only the window's first maximum (PyTorch's pick) -> pooled unit, weight |a|.
-fn maxpool_argmax_edges(g: &GraphOp, p: &Pool2d, src_offset: u32, a: &[f32], out: &mut Vec<Edge>) {
+fn maxpool_argmax_edges<S: EdgeSink>(
+    g: &GraphOp,
+    p: &Pool2d,
+    src_offset: u32,
+    a: &[f32],
+    sink: &mut S,
+) {
+    let mut block = [NO_EDGE; BLOCK];
+    let mut out = Blocks::new(sink, &mut block);
     let [ch_n, h, w] = g.in_chw;
     let [_, oh, ow] = g.out_chw;
     for ch in 0..ch_n {
@@ -511,17 +681,16 @@ fn maxpool_argmax_edges(g: &GraphOp, p: &Pool2d, src_offset: u32, a: &[f32], out
                     }
                 }
                 if let Some((v, idx)) = best {
-                    if v != 0.0 {
-                        out.push(Edge {
-                            weight: v.abs(),
-                            src: src_offset + (ch * h * w + idx) as u32,
-                            dst: g.dst_offset + (ch * oh * ow + y * ow + x) as u32,
-                        });
-                    }
+                    out.put(
+                        v.abs(),
+                        src_offset + (ch * h * w + idx) as u32,
+                        g.dst_offset + (ch * oh * ow + y * ow + x) as u32,
+                    );
                 }
             }
         }
     }
+    out.finish();
 }
 
 #[cfg(test)]

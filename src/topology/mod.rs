@@ -13,12 +13,11 @@ pub mod persistence;
 pub mod summary;
 
 pub use graph::{
-    Edge, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, VertexBirth, VertexLayer,
+    Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, NetworkEdges,
+    VertexBirth, VertexLayer,
 };
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;
-
-use std::ops::Range;
 
 /// Which scopes to compute (design.md section 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +44,18 @@ pub struct ScopeDiagram {
 }
 
 /// Per-thread buffers for computing a sample's diagrams.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Workspace {
-    edges: Vec<Edge>,
     layer_edges: Vec<Edge>,
-    segments: Vec<Range<usize>>,
     persistence: Persistence,
 }
 
 impl Workspace {
     pub fn new() -> Self {
-        Self::default()
+        Workspace {
+            layer_edges: Vec::new(),
+            persistence: Persistence::new(),
+        }
     }
 
     /// Computes the requested scopes for one sample. `inputs[i]` is the input activation of graph
@@ -69,26 +69,28 @@ impl Workspace {
         homology: HomologyOptions,
         out: &mut Vec<ScopeDiagram>,
     ) -> Result<(), GraphError> {
-        self.edges.clear();
-        // Reserve the bound once: no reallocation while edges are enumerated (memory that is
-        // reserved but never written costs nothing on Linux).
-        if self.edges.capacity() < plan.max_edges() {
-            self.edges.reserve(plan.max_edges());
-        }
-        plan.network_edges(inputs, &mut self.edges, &mut self.segments)?;
         let n_scopes = scopes.network as usize + if scopes.layers { plan.ops.len() } else { 0 };
         out.resize_with(n_scopes, ScopeDiagram::default);
         let mut slot = 0;
         if scopes.network {
+            // The whole graph is enumerated twice rather than stored (see `compute_from`).
+            let graph = NetworkEdges { plan, inputs };
             out[0].scope.clear();
             out[0].scope.push_str("network");
+            self.persistence
+                .compute_from(&graph, plan.n_units, homology, &mut out[0].diagram)?;
             slot = 1;
         }
         if scopes.layers {
-            for (op, range) in plan.ops.iter().zip(&self.segments) {
+            if inputs.len() != plan.ops.len() {
+                return Err(GraphError::OpCount {
+                    expected: plan.ops.len(),
+                    got: inputs.len(),
+                });
+            }
+            for (i, op) in plan.ops.iter().enumerate() {
                 self.layer_edges.clear();
-                self.layer_edges
-                    .extend_from_slice(&self.edges[range.clone()]);
+                plan.op_edges(i, inputs[i], &mut self.layer_edges)?;
                 let target = &mut out[slot];
                 target.scope.clear();
                 target.scope.push_str(&op.name);
@@ -100,10 +102,6 @@ impl Workspace {
                 );
                 slot += 1;
             }
-        }
-        if scopes.network {
-            self.persistence
-                .compute(&mut self.edges, plan.n_units, homology, &mut out[0].diagram);
         }
         Ok(())
     }
