@@ -50,6 +50,12 @@ pub struct Workspace {
     persistence: Persistence,
 }
 
+impl Default for Workspace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Workspace {
     pub fn new() -> Self {
         Workspace {

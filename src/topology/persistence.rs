@@ -136,7 +136,7 @@ impl Persistence {
     /// in exactly the order a full stable sort gives: same pairs, same killing edges.
     pub fn compute(
         &mut self,
-        edges: &mut Vec<Edge>,
+        edges: &mut [Edge],
         n_units: usize,
         options: HomologyOptions,
         out: &mut Diagram,
@@ -209,6 +209,12 @@ impl Persistence {
         self.survivors = survivors;
         self.weight_sample = sample;
         result
+    }
+
+    /// Sets the split weight the next `compute_from` starts with (otherwise chosen from the previous
+    /// graph). The diagram does not depend on it; tests use it to try any split.
+    pub fn set_split(&mut self, split: f32) {
+        self.split_hint = split;
     }
 
     /// The rounds of `compute` on `edges` (reordered), adding to `out`.
@@ -380,9 +386,9 @@ impl EdgeSink for HeavyEdges<'_> {
     }
 }
 
-/// `compute_from`'s second pass: keeps the edges at most `split` whose ends are not in one
-/// component after the heavy edges (`comp` holds the component labels), in order; the others
-/// close cycles.
+/// `compute_from`'s second pass: keeps the edges whose ends are not in one component after the
+/// heavy edges (`comp` holds the component labels), in order; these are all light, and the
+/// others close cycles.
 struct LightEdges<'a> {
     split: f32,
     comp: &'a [u32],
@@ -395,12 +401,13 @@ struct LightEdges<'a> {
 impl EdgeSink for LightEdges<'_> {
     fn extend(&mut self, block: &[Edge]) {
         let (split, comp, mut kept) = (self.split, self.comp, self.kept);
-        // Branch-free on the split and the cycle test, which are unpredictable.
+        // Heavy edges need no test of their own: after their sweep, their ends are connected.
+        // Branch-free on the cycle test, which is unpredictable.
         for &edge in block {
             let cu = comp[edge.src as usize];
             let cycle = (cu != UNBORN) & (cu == comp[edge.dst as usize]);
             self.survivors[kept].write(edge);
-            kept += ((edge.weight <= split) & !cycle) as usize;
+            kept += !cycle as usize;
         }
         self.kept = kept;
         if let Some(h1) = self.h1.as_mut() {
@@ -462,7 +469,7 @@ fn split_heaviest_quarter(edges: &[Edge], out: &mut [Edge]) -> usize {
 }
 
 /// Sorts edges by weight, heaviest first, keeping the given order among equal weights.
-pub fn sort_heaviest_first(edges: &mut Vec<Edge>, scratch: &mut Vec<Edge>) {
+pub fn sort_heaviest_first(edges: &mut [Edge], scratch: &mut Vec<Edge>) {
     scratch.resize(edges.len(), NO_EDGE);
     radix_sort_heaviest_first(edges, scratch);
 }
@@ -491,7 +498,7 @@ pub fn radix_sort_heaviest_first(edges: &mut [Edge], tmp: &mut [Edge]) {
     let mut in_tmp = false;
     for (pass, c) in counts.iter_mut().enumerate() {
         // A pass where every key has the same digit leaves the order unchanged.
-        if c.iter().any(|&x| x == n) {
+        if c.contains(&n) {
             continue;
         }
         let mut sum = 0;

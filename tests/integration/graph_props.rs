@@ -245,3 +245,77 @@ fn non_finite_activation_names_the_layer() {
     assert!(err.to_string().contains("layer `pool`"), "{err}");
     assert!(err.to_string().contains("index 1"), "{err}");
 }
+
+/// A small net with every kind of graph op, dense layers last (where edges between connected
+/// units are skipped unweighed).
+fn mixed_network() -> Network {
+    let text = "format_version = 1\nname = \"mixed\"\ninput_shape = [2, 5, 5]\n\
+        [[layers]]\nname = \"conv\"\nop = \"conv2d\"\nout_channels = 2\nkernel_size = 3\npadding = 1\nbias = false\n\
+        [[layers]]\nname = \"pool\"\nop = \"max_pool2d\"\nkernel_size = 2\n\
+        [[layers]]\nname = \"avg\"\nop = \"avg_pool2d\"\nkernel_size = 1\n\
+        [[layers]]\nop = \"flatten\"\n\
+        [[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 7\nbias = false\n\
+        [[layers]]\nname = \"fc2\"\nop = \"linear\"\nout_features = 4\nbias = false\n";
+    Network::resolve(&ModelSpec::parse(text, Path::new("mixed.toml")).unwrap()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn two_pass_network_persistence_equals_stored_edges(seed in any::<u32>(), split in 0u8..10, h1 in any::<bool>(), argmax in any::<bool>()) {
+        use actopo::topology::{Diagram, HomologyOptions, NetworkEdges, Persistence};
+        let net = mixed_network();
+        let mut rng = seed as u64 | 1;
+        let mut next = move || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
+        // small integers: ties and zeros (dropped edges) are common
+        let mut sample = |n: usize| -> Vec<f32> { (0..n).map(|_| (next() % 7) as f32 - 3.0).collect() };
+        let mut tensors = std::collections::BTreeMap::new();
+        for layer in &net.layers {
+            if let Some(shape) = layer.op.weight_shape() {
+                let data = sample(shape.iter().product());
+                tensors.insert(format!("{}.weight", layer.name), Tensor { shape, data });
+            }
+        }
+        let weights = Weights::from_tensors(tensors, &net).unwrap();
+        let rule = if argmax { MaxPoolEdges::Argmax } else { MaxPoolEdges::All };
+        let plan = GraphPlan::new(&net, &weights, GraphOptions { maxpool_edges: rule, ..Default::default() }).unwrap();
+        let inputs: Vec<Vec<f32>> = plan.ops.iter().map(|op| sample(op.input_len())).collect();
+        let inputs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let opts = HomologyOptions { keep_zero_persistence: false, h1_diagram: h1 };
+
+        let mut edges = Vec::new();
+        plan.network_edges(&inputs, &mut edges, &mut Vec::new()).unwrap();
+        let mut stored = Diagram::default();
+        Persistence::new().compute(&mut edges.clone(), plan.n_units, opts, &mut stored);
+
+        let mut p = Persistence::new();
+        p.set_split(if split == 9 { f32::INFINITY } else { split as f32 });
+        let mut two_pass = Diagram::default();
+        p.compute_from(&NetworkEdges { plan: &plan, inputs: &inputs }, plan.n_units, opts, &mut two_pass).unwrap();
+        prop_assert_eq!(two_pass, stored);
+    }
+}
+
+#[test]
+fn overflowing_edge_weight_is_an_error_but_a_large_bound_alone_is_not() {
+    let text = "format_version = 1\nname = \"m\"\ninput_shape = [2]\n[[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 1\nbias = false\n";
+    let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
+    let mut t = std::collections::BTreeMap::new();
+    t.insert(
+        "fc.weight".into(),
+        Tensor {
+            shape: vec![1, 2],
+            data: vec![1e30, 1.0],
+        },
+    );
+    let weights = Weights::from_tensors(t, &net).unwrap();
+    let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
+    // max|w| * max|a| overflows, but 1e30 * 1 and 1 * 1e30 do not.
+    let mut edges = Vec::new();
+    plan.op_edges(0, &[1.0, 1e30], &mut edges).unwrap();
+    assert_eq!(edges.len(), 2);
+    let err = plan.op_edges(0, &[1e10, 1.0], &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("layer `fc`"), "{err}");
+    assert!(err.to_string().contains("overflow"), "{err}");
+}
