@@ -663,12 +663,12 @@ mod tests {
         let mut p = Persistence::new();
         let mut d = Diagram::default();
         let opts = HomologyOptions::default();
-        p.compute(&mut vec![e(5.0, 0, 1), e(1.0, 2, 3)], 4, opts, &mut d);
+        p.compute(&mut [e(5.0, 0, 1), e(1.0, 2, 3)], 4, opts, &mut d);
         let first = d.clone();
-        p.compute(&mut vec![e(3.0, 1, 2)], 4, opts, &mut d);
+        p.compute(&mut [e(3.0, 1, 2)], 4, opts, &mut d);
         assert_eq!(d.n_vertices, 2);
         assert_eq!(d.h0_essential, vec![3.0]);
-        p.compute(&mut vec![e(5.0, 0, 1), e(1.0, 2, 3)], 4, opts, &mut d);
+        p.compute(&mut [e(5.0, 0, 1), e(1.0, 2, 3)], 4, opts, &mut d);
         assert_eq!(d, first);
     }
 }
