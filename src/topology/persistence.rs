@@ -88,7 +88,8 @@ pub struct Persistence {
     heavy: Vec<Edge>,
     survivors: Vec<Edge>,
     weight_sample: Vec<f32>,
-    /// `compute_from`'s split weight, chosen from the previous graph's weights (see there).
+    /// `compute_from`'s split weight, chosen from the previous graph's weights (see there);
+    /// infinite when there is none yet.
     split_hint: f32,
 }
 
@@ -120,7 +121,6 @@ impl Persistence {
             heavy: Vec::new(),
             survivors: Vec::new(),
             weight_sample: Vec::new(),
-            // No split yet: the first graph's edges all go to the second pass.
             split_hint: f32::INFINITY,
         }
     }
@@ -153,8 +153,9 @@ impl Persistence {
     /// ends are not yet in one component (the others close cycles, counted by |E| - |V| + c), and
     /// these go through the same steps. The graph may skip, unweighed, edges whose ends the
     /// sink's labels show connected (see `EdgeSink::connected_labels`). The split comes from the
-    /// previous graph's weights (graphs of one model are alike), aiming at `HEAVY_FRACTION`; any
-    /// split gives exactly the same diagram, a poor one only takes longer.
+    /// previous graph's weights (graphs of one model are alike; the first graph is enumerated once
+    /// more to sample them), aiming at `HEAVY_FRACTION`; any split gives exactly the same
+    /// diagram, a poor one only takes longer.
     pub fn compute_from<G: EdgeSource + ?Sized>(
         &mut self,
         graph: &G,
@@ -163,7 +164,22 @@ impl Persistence {
         out: &mut Diagram,
     ) -> Result<(), GraphError> {
         self.begin(n_units, out);
-        let split = self.split_hint;
+        let mut split = self.split_hint;
+        if split == f32::INFINITY {
+            // No previous graph to go by: one more enumeration samples the weights.
+            let mut sample = std::mem::take(&mut self.weight_sample);
+            sample.clear();
+            let probed = graph.for_each_edge(&mut WeightSample {
+                seen: 0,
+                sample: &mut sample,
+            });
+            split = next_split(&mut sample);
+            self.weight_sample = sample;
+            if let Err(e) = probed {
+                self.finish(options, out);
+                return Err(e);
+            }
+        }
         let bound = graph.max_edges() + 1;
         let mut heavy = std::mem::take(&mut self.heavy);
         let mut survivors = std::mem::take(&mut self.survivors);
@@ -178,11 +194,13 @@ impl Persistence {
             split,
             edges: heavy.spare_capacity_mut(),
             len: 0,
-            seen: 0,
-            sample: &mut sample,
+            weights: WeightSample {
+                seen: 0,
+                sample: &mut sample,
+            },
         };
         let mut result = graph.for_each_edge(&mut first);
-        let (n_heavy, n_edges) = (first.len, first.seen);
+        let (n_heavy, n_edges) = (first.len, first.weights.seen);
         // SAFETY: `HeavyEdges` wrote every slot below `len`.
         unsafe { heavy.set_len(n_heavy) };
         if result.is_ok() {
@@ -353,19 +371,13 @@ impl Persistence {
     }
 }
 
-/// `compute_from`'s first pass: counts the edges, samples every `SAMPLE_STRIDE`-th weight and
-/// keeps the edges heavier than `split`, in order. Every edge is written and the length advanced
-/// only for heavy ones, so there is no branch to mispredict (`edges` has room for one more than
-/// all the edges).
-struct HeavyEdges<'a> {
-    split: f32,
-    edges: &'a mut [MaybeUninit<Edge>],
-    len: usize,
+/// Counts edges and samples every `SAMPLE_STRIDE`-th weight, to place the next split.
+struct WeightSample<'a> {
     seen: usize,
     sample: &'a mut Vec<f32>,
 }
 
-impl EdgeSink for HeavyEdges<'_> {
+impl EdgeSink for WeightSample<'_> {
     fn extend(&mut self, block: &[Edge]) {
         // Every SAMPLE_STRIDE-th edge overall, wherever the blocks start.
         let first = (SAMPLE_STRIDE - self.seen % SAMPLE_STRIDE) % SAMPLE_STRIDE;
@@ -377,6 +389,22 @@ impl EdgeSink for HeavyEdges<'_> {
                 .map(|e| e.weight),
         );
         self.seen += block.len();
+    }
+}
+
+/// `compute_from`'s first pass: keeps the edges heavier than `split`, in order, and samples all
+/// weights. Every edge is written and the length advanced only for heavy ones, so there is no
+/// branch to mispredict (`edges` has room for one more than all the edges).
+struct HeavyEdges<'a> {
+    split: f32,
+    edges: &'a mut [MaybeUninit<Edge>],
+    len: usize,
+    weights: WeightSample<'a>,
+}
+
+impl EdgeSink for HeavyEdges<'_> {
+    fn extend(&mut self, block: &[Edge]) {
+        self.weights.extend(block);
         let (split, mut len) = (self.split, self.len);
         for &edge in block {
             self.edges[len].write(edge);
