@@ -34,6 +34,15 @@ pub trait EdgeSink {
     fn connected_labels(&self) -> Option<&[u32]> {
         None
     }
+
+    /// The sink keeps only edges heavier than this weight: a graph may leave the lighter ones out
+    /// of `extend` if it reports how many to `skipped`. `None`: every edge is wanted.
+    fn keeps_heavier_than(&self) -> Option<f32> {
+        None
+    }
+
+    /// Counts edges a graph left out under `keeps_heavier_than`.
+    fn skipped(&mut self, _count: usize) {}
 }
 
 /// See `EdgeSink::connected_labels`.
@@ -94,6 +103,33 @@ pub trait EdgeSource {
     fn max_edges(&self) -> usize;
     /// Pushes every edge, in enumeration order, into `sink`.
     fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError>;
+
+    /// Appends about one in `every` edge weights, spread over the graph, to `out` (to place a
+    /// split weight; it need not be exact). By default every `every`-th edge enumerated.
+    fn sample_weights(&self, every: usize, out: &mut Vec<f32>) -> Result<(), GraphError> {
+        self.for_each_edge(&mut EveryNth {
+            every,
+            seen: 0,
+            out,
+        })
+    }
+}
+
+/// A sink that keeps every `every`-th weight.
+struct EveryNth<'a> {
+    every: usize,
+    seen: usize,
+    out: &'a mut Vec<f32>,
+}
+
+impl EdgeSink for EveryNth<'_> {
+    fn extend(&mut self, edges: &[Edge]) {
+        // Every `every`-th edge overall, wherever the blocks start.
+        let first = (self.every - self.seen % self.every) % self.every;
+        let picked = edges.iter().skip(first).step_by(self.every);
+        self.out.extend(picked.map(|e| e.weight));
+        self.seen += edges.len();
+    }
 }
 
 impl EdgeSource for [Edge] {
@@ -128,6 +164,34 @@ impl EdgeSource for NetworkEdges<'_> {
         }
         for (i, input) in self.inputs.iter().enumerate() {
             self.plan.emit_op_edges(i, input, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Dense layers hold most edges: they are sampled at strided weight positions without
+    /// enumerating them; the other ops are enumerated.
+    fn sample_weights(&self, every: usize, out: &mut Vec<f32>) -> Result<(), GraphError> {
+        for (i, input) in self.inputs.iter().enumerate() {
+            let op = &self.plan.ops[i];
+            match op.geometry {
+                Geometry::Linear if op.src_offset.is_some() && input.len() == op.input_len() => {
+                    let n_in = op.input_len();
+                    let picked = (0..op.weight.len()).step_by(every);
+                    out.extend(
+                        picked
+                            .map(|e| (op.weight[e] * input[e % n_in]).abs())
+                            .filter(|&w| w != 0.0),
+                    );
+                }
+                _ => {
+                    let mut sink = EveryNth {
+                        every,
+                        seen: 0,
+                        out: &mut *out,
+                    };
+                    self.plan.emit_op_edges(i, input, &mut sink)?;
+                }
+            }
         }
         Ok(())
     }
@@ -532,6 +596,9 @@ impl GraphPlan {
 }
 
 fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut S) {
+    if let Some(split) = sink.keeps_heavier_than() {
+        return linear_heavy_edges(g, src_offset, a, split, sink);
+    }
     let n_in = g.in_chw.iter().product::<usize>();
     let n_out = g.out_chw[0];
     // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
@@ -568,6 +635,70 @@ fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut
         }
     }
     out.finish();
+}
+
+/// `linear_edges` for a sink that keeps only edges heavier than `split`: each row is weighed in
+/// 64-wide chunks (vectorised compares, no stores) and only the heavy edges are handed over, in
+/// the same order; the lighter ones are only counted.
+fn linear_heavy_edges<S: EdgeSink>(
+    g: &GraphOp,
+    src_offset: u32,
+    a: &[f32],
+    split: f32,
+    sink: &mut S,
+) {
+    let n_in = g.in_chw.iter().product::<usize>();
+    let n_out = g.out_chw[0];
+    let mut light = 0usize;
+    let mut block = [NO_EDGE; BLOCK];
+    let mut out = Blocks::new(&mut *sink, &mut block);
+    for i in 0..n_out {
+        let row = &g.weight[i * n_in..(i + 1) * n_in];
+        let dst = g.dst_offset + i as u32;
+        for (chunk, (w64, a64)) in row.chunks(64).zip(a.chunks(64)).enumerate() {
+            let mut weights = [0.0f32; 64];
+            for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
+                *slot = (w * x).abs();
+            }
+            let (nonzero, mut heavy) = masks(&weights, split);
+            light += (nonzero.count_ones() - heavy.count_ones()) as usize;
+            while heavy != 0 {
+                let k = heavy.trailing_zeros() as usize;
+                out.put(weights[k], src_offset + (chunk * 64 + k) as u32, dst);
+                heavy &= heavy - 1;
+            }
+        }
+    }
+    out.finish();
+    sink.skipped(light);
+}
+
+/// Bit k of the first mask: weights[k] != 0; of the second: weights[k] > split.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE is part of x86_64; the loads read 4 floats inside `weights`.
+    unsafe {
+        let (zero, split) = (_mm_setzero_ps(), _mm_set1_ps(split));
+        let (mut nonzero, mut heavy) = (0u64, 0u64);
+        for q in 0..16 {
+            let v = _mm_loadu_ps(weights.as_ptr().add(4 * q));
+            nonzero |= (_mm_movemask_ps(_mm_cmpneq_ps(v, zero)) as u64) << (4 * q);
+            heavy |= (_mm_movemask_ps(_mm_cmpgt_ps(v, split)) as u64) << (4 * q);
+        }
+        (nonzero, heavy)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
+    let (mut nonzero, mut heavy) = (0u64, 0u64);
+    for (k, &weight) in weights.iter().enumerate() {
+        nonzero |= ((weight != 0.0) as u64) << k;
+        heavy |= ((weight > split) as u64) << k;
+    }
+    (nonzero, heavy)
 }
 
 fn conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], sink: &mut S) {

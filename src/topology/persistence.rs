@@ -88,9 +88,8 @@ pub struct Persistence {
     heavy: Vec<Edge>,
     survivors: Vec<Edge>,
     weight_sample: Vec<f32>,
-    /// `compute_from`'s split weight, chosen from the previous graph's weights (see there);
-    /// infinite when there is none yet.
-    split_hint: f32,
+    /// A split weight for `compute_from` given by `set_split`.
+    fixed_split: Option<f32>,
 }
 
 /// Graphs with at least this many edges are filtered before sorting (see `compute`).
@@ -100,7 +99,7 @@ const FILTER_MIN: usize = 32 * 1024;
 /// (Measured on the trained CCFF: 0.15-0.2 best; 0.1 and 0.3 are 3-8% slower.)
 const HEAVY_FRACTION: f64 = 0.2;
 
-/// `compute_from` samples every this many edges' weights to place the next split.
+/// `compute_from` places the split from about one in this many edge weights.
 const SAMPLE_STRIDE: usize = 128;
 
 const NO_EDGE: Edge = Edge {
@@ -121,7 +120,7 @@ impl Persistence {
             heavy: Vec::new(),
             survivors: Vec::new(),
             weight_sample: Vec::new(),
-            split_hint: f32::INFINITY,
+            fixed_split: None,
         }
     }
 
@@ -151,11 +150,10 @@ impl Persistence {
     /// twice instead. The first pass counts every edge and keeps those heavier than a split
     /// weight, which go through `compute`'s steps. The second pass keeps the lighter edges whose
     /// ends are not yet in one component (the others close cycles, counted by |E| - |V| + c), and
-    /// these go through the same steps. The graph may skip, unweighed, edges whose ends the
-    /// sink's labels show connected (see `EdgeSink::connected_labels`). The split comes from the
-    /// previous graph's weights (graphs of one model are alike; the first graph is enumerated once
-    /// more to sample them), aiming at `HEAVY_FRACTION`; any split gives exactly the same
-    /// diagram, a poor one only takes longer.
+    /// these go through the same steps. The graph may skip, unweighed, the edges a pass does not
+    /// keep (see `EdgeSink`). The split is placed from a sample of the graph's weights so that
+    /// about `HEAVY_FRACTION` of the edges are heavy; any split gives exactly the same diagram,
+    /// a poor one only takes longer.
     pub fn compute_from<G: EdgeSource + ?Sized>(
         &mut self,
         graph: &G,
@@ -164,75 +162,72 @@ impl Persistence {
         out: &mut Diagram,
     ) -> Result<(), GraphError> {
         self.begin(n_units, out);
-        let mut split = self.split_hint;
-        if split == f32::INFINITY {
-            // No previous graph to go by: one more enumeration samples the weights.
-            let mut sample = std::mem::take(&mut self.weight_sample);
-            sample.clear();
-            let probed = graph.for_each_edge(&mut WeightSample {
-                seen: 0,
-                sample: &mut sample,
-            });
-            split = next_split(&mut sample);
-            self.weight_sample = sample;
-            if let Err(e) = probed {
-                self.finish(options, out);
-                return Err(e);
+        let result = self.two_passes(graph, options, out);
+        self.finish(options, out);
+        result
+    }
+
+    fn two_passes<G: EdgeSource + ?Sized>(
+        &mut self,
+        graph: &G,
+        options: HomologyOptions,
+        out: &mut Diagram,
+    ) -> Result<(), GraphError> {
+        let split = match self.fixed_split {
+            Some(split) => split,
+            None => {
+                self.weight_sample.clear();
+                graph.sample_weights(SAMPLE_STRIDE, &mut self.weight_sample)?;
+                quantile(&mut self.weight_sample, HEAVY_FRACTION)
             }
-        }
+        };
         let bound = graph.max_edges() + 1;
+
         let mut heavy = std::mem::take(&mut self.heavy);
-        let mut survivors = std::mem::take(&mut self.survivors);
-        let mut sample = std::mem::take(&mut self.weight_sample);
         heavy.clear();
         heavy.reserve(bound);
-        survivors.clear();
-        survivors.reserve(bound);
-        sample.clear();
-
         let mut first = HeavyEdges {
             split,
             edges: heavy.spare_capacity_mut(),
             len: 0,
-            weights: WeightSample {
-                seen: 0,
-                sample: &mut sample,
-            },
+            n_edges: 0,
         };
-        let mut result = graph.for_each_edge(&mut first);
-        let (n_heavy, n_edges) = (first.len, first.weights.seen);
+        let result = graph.for_each_edge(&mut first);
+        let (n_heavy, n_edges) = (first.len, first.n_edges);
         // SAFETY: `HeavyEdges` wrote every slot below `len`.
         unsafe { heavy.set_len(n_heavy) };
         if result.is_ok() {
             out.n_edges = n_edges as u64;
             self.reduce(&mut heavy, options, out);
-            let mut second = LightEdges {
-                split,
-                comp: &self.comp,
-                survivors: survivors.spare_capacity_mut(),
-                kept: 0,
-                h1: options.h1_diagram.then_some(&mut out.h1),
-            };
-            result = graph.for_each_edge(&mut second);
-            let kept = second.kept;
-            // SAFETY: `LightEdges` wrote every slot below `kept`.
-            unsafe { survivors.set_len(kept) };
-            if result.is_ok() {
-                self.reduce(&mut survivors, options, out);
-                self.split_hint = next_split(&mut sample);
-            }
         }
-        self.finish(options, out);
         self.heavy = heavy;
+        result?;
+
+        let mut survivors = std::mem::take(&mut self.survivors);
+        survivors.clear();
+        survivors.reserve(bound);
+        let mut second = LightEdges {
+            split,
+            comp: &self.comp,
+            survivors: survivors.spare_capacity_mut(),
+            kept: 0,
+            h1: options.h1_diagram.then_some(&mut out.h1),
+        };
+        let result = graph.for_each_edge(&mut second);
+        let kept = second.kept;
+        // SAFETY: `LightEdges` wrote every slot below `kept`.
+        unsafe { survivors.set_len(kept) };
+        if result.is_ok() {
+            self.reduce(&mut survivors, options, out);
+        }
         self.survivors = survivors;
-        self.weight_sample = sample;
         result
     }
 
-    /// Sets the split weight the next `compute_from` starts with (otherwise chosen from the previous
-    /// graph). The diagram does not depend on it; tests use it to try any split.
-    pub fn set_split(&mut self, split: f32) {
-        self.split_hint = split;
+    /// Makes `compute_from` split at this weight instead of placing the split itself. The
+    /// diagram does not depend on it; tests use it to try any split.
+    pub fn set_split(&mut self, split: Option<f32>) {
+        self.fixed_split = split;
     }
 
     /// The rounds of `compute` on `edges` (reordered), adding to `out`.
@@ -371,46 +366,33 @@ impl Persistence {
     }
 }
 
-/// Counts edges and samples every `SAMPLE_STRIDE`-th weight, to place the next split.
-struct WeightSample<'a> {
-    seen: usize,
-    sample: &'a mut Vec<f32>,
-}
-
-impl EdgeSink for WeightSample<'_> {
-    fn extend(&mut self, block: &[Edge]) {
-        // Every SAMPLE_STRIDE-th edge overall, wherever the blocks start.
-        let first = (SAMPLE_STRIDE - self.seen % SAMPLE_STRIDE) % SAMPLE_STRIDE;
-        self.sample.extend(
-            block
-                .iter()
-                .skip(first)
-                .step_by(SAMPLE_STRIDE)
-                .map(|e| e.weight),
-        );
-        self.seen += block.len();
-    }
-}
-
-/// `compute_from`'s first pass: keeps the edges heavier than `split`, in order, and samples all
-/// weights. Every edge is written and the length advanced only for heavy ones, so there is no
-/// branch to mispredict (`edges` has room for one more than all the edges).
+/// `compute_from`'s first pass: keeps the edges heavier than `split`, in order, and counts all
+/// edges. Every edge given is written and the length advanced only for heavy ones, so there is
+/// no branch to mispredict (`edges` has room for one more than all the edges).
 struct HeavyEdges<'a> {
     split: f32,
     edges: &'a mut [MaybeUninit<Edge>],
     len: usize,
-    weights: WeightSample<'a>,
+    n_edges: usize,
 }
 
 impl EdgeSink for HeavyEdges<'_> {
     fn extend(&mut self, block: &[Edge]) {
-        self.weights.extend(block);
+        self.n_edges += block.len();
         let (split, mut len) = (self.split, self.len);
         for &edge in block {
             self.edges[len].write(edge);
             len += (edge.weight > split) as usize;
         }
         self.len = len;
+    }
+
+    fn keeps_heavier_than(&self) -> Option<f32> {
+        Some(self.split)
+    }
+
+    fn skipped(&mut self, count: usize) {
+        self.n_edges += count;
     }
 }
 
@@ -457,13 +439,12 @@ impl EdgeSink for LightEdges<'_> {
     }
 }
 
-/// The split weight that would have put about `HEAVY_FRACTION` of a graph's edges in the first
-/// pass, estimated from a sample of its weights.
-fn next_split(sample: &mut [f32]) -> f32 {
+/// The weight with about `fraction` of a sample above it.
+fn quantile(sample: &mut [f32], fraction: f64) -> f32 {
     if sample.is_empty() {
         return f32::INFINITY;
     }
-    let k = ((sample.len() as f64 * HEAVY_FRACTION) as usize).min(sample.len() - 1);
+    let k = ((sample.len() as f64 * fraction) as usize).min(sample.len() - 1);
     let (_, kth, _) = sample.select_nth_unstable_by(k, |a, b| b.total_cmp(a));
     *kth
 }

@@ -247,20 +247,20 @@ fn non_finite_activation_names_the_layer() {
 }
 
 /// A small net with every kind of graph op, dense layers last (where edges between connected
-/// units are skipped unweighed).
+/// units are skipped unweighed; fc1 reads 108 inputs, more than one 64-wide chunk).
 fn mixed_network() -> Network {
-    let text = "format_version = 1\nname = \"mixed\"\ninput_shape = [2, 5, 5]\n\
-        [[layers]]\nname = \"conv\"\nop = \"conv2d\"\nout_channels = 2\nkernel_size = 3\npadding = 1\nbias = false\n\
+    let text = "format_version = 1\nname = \"mixed\"\ninput_shape = [2, 12, 12]\n\
+        [[layers]]\nname = \"conv\"\nop = \"conv2d\"\nout_channels = 3\nkernel_size = 3\npadding = 1\nbias = false\n\
         [[layers]]\nname = \"pool\"\nop = \"max_pool2d\"\nkernel_size = 2\n\
         [[layers]]\nname = \"avg\"\nop = \"avg_pool2d\"\nkernel_size = 1\n\
         [[layers]]\nop = \"flatten\"\n\
-        [[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 7\nbias = false\n\
+        [[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 70\nbias = false\n\
         [[layers]]\nname = \"fc2\"\nop = \"linear\"\nout_features = 4\nbias = false\n";
     Network::resolve(&ModelSpec::parse(text, Path::new("mixed.toml")).unwrap()).unwrap()
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
     fn two_pass_network_persistence_equals_stored_edges(seed in any::<u32>(), split in 0u8..10, h1 in any::<bool>(), argmax in any::<bool>()) {
@@ -290,7 +290,8 @@ proptest! {
         Persistence::new().compute(&mut edges.clone(), plan.n_units, opts, &mut stored);
 
         let mut p = Persistence::new();
-        p.set_split(if split == 9 { f32::INFINITY } else { split as f32 });
+        // 9: the split actopo places itself
+        p.set_split((split != 9).then_some(split as f32));
         let mut two_pass = Diagram::default();
         p.compute_from(&NetworkEdges { plan: &plan, inputs: &inputs }, plan.n_units, opts, &mut two_pass).unwrap();
         prop_assert_eq!(two_pass, stored);
