@@ -168,13 +168,16 @@ impl EdgeSource for NetworkEdges<'_> {
         Ok(())
     }
 
-    /// Dense layers hold most edges: they are sampled at strided weight positions without
-    /// enumerating them; the other ops are enumerated.
+    /// Dense and conv layers hold most edges: they are sampled at strided positions of their
+    /// (weight, input) pairs without enumerating them; pools are enumerated.
     fn sample_weights(&self, every: usize, out: &mut Vec<f32>) -> Result<(), GraphError> {
         for (i, input) in self.inputs.iter().enumerate() {
             let op = &self.plan.ops[i];
-            match op.geometry {
-                Geometry::Linear if op.src_offset.is_some() && input.len() == op.input_len() => {
+            if op.src_offset.is_none() || input.len() != op.input_len() {
+                continue;
+            }
+            match &op.geometry {
+                Geometry::Linear => {
                     let n_in = op.input_len();
                     let picked = (0..op.weight.len()).step_by(every);
                     out.extend(
@@ -183,6 +186,7 @@ impl EdgeSource for NetworkEdges<'_> {
                             .filter(|&w| w != 0.0),
                     );
                 }
+                Geometry::Conv(c) => conv_sample(op, c, input, every, out),
                 _ => {
                     let mut sink = EveryNth {
                         every,
@@ -194,6 +198,27 @@ impl EdgeSource for NetworkEdges<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Every `every`-th (output channel, input channel, kernel tap, output position) of a conv, as
+/// an edge weight when the tap reads a real cell and the weight is nonzero.
+fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f32>) {
+    let [ci, h, w] = g.in_chw;
+    let [co, oh, ow] = g.out_chw;
+    let [kh, kw] = c.kernel;
+    for e in (0..co * ci * kh * kw * oh * ow).step_by(every) {
+        let (x, rest) = (e % ow, e / ow);
+        let (y, tap) = (rest % oh, rest / oh);
+        let (tx, ty, ch) = (tap % kw, (tap / kw) % kh, (tap / (kw * kh)) % ci);
+        let iy = (y * c.stride[0] + ty * c.dilation[0]).wrapping_sub(c.padding[0]);
+        let ix = (x * c.stride[1] + tx * c.dilation[1]).wrapping_sub(c.padding[1]);
+        if iy < h && ix < w {
+            let weight = (g.weight[tap] * a[(ch * h + iy) * w + ix]).abs();
+            if weight != 0.0 {
+                out.push(weight);
+            }
+        }
     }
 }
 
@@ -702,16 +727,40 @@ fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
 }
 
 fn conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], sink: &mut S) {
+    let n_src = g.input_len();
+    let n_dst: usize = g.out_chw.iter().product();
+    // The sink's labels for this op's input and output units, when it has them.
+    let labels = sink.connected_labels().map(|labels| {
+        let src = labels[src_offset as usize..][..n_src].to_vec();
+        let dst = labels[g.dst_offset as usize..][..n_dst].to_vec();
+        (src, dst)
+    });
+    match labels {
+        Some((src, dst)) => conv_edges_skipping(g, c, src_offset, a, sink, |s, d| {
+            src[s] == dst[d] && src[s] != NO_LABEL
+        }),
+        None => conv_edges_skipping(g, c, src_offset, a, sink, |_, _| false),
+    }
+}
+
+/// The conv's edges, but for those for which `connected(input index, output index)` holds.
+fn conv_edges_skipping<S: EdgeSink>(
+    g: &GraphOp,
+    c: &Conv2d,
+    src_offset: u32,
+    a: &[f32],
+    sink: &mut S,
+    connected: impl Fn(usize, usize) -> bool,
+) {
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
     for o in 0..co {
-        let dst_base = g.dst_offset as usize + o * oh * ow;
+        let dst_base = o * oh * ow;
         for ch in 0..ci {
-            let plane = &a[ch * h * w..(ch + 1) * h * w];
-            let src_base = src_offset as usize + ch * h * w;
+            let src_base = ch * h * w;
             for ty in 0..kh {
                 let tap_y = ty * c.dilation[0];
                 let ys = valid_range(h, oh, c.stride[0], tap_y, c.padding[0]);
@@ -726,11 +775,14 @@ fn conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], 
                         let iy = y * c.stride[0] + tap_y - c.padding[0];
                         for x in xs.clone() {
                             let ix = x * c.stride[1] + tap_x - c.padding[1];
-                            out.put(
-                                (wv * plane[iy * w + ix]).abs(),
-                                (src_base + iy * w + ix) as u32,
-                                (dst_base + y * ow + x) as u32,
-                            );
+                            let (src, dst) = (src_base + iy * w + ix, dst_base + y * ow + x);
+                            if !connected(src, dst) {
+                                out.put(
+                                    (wv * a[src]).abs(),
+                                    src_offset + src as u32,
+                                    g.dst_offset + dst as u32,
+                                );
+                            }
                         }
                     }
                 }
