@@ -628,35 +628,51 @@ fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut
     let n_out = g.out_chw[0];
     // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
     let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
-    // Most edges of a dense layer join units the sink already knows connected: compare labels
-    // first and weigh only the others.
+    // Most edges of a dense layer join units the sink already knows connected. Rows whose
+    // output has the same label need the same inputs (those labelled otherwise): list them once
+    // per label, and weigh only those.
     let labels = sink.connected_labels().map(|labels| {
         let inputs: Vec<u32> = nonzero
             .iter()
             .map(|&j| labels[(src_offset + j) as usize])
             .collect();
-        let outputs = &labels[g.dst_offset as usize..g.dst_offset as usize + n_out];
-        (inputs, outputs.to_vec())
+        let outputs = labels[g.dst_offset as usize..][..n_out].to_vec();
+        (inputs, outputs)
     });
+    // (output label, inputs not carrying it) for the first few labels met; a row with another
+    // label gets its list in `other`.
+    const CACHED_LABELS: usize = 32;
+    let mut needed: Vec<(u32, Vec<u32>)> = Vec::new();
+    let mut other: Vec<u32> = Vec::new();
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
     for i in 0..n_out {
         let row = &g.weight[i * n_in..(i + 1) * n_in];
         let dst = g.dst_offset + i as u32;
-        match &labels {
+        let inputs = match &labels {
             Some((inputs, outputs)) if outputs[i] != NO_LABEL => {
                 let here = outputs[i];
-                for (&j, &label) in nonzero.iter().zip(inputs) {
-                    if label != here {
-                        out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
+                let not_here = || {
+                    let pairs = nonzero.iter().zip(inputs);
+                    pairs.filter(|(_, &label)| label != here).map(|(&j, _)| j)
+                };
+                match needed.iter().position(|(label, _)| *label == here) {
+                    Some(k) => &needed[k].1,
+                    None if needed.len() < CACHED_LABELS => {
+                        needed.push((here, not_here().collect()));
+                        &needed[needed.len() - 1].1
+                    }
+                    None => {
+                        other.clear();
+                        other.extend(not_here());
+                        &other
                     }
                 }
             }
-            _ => {
-                for &j in &nonzero {
-                    out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
-                }
-            }
+            _ => &nonzero,
+        };
+        for &j in inputs {
+            out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
         }
     }
     out.finish();
@@ -685,7 +701,7 @@ fn linear_heavy_edges<S: EdgeSink>(
             for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
                 *slot = (w * x).abs();
             }
-            let (nonzero, mut heavy) = masks(&weights, split);
+            let (nonzero, mut heavy) = masks(&weights, w64.len(), split);
             light += (nonzero.count_ones() - heavy.count_ones()) as usize;
             while heavy != 0 {
                 let k = heavy.trailing_zeros() as usize;
@@ -698,16 +714,25 @@ fn linear_heavy_edges<S: EdgeSink>(
     sink.skipped(light);
 }
 
-/// Bit k of the first mask: weights[k] != 0; of the second: weights[k] > split.
+/// For `weights[..n]`: bit k of the first mask is set when weights[k] != 0, of the second when
+/// weights[k] > split as well.
+#[inline(always)]
+fn masks(weights: &[f32; 64], n: usize, split: f32) -> (u64, u64) {
+    let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let (nonzero, heavy) = compare(weights, n, split);
+    let nonzero = nonzero & valid;
+    (nonzero, heavy & nonzero)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
+fn compare(weights: &[f32; 64], n: usize, split: f32) -> (u64, u64) {
     use std::arch::x86_64::*;
-    // SAFETY: SSE is part of x86_64; the loads read 4 floats inside `weights`.
+    // SAFETY: SSE is part of x86_64; each load reads 4 floats inside `weights`.
     unsafe {
         let (zero, split) = (_mm_setzero_ps(), _mm_set1_ps(split));
         let (mut nonzero, mut heavy) = (0u64, 0u64);
-        for q in 0..16 {
+        for q in 0..n.div_ceil(4) {
             let v = _mm_loadu_ps(weights.as_ptr().add(4 * q));
             nonzero |= (_mm_movemask_ps(_mm_cmpneq_ps(v, zero)) as u64) << (4 * q);
             heavy |= (_mm_movemask_ps(_mm_cmpgt_ps(v, split)) as u64) << (4 * q);
@@ -717,9 +742,9 @@ fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
+fn compare(weights: &[f32; 64], n: usize, split: f32) -> (u64, u64) {
     let (mut nonzero, mut heavy) = (0u64, 0u64);
-    for (k, &weight) in weights.iter().enumerate() {
+    for (k, &weight) in weights[..n].iter().enumerate() {
         nonzero |= ((weight != 0.0) as u64) << k;
         heavy |= ((weight > split) as u64) << k;
     }
@@ -729,38 +754,79 @@ fn masks(weights: &[f32; 64], split: f32) -> (u64, u64) {
 fn conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], sink: &mut S) {
     let n_src = g.input_len();
     let n_dst: usize = g.out_chw.iter().product();
-    // The sink's labels for this op's input and output units, when it has them.
+    let (src_offset, dst_offset) = (src_offset as usize, g.dst_offset as usize);
+    if let Some(split) = sink.keeps_heavier_than() {
+        // Only the heavy edges are handed over (see `linear_heavy_edges`).
+        let mut light = 0usize;
+        let mut block = [NO_EDGE; BLOCK];
+        let mut out = Blocks::new(&mut *sink, &mut block);
+        let mut weights = [0.0f32; 64];
+        conv_runs(g, c, |wv, src, step, dst, len| {
+            for start in (0..len).step_by(64) {
+                let n = (len - start).min(64);
+                for (k, slot) in weights[..n].iter_mut().enumerate() {
+                    *slot = (wv * a[src + (start + k) * step]).abs();
+                }
+                let (nonzero, mut heavy) = masks(&weights, n, split);
+                light += (nonzero.count_ones() - heavy.count_ones()) as usize;
+                while heavy != 0 {
+                    let k = heavy.trailing_zeros() as usize;
+                    let (s, d) = (src + (start + k) * step, dst + start + k);
+                    out.put(weights[k], (src_offset + s) as u32, (dst_offset + d) as u32);
+                    heavy &= heavy - 1;
+                }
+            }
+        });
+        out.finish();
+        sink.skipped(light);
+        return;
+    }
+    // The sink's labels for this op's input and output units, when it has them: edges between
+    // connected units are skipped unweighed.
     let labels = sink.connected_labels().map(|labels| {
-        let src = labels[src_offset as usize..][..n_src].to_vec();
-        let dst = labels[g.dst_offset as usize..][..n_dst].to_vec();
+        let src = labels[src_offset..][..n_src].to_vec();
+        let dst = labels[dst_offset..][..n_dst].to_vec();
         (src, dst)
     });
-    match labels {
-        Some((src, dst)) => conv_edges_skipping(g, c, src_offset, a, sink, |s, d| {
-            src[s] == dst[d] && src[s] != NO_LABEL
-        }),
-        None => conv_edges_skipping(g, c, src_offset, a, sink, |_, _| false),
-    }
-}
-
-/// The conv's edges, but for those for which `connected(input index, output index)` holds.
-fn conv_edges_skipping<S: EdgeSink>(
-    g: &GraphOp,
-    c: &Conv2d,
-    src_offset: u32,
-    a: &[f32],
-    sink: &mut S,
-    connected: impl Fn(usize, usize) -> bool,
-) {
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
+    match labels {
+        Some((src_labels, dst_labels)) => conv_runs(g, c, |wv, src, step, dst, len| {
+            for k in 0..len {
+                let (s, d) = (src + k * step, dst + k);
+                if src_labels[s] != dst_labels[d] || src_labels[s] == NO_LABEL {
+                    out.put(
+                        (wv * a[s]).abs(),
+                        (src_offset + s) as u32,
+                        (dst_offset + d) as u32,
+                    );
+                }
+            }
+        }),
+        None => conv_runs(g, c, |wv, src, step, dst, len| {
+            for k in 0..len {
+                let (s, d) = (src + k * step, dst + k);
+                out.put(
+                    (wv * a[s]).abs(),
+                    (src_offset + s) as u32,
+                    (dst_offset + d) as u32,
+                );
+            }
+        }),
+    }
+    out.finish();
+}
+
+/// Calls `run(weight, src, src_step, dst, len)` for each run of a conv's edges that share a
+/// nonzero kernel weight and an output row, in enumeration order: edge k of the run joins input
+/// `src + k * src_step` to output `dst + k` (indices within the op's input and output).
+#[inline(always)]
+fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usize, usize)) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
     for o in 0..co {
-        let dst_base = o * oh * ow;
         for ch in 0..ci {
-            let src_base = ch * h * w;
             for ty in 0..kh {
                 let tap_y = ty * c.dilation[0];
                 let ys = valid_range(h, oh, c.stride[0], tap_y, c.padding[0]);
@@ -771,25 +837,24 @@ fn conv_edges_skipping<S: EdgeSink>(
                     }
                     let tap_x = tx * c.dilation[1];
                     let xs = valid_range(w, ow, c.stride[1], tap_x, c.padding[1]);
+                    if xs.is_empty() {
+                        continue;
+                    }
+                    let ix0 = xs.start * c.stride[1] + tap_x - c.padding[1];
                     for y in ys.clone() {
                         let iy = y * c.stride[0] + tap_y - c.padding[0];
-                        for x in xs.clone() {
-                            let ix = x * c.stride[1] + tap_x - c.padding[1];
-                            let (src, dst) = (src_base + iy * w + ix, dst_base + y * ow + x);
-                            if !connected(src, dst) {
-                                out.put(
-                                    (wv * a[src]).abs(),
-                                    src_offset + src as u32,
-                                    g.dst_offset + dst as u32,
-                                );
-                            }
-                        }
+                        run(
+                            wv,
+                            (ch * h + iy) * w + ix0,
+                            c.stride[1],
+                            (o * oh + y) * ow + xs.start,
+                            xs.len(),
+                        );
                     }
                 }
             }
         }
     }
-    out.finish();
 }
 
 /// Every real cell of every window -> pooled unit, weight |a| / divisor.

@@ -320,3 +320,51 @@ fn overflowing_edge_weight_is_an_error_but_a_large_bound_alone_is_not() {
     assert!(err.to_string().contains("layer `fc`"), "{err}");
     assert!(err.to_string().contains("overflow"), "{err}");
 }
+
+#[test]
+fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
+    use actopo::topology::{Diagram, HomologyOptions, NetworkEdges, Persistence};
+    // Heavy diagonal weights pair input i with output i: after the heavy pass every output is
+    // in its own component, more labels than the dense layer caches.
+    let n = 48;
+    let text = format!("format_version = 1\nname = \"d\"\ninput_shape = [{n}]\n[[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = {n}\nbias = false\n");
+    let net = Network::resolve(&ModelSpec::parse(&text, Path::new("d.toml")).unwrap()).unwrap();
+    let data: Vec<f32> = (0..n * n)
+        .map(|k| {
+            if k / n == k % n {
+                10.0
+            } else {
+                1.0 + ((k * 7919) % 1009) as f32 / 1009.0
+            }
+        })
+        .collect();
+    let mut t = std::collections::BTreeMap::new();
+    t.insert(
+        "fc.weight".into(),
+        Tensor {
+            shape: vec![n, n],
+            data,
+        },
+    );
+    let weights = Weights::from_tensors(t, &net).unwrap();
+    let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
+    let input = vec![1.0f32; n];
+    let inputs: Vec<&[f32]> = vec![&input];
+    let opts = HomologyOptions::default();
+    let mut edges = Vec::new();
+    plan.network_edges(&inputs, &mut edges, &mut Vec::new())
+        .unwrap();
+    let mut stored = Diagram::default();
+    Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
+    let mut p = Persistence::new();
+    p.set_split(Some(5.0));
+    let mut two_pass = Diagram::default();
+    let graph = NetworkEdges {
+        plan: &plan,
+        inputs: &inputs,
+    };
+    p.compute_from(&graph, plan.n_units, opts, &mut two_pass)
+        .unwrap();
+    assert_eq!(two_pass, stored);
+    assert_eq!(stored.n_edges as usize, n * n);
+}
