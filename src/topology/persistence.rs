@@ -96,8 +96,9 @@ pub struct Persistence {
 const FILTER_MIN: usize = 32 * 1024;
 
 /// `compute_from` aims to sort and sweep this fraction of the edges (the heaviest) first.
-/// (Measured on the trained CCFF: 0.15-0.2 best; 0.1 and 0.3 are 3-8% slower.)
-const HEAVY_FRACTION: f64 = 0.2;
+/// (Trained CCFF, `cargo bench --bench topology` with ACTOPO_BENCH_TRAINED=1: 0.12-0.14 best;
+/// 0.08 is 25% slower, 0.2 9%, 0.3 16%.)
+const HEAVY_FRACTION: f64 = 0.13;
 
 /// `compute_from` places the split from about one in this many edge weights.
 const SAMPLE_STRIDE: usize = 128;
