@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the topology core on the paper's CCFF net (conv 1->3 k5, conv 3->3 k3,
-//! linear 1452->256, linear 256->10, ReLU, no bias): graph building, sorting + union-find, and the
-//! whole per-sample `Workspace::run`.
+//! linear 1452->256, linear 256->10, ReLU, no bias): graph building, sorting + union-find, the
+//! whole per-sample `Workspace::run` (two enumerations, no stored graph) and, for comparison, the
+//! same diagram from a stored edge list.
 //!
 //! Weights are seeded Kaiming-uniform; inputs are seeded uniform [0, 1) images pushed through a
 //! naive forward pass written here (the tool itself uses libtorch), so activations have ReLU zeros
@@ -196,6 +197,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             persistence.compute_sorted(
                 &sorted,
+                plan.n_units,
+                HomologyOptions::default(),
+                &mut diagram,
+            );
+            diagram.h0.len()
+        })
+    });
+    // The whole network scope the straightforward way, for comparison with `sample_network`
+    // (two enumerations, see `Persistence::compute_from`): store every edge, then compute.
+    let mut stored = Vec::new();
+    group.bench_function("sample_network_stored_edges", |b| {
+        b.iter(|| {
+            i = (i + 1) % samples.len();
+            stored.clear();
+            plan.network_edges(&as_slices(&samples[i]), &mut stored, &mut segments)
+                .unwrap();
+            persistence.compute(
+                &mut stored,
                 plan.n_units,
                 HomologyOptions::default(),
                 &mut diagram,
