@@ -1,7 +1,9 @@
 """Side-by-side speed benchmark: actopo vs the GUDHI-based Python reference, on this machine.
 
-(a) `actopo run` over the first N Fashion-MNIST test images with the demo CCFF model (network
-    scope), with pipeline.workers = 2 and = 1: wall time, inputs/s, peak RSS of the process;
+(a) `actopo run` over the first N Fashion-MNIST test images (default: the whole 10,000-image test
+    split, the target's measure) with the demo CCFF model (network scope), with
+    pipeline.workers = 2 and = 1: wall time of the whole process (start-up included), inputs/s,
+    peak RSS;
 (b) the vectorised Python reference from the cross-check tests (torch hooks for activations, torch
     unfold for the graph, GUDHI SimplexTree for persistence) on the first M of the same images, one
     process: inputs/s, and a check that its summaries equal actopo's;
@@ -9,7 +11,7 @@
     32x32x3 inputs: edges per input, seconds per input, peak RSS.
 Everything runs in one invocation so the ratios compare like with like.
 
-Usage: python scripts/bench.py [--images 2000] [--ref-images 20] [--alexnet 4]
+Usage: python scripts/bench.py [--images 10000] [--ref-images 20] [--alexnet 4]
 """
 
 import argparse
@@ -136,7 +138,7 @@ def alexnet(folder, n_images, workers):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=2000)
+    ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--ref-images", type=int, default=20)
     ap.add_argument("--alexnet", type=int, default=0, help="AlexNet-CIFAR inputs to time (0 = skip)")
     args = ap.parse_args()

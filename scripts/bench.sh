@@ -2,7 +2,7 @@
 # Speed benchmark, everything in one run: actopo (workers 2 and 1) vs the GUDHI-based Python
 # reference on the same Fashion-MNIST images and graphs, peak RSS, and the AlexNet-CIFAR figures.
 # Criterion micro-benchmarks: cargo bench (topology core and Parquet writer).
-#   scripts/bench.sh [--images 2000] [--ref-images 20] [--alexnet 4]
+#   scripts/bench.sh [--images 10000] [--ref-images 20] [--alexnet 4]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"

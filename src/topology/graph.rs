@@ -104,14 +104,37 @@ pub trait EdgeSource {
     /// Pushes every edge, in enumeration order, into `sink`.
     fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError>;
 
-    /// Appends about one in `every` edge weights, spread over the graph, to `out` (to place a
-    /// split weight; it need not be exact). By default every `every`-th edge enumerated.
-    fn sample_weights(&self, every: usize, out: &mut Vec<f32>) -> Result<(), GraphError> {
+    /// Adds about one in `every` edge weights, spread over the graph, to `out` (to place a split
+    /// weight; it need not be exact). By default every `every`-th edge enumerated, in one part.
+    fn sample_weights(&self, every: usize, out: &mut WeightSample) -> Result<(), GraphError> {
         self.for_each_edge(&mut EveryNth {
             every,
             seen: 0,
-            out,
-        })
+            out: &mut out.weights,
+        })?;
+        out.end_part();
+        Ok(())
+    }
+}
+
+/// Edge weights sampled from a graph, in parts whose weights may each be on their own scale
+/// (the ops of a network).
+#[derive(Debug, Default)]
+pub struct WeightSample {
+    pub weights: Vec<f32>,
+    /// End of each part in `weights`.
+    pub part_ends: Vec<usize>,
+}
+
+impl WeightSample {
+    pub fn clear(&mut self) {
+        self.weights.clear();
+        self.part_ends.clear();
+    }
+
+    /// Closes the current part (the weights added since the previous one).
+    pub fn end_part(&mut self) {
+        self.part_ends.push(self.weights.len());
     }
 }
 
@@ -170,10 +193,12 @@ impl EdgeSource for NetworkEdges<'_> {
 
     /// Dense and conv layers hold most edges: they are sampled at strided positions of their
     /// (weight, input) pairs without enumerating them; pools are enumerated.
-    fn sample_weights(&self, every: usize, out: &mut Vec<f32>) -> Result<(), GraphError> {
+    fn sample_weights(&self, every: usize, sample: &mut WeightSample) -> Result<(), GraphError> {
         for (i, input) in self.inputs.iter().enumerate() {
+            let out = &mut sample.weights;
             let op = &self.plan.ops[i];
             if op.src_offset.is_none() || input.len() != op.input_len() {
+                sample.end_part();
                 continue;
             }
             match &op.geometry {
@@ -196,6 +221,7 @@ impl EdgeSource for NetworkEdges<'_> {
                     self.plan.emit_op_edges(i, input, &mut sink)?;
                 }
             }
+            sample.end_part();
         }
         Ok(())
     }

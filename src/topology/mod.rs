@@ -14,7 +14,7 @@ pub mod summary;
 
 pub use graph::{
     Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, NetworkEdges,
-    VertexBirth, VertexLayer,
+    VertexBirth, VertexLayer, WeightSample,
 };
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;
