@@ -36,7 +36,8 @@ pub trait EdgeSink {
     }
 
     /// The sink keeps only edges heavier than this weight: a graph may leave the lighter ones out
-    /// of `extend` if it reports how many to `skipped`. `None`: every edge is wanted.
+    /// of `extend` if it reports how many to `skipped`. `None`: every edge is wanted. (With
+    /// labels too, a graph may use either to skip an edge.)
     fn keeps_heavier_than(&self) -> Option<f32> {
         None
     }
@@ -647,11 +648,9 @@ impl GraphPlan {
 }
 
 fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut S) {
-    if let Some(split) = sink.keeps_heavier_than() {
-        return linear_heavy_edges(g, src_offset, a, split, sink);
-    }
     let n_in = g.in_chw.iter().product::<usize>();
     let n_out = g.out_chw[0];
+    let above = sink.keeps_heavier_than();
     // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
     let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
     // Most edges of a dense layer join units the sink already knows connected. Rows whose
@@ -670,13 +669,14 @@ fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut
     const CACHED_LABELS: usize = 32;
     let mut needed: Vec<(u32, Vec<u32>)> = Vec::new();
     let mut other: Vec<u32> = Vec::new();
+    let mut light = 0usize;
     let mut block = [NO_EDGE; BLOCK];
-    let mut out = Blocks::new(sink, &mut block);
+    let mut out = Blocks::new(&mut *sink, &mut block);
     for i in 0..n_out {
         let row = &g.weight[i * n_in..(i + 1) * n_in];
         let dst = g.dst_offset + i as u32;
-        let inputs = match &labels {
-            Some((inputs, outputs)) if outputs[i] != NO_LABEL => {
+        let inputs = match (&labels, above) {
+            (Some((inputs, outputs)), _) if outputs[i] != NO_LABEL => {
                 let here = outputs[i];
                 let not_here = || {
                     let pairs = nonzero.iter().zip(inputs);
@@ -695,6 +695,10 @@ fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut
                     }
                 }
             }
+            (_, Some(above)) => {
+                light += heavy_row(&mut out, row, a, above, src_offset, dst);
+                continue;
+            }
             _ => &nonzero,
         };
         for &j in inputs {
@@ -702,42 +706,36 @@ fn linear_edges<S: EdgeSink>(g: &GraphOp, src_offset: u32, a: &[f32], sink: &mut
         }
     }
     out.finish();
+    sink.skipped(light);
 }
 
-/// `linear_edges` for a sink that keeps only edges heavier than `split`: each row is weighed in
-/// 64-wide chunks (vectorised compares, no stores) and only the heavy edges are handed over, in
-/// the same order; the lighter ones are only counted.
-fn linear_heavy_edges<S: EdgeSink>(
-    g: &GraphOp,
-    src_offset: u32,
+/// One dense row for a sink that keeps only edges heavier than `above`: weighed in 64-wide
+/// chunks (vectorised compares, no stores), handing over only the heavier edges, in order.
+/// Returns how many lighter edges it left out.
+#[inline(always)]
+fn heavy_row<S: EdgeSink>(
+    out: &mut Blocks<S>,
+    row: &[f32],
     a: &[f32],
-    split: f32,
-    sink: &mut S,
-) {
-    let n_in = g.in_chw.iter().product::<usize>();
-    let n_out = g.out_chw[0];
-    let mut light = 0usize;
-    let mut block = [NO_EDGE; BLOCK];
-    let mut out = Blocks::new(&mut *sink, &mut block);
-    for i in 0..n_out {
-        let row = &g.weight[i * n_in..(i + 1) * n_in];
-        let dst = g.dst_offset + i as u32;
-        for (chunk, (w64, a64)) in row.chunks(64).zip(a.chunks(64)).enumerate() {
-            let mut weights = [0.0f32; 64];
-            for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
-                *slot = (w * x).abs();
-            }
-            let (nonzero, mut heavy) = masks(&weights, w64.len(), split);
-            light += (nonzero.count_ones() - heavy.count_ones()) as usize;
-            while heavy != 0 {
-                let k = heavy.trailing_zeros() as usize;
-                out.put(weights[k], src_offset + (chunk * 64 + k) as u32, dst);
-                heavy &= heavy - 1;
-            }
+    above: f32,
+    src_offset: u32,
+    dst: u32,
+) -> usize {
+    let mut light = 0;
+    for (chunk, (w64, a64)) in row.chunks(64).zip(a.chunks(64)).enumerate() {
+        let mut weights = [0.0f32; 64];
+        for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
+            *slot = (w * x).abs();
+        }
+        let (nonzero, mut heavy) = masks(&weights, w64.len(), above);
+        light += (nonzero.count_ones() - heavy.count_ones()) as usize;
+        while heavy != 0 {
+            let k = heavy.trailing_zeros() as usize;
+            out.put(weights[k], src_offset + (chunk * 64 + k) as u32, dst);
+            heavy &= heavy - 1;
         }
     }
-    out.finish();
-    sink.skipped(light);
+    light
 }
 
 /// For `weights[..n]`: bit k of the first mask is set when weights[k] != 0, of the second when
@@ -781,8 +779,9 @@ fn conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], 
     let n_src = g.input_len();
     let n_dst: usize = g.out_chw.iter().product();
     let (src_offset, dst_offset) = (src_offset as usize, g.dst_offset as usize);
-    if let Some(split) = sink.keeps_heavier_than() {
-        // Only the heavy edges are handed over (see `linear_heavy_edges`).
+    let split = sink.keeps_heavier_than();
+    if let (Some(split), None) = (split, sink.connected_labels()) {
+        // Only the heavier edges are handed over (see `heavy_row`).
         let mut light = 0usize;
         let mut block = [NO_EDGE; BLOCK];
         let mut out = Blocks::new(&mut *sink, &mut block);

@@ -84,12 +84,12 @@ pub struct Persistence {
     /// Units born in the current computation, so that resetting costs O(vertices).
     born: Vec<u32>,
     sort_scratch: Vec<Edge>,
-    /// `compute_from`'s buffers: the edges above the split weight, then the lighter survivors.
-    heavy: Vec<Edge>,
-    survivors: Vec<Edge>,
+    /// `compute_from`'s buffers: the edges a pass keeps, the split weights.
+    kept: Vec<Edge>,
+    splits: Vec<f32>,
     weight_sample: WeightSample,
-    /// A split weight for `compute_from` given by `set_split`.
-    fixed_split: Option<f32>,
+    /// Split weights for `compute_from` given by `set_splits`.
+    fixed_splits: Option<Vec<f32>>,
 }
 
 /// Graphs with at least this many edges are filtered before sorting (see `compute`).
@@ -100,11 +100,14 @@ const FILTER_MIN: usize = 32 * 1024;
 /// 0.08 is 25% slower, 0.2 9%, 0.3 16%.)
 const HEAVY_FRACTION: f64 = 0.13;
 
-/// ... and at least this fraction of each large part's edges (see `place_split`). With random
-/// CCFF weights the conv edges all outweigh the dense ones: a global quantile alone left the
-/// dense layer without heavy edges and made the two passes 60% slower than a stored edge list.
-/// (0.02: trained 1.06 ms, random 1.07 ms per input; 0.05: 1.10 and 1.16 ms.)
+/// ... and each large part's heaviest this fraction of edges come in some pass before the last
+/// (see `place_splits`). With random CCFF weights the conv edges all outweigh the dense ones: a
+/// global quantile alone left the dense layer without heavy edges and made the passes 60% slower
+/// than a stored edge list.
 const PART_FRACTION: f64 = 0.02;
+
+/// Splits closer than this ratio are merged (each pass enumerates the whole graph).
+const BAND_RATIO: f32 = 2.0;
 
 /// `compute_from` places the split from about one in this many edge weights.
 const SAMPLE_STRIDE: usize = 128;
@@ -124,10 +127,10 @@ impl Persistence {
             oldest: Vec::new(),
             born: Vec::new(),
             sort_scratch: Vec::new(),
-            heavy: Vec::new(),
-            survivors: Vec::new(),
+            kept: Vec::new(),
+            splits: Vec::new(),
             weight_sample: WeightSample::default(),
-            fixed_split: None,
+            fixed_splits: None,
         }
     }
 
@@ -154,13 +157,14 @@ impl Persistence {
     }
 
     /// As `compute`, for a graph too large to be worth storing whole: its edges are enumerated
-    /// twice instead. The first pass counts every edge and keeps those heavier than a split
-    /// weight, which go through `compute`'s steps. The second pass keeps the lighter edges whose
-    /// ends are not yet in one component (the others close cycles, counted by |E| - |V| + c), and
-    /// these go through the same steps. The graph may skip, unweighed, the edges a pass does not
-    /// keep (see `EdgeSink`). The split is placed from a sample of the graph's weights so that
-    /// about `HEAVY_FRACTION` of the edges are heavy; any split gives exactly the same diagram,
-    /// a poor one only takes longer.
+    /// a few times instead, once per band of weights between split weights, heaviest band first.
+    /// The first pass counts every edge and keeps those above the first split, which go through
+    /// `compute`'s steps. Each later pass keeps the edges of its band whose ends are not yet in
+    /// one component (the others close cycles, counted by |E| - |V| + c), and these go through
+    /// the same steps; the last band reaches down to the lightest edge. A pass may skip,
+    /// unweighed, the edges it would not keep (see `EdgeSink`). The splits are placed from a
+    /// sample of the graph's weights (`place_splits`); any splits give exactly the same diagram,
+    /// poor ones only take longer.
     pub fn compute_from<G: EdgeSource + ?Sized>(
         &mut self,
         graph: &G,
@@ -169,72 +173,98 @@ impl Persistence {
         out: &mut Diagram,
     ) -> Result<(), GraphError> {
         self.begin(n_units, out);
-        let result = self.two_passes(graph, options, out);
+        let result = self.passes(graph, options, out);
         self.finish(options, out);
         result
     }
 
-    fn two_passes<G: EdgeSource + ?Sized>(
+    fn passes<G: EdgeSource + ?Sized>(
         &mut self,
         graph: &G,
         options: HomologyOptions,
         out: &mut Diagram,
     ) -> Result<(), GraphError> {
-        let split = match self.fixed_split {
-            Some(split) => split,
+        let mut splits = std::mem::take(&mut self.splits);
+        splits.clear();
+        match &self.fixed_splits {
+            Some(fixed) => splits.extend_from_slice(fixed),
             None => {
                 self.weight_sample.clear();
                 graph.sample_weights(SAMPLE_STRIDE, &mut self.weight_sample)?;
-                place_split(&mut self.weight_sample)
+                place_splits(&mut self.weight_sample, &mut splits);
             }
-        };
-        let bound = graph.max_edges() + 1;
+        }
+        let result = self.passes_at(graph, &splits, options, out);
+        self.splits = splits;
+        result
+    }
 
-        let mut heavy = std::mem::take(&mut self.heavy);
-        heavy.clear();
-        heavy.reserve(bound);
+    /// `compute_from`'s passes at the given splits (heaviest first).
+    fn passes_at<G: EdgeSource + ?Sized>(
+        &mut self,
+        graph: &G,
+        splits: &[f32],
+        options: HomologyOptions,
+        out: &mut Diagram,
+    ) -> Result<(), GraphError> {
+        let bound = graph.max_edges() + 1;
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.clear();
+        kept.reserve(bound);
         let mut first = HeavyEdges {
-            split,
-            edges: heavy.spare_capacity_mut(),
+            split: splits[0],
+            edges: kept.spare_capacity_mut(),
             len: 0,
             n_edges: 0,
         };
         let result = graph.for_each_edge(&mut first);
         let (n_heavy, n_edges) = (first.len, first.n_edges);
         // SAFETY: `HeavyEdges` wrote every slot below `len`.
-        unsafe { heavy.set_len(n_heavy) };
+        unsafe { kept.set_len(n_heavy) };
         if result.is_ok() {
             out.n_edges = n_edges as u64;
-            self.reduce(&mut heavy, options, out);
+            self.reduce(&mut kept, options, out);
         }
-        self.heavy = heavy;
-        result?;
-
-        let mut survivors = std::mem::take(&mut self.survivors);
-        survivors.clear();
-        survivors.reserve(bound);
-        let mut second = LightEdges {
-            split,
-            comp: &self.comp,
-            survivors: survivors.spare_capacity_mut(),
-            kept: 0,
-            h1: options.h1_diagram.then_some(&mut out.h1),
-        };
-        let result = graph.for_each_edge(&mut second);
-        let kept = second.kept;
-        // SAFETY: `LightEdges` wrote every slot below `kept`.
-        unsafe { survivors.set_len(kept) };
-        if result.is_ok() {
-            self.reduce(&mut survivors, options, out);
+        // Then each band of lighter weights, down to the rest (above -1: every weight).
+        let lower = splits[1..].iter().copied().chain([-1.0]);
+        for (above, at_most) in lower.zip(splits.iter().copied()) {
+            if result.is_err() {
+                break;
+            }
+            kept.clear();
+            let mut band = Unconnected {
+                above,
+                at_most,
+                comp: &self.comp,
+                kept: kept.spare_capacity_mut(),
+                len: 0,
+                h1: options.h1_diagram.then_some(&mut out.h1),
+            };
+            let result = graph.for_each_edge(&mut band);
+            let len = band.len;
+            // SAFETY: `Unconnected` wrote every slot below `len`.
+            unsafe { kept.set_len(len) };
+            if result.is_err() {
+                self.kept = kept;
+                return result;
+            }
+            self.reduce(&mut kept, options, out);
         }
-        self.survivors = survivors;
+        self.kept = kept;
         result
     }
 
-    /// Makes `compute_from` split at this weight instead of placing the split itself. The
-    /// diagram does not depend on it; tests use it to try any split.
-    pub fn set_split(&mut self, split: Option<f32>) {
-        self.fixed_split = split;
+    /// Makes `compute_from` use these split weights instead of placing its own. The diagram
+    /// does not depend on them; tests use it to try any splits.
+    pub fn set_splits(&mut self, splits: Option<Vec<f32>>) {
+        self.fixed_splits = splits.map(|mut s| {
+            s.sort_by(|a, b| b.total_cmp(a));
+            s.dedup();
+            if s.is_empty() {
+                s.push(f32::INFINITY);
+            }
+            s
+        });
     }
 
     /// The rounds of `compute` on `edges` (reordered), adding to `out`.
@@ -403,34 +433,36 @@ impl EdgeSink for HeavyEdges<'_> {
     }
 }
 
-/// `compute_from`'s second pass: keeps the edges whose ends are not in one component after the
-/// heavy edges (`comp` holds the component labels), in order; these are all light, and the
-/// others close cycles.
-struct LightEdges<'a> {
-    split: f32,
+/// `compute_from`'s later passes: keeps the edges heavier than `above` whose ends are not in one
+/// component after the earlier passes (`comp` holds the component labels), in order; the others
+/// close cycles. Edges heavier than `at_most` need no test of their own: they were swept or
+/// found closing cycles before, so their ends are connected.
+struct Unconnected<'a> {
+    above: f32,
+    at_most: f32,
     comp: &'a [u32],
-    survivors: &'a mut [MaybeUninit<Edge>],
-    kept: usize,
+    kept: &'a mut [MaybeUninit<Edge>],
+    len: usize,
     /// The H1 births, when the diagram is asked for (then every edge must be seen).
     h1: Option<&'a mut Vec<f32>>,
 }
 
-impl EdgeSink for LightEdges<'_> {
+impl EdgeSink for Unconnected<'_> {
     fn extend(&mut self, block: &[Edge]) {
-        let (split, comp, mut kept) = (self.split, self.comp, self.kept);
-        // Heavy edges need no test of their own: after their sweep, their ends are connected.
-        // Branch-free on the cycle test, which is unpredictable.
+        let (above, comp, mut len) = (self.above, self.comp, self.len);
+        // Branch-free on the tests, which are unpredictable.
         for &edge in block {
             let cu = comp[edge.src as usize];
             let cycle = (cu != UNBORN) & (cu == comp[edge.dst as usize]);
-            self.survivors[kept].write(edge);
-            kept += !cycle as usize;
+            self.kept[len].write(edge);
+            len += (!cycle & (edge.weight > above)) as usize;
         }
-        self.kept = kept;
+        self.len = len;
         if let Some(h1) = self.h1.as_mut() {
             for edge in block {
                 let cu = comp[edge.src as usize];
-                if edge.weight <= split && cu != UNBORN && cu == comp[edge.dst as usize] {
+                let in_band = edge.weight > above && edge.weight <= self.at_most;
+                if in_band && cu != UNBORN && cu == comp[edge.dst as usize] {
                     h1.push(edge.weight);
                 }
             }
@@ -438,31 +470,46 @@ impl EdgeSink for LightEdges<'_> {
     }
 
     fn connected_labels(&self) -> Option<&[u32]> {
-        // With the H1 diagram asked for, every light cycle's weight is needed.
+        // With the H1 diagram asked for, every cycle's weight is needed.
         match self.h1 {
             Some(_) => None,
             None => Some(self.comp),
         }
     }
+
+    fn keeps_heavier_than(&self) -> Option<f32> {
+        // Lighter edges belong to later bands (the count of edges is the first pass's).
+        Some(self.above)
+    }
 }
 
-/// The split weight: about `HEAVY_FRACTION` of all edges above it, lowered where needed so that
-/// every large part of the graph (every big layer, whatever its weights' scale) has at least
-/// `PART_FRACTION` of its edges above it: a layer without heavy edges leaves its units
-/// unconnected, and nearly all its edges would survive the second pass. Parts with under 5% of
-/// the sample are left out.
-fn place_split(sample: &mut WeightSample) -> f32 {
+/// The split weights, heaviest first. The first has about `HEAVY_FRACTION` of all edges above
+/// it. A large part of the graph (a big layer) whose weights are on a lighter scale would get
+/// few edges above it, leave its units unconnected, and nearly all its edges would survive the
+/// next pass: so each large part's `PART_FRACTION` quantile that lies well below the splits so
+/// far is a split too, and its band a pass of its own. Parts with under 5% of the sample are
+/// left out.
+fn place_splits(sample: &mut WeightSample, splits: &mut Vec<f32>) {
     let total = sample.weights.len();
-    let mut split = f32::INFINITY;
     let mut start = 0;
     for &end in &sample.part_ends {
         let part = &mut sample.weights[start..end];
         if !part.is_empty() && part.len() * 20 >= total {
-            split = split.min(quantile(part, PART_FRACTION));
+            splits.push(quantile(part, PART_FRACTION));
         }
         start = end;
     }
-    split.min(quantile(&mut sample.weights, HEAVY_FRACTION))
+    let first = quantile(&mut sample.weights, HEAVY_FRACTION);
+    splits.sort_by(|a, b| b.total_cmp(a));
+    let mut last = first;
+    splits.retain(|&s| {
+        let keep = s < last / BAND_RATIO;
+        if keep {
+            last = s;
+        }
+        keep
+    });
+    splits.insert(0, first);
 }
 
 /// The weight with about `fraction` of a sample above it.
@@ -694,7 +741,7 @@ mod tests {
     }
 
     #[test]
-    fn split_leaves_heavy_edges_in_every_large_part() {
+    fn every_large_part_gets_heavy_edges_in_some_pass() {
         // Part 1: 1000 weights 1..=1000; part 2: 1000 weights a hundred times lighter; part 3:
         // 10 tiny weights (under 5% of the sample: ignored).
         let mut sample = WeightSample::default();
@@ -704,16 +751,21 @@ mod tests {
         sample.end_part();
         sample.weights.extend((1..=10).map(|i| i as f32 * 1e-6));
         sample.end_part();
-        let split = place_split(&mut sample);
-        // 13% of all is inside part 1 (> 700): part 2 would get nothing, so the split drops to
-        // part 2's top 2% (about 9.8).
-        assert!(split > 9.0 && split < 10.0, "{split}");
+        let mut splits = Vec::new();
+        place_splits(&mut sample, &mut splits);
+        // 13% of all lies inside part 1 (about 740); part 2 would get no edge above it, so its
+        // top 2% (about 9.8) starts a band of its own; part 1's top 2% is above the first split.
+        assert_eq!(splits.len(), 2, "{splits:?}");
+        assert!(splits[0] > 730.0 && splits[0] < 750.0, "{splits:?}");
+        assert!(splits[1] > 9.0 && splits[1] < 10.0, "{splits:?}");
         // One part alone: its own 13% quantile.
         let mut one = WeightSample::default();
         one.weights.extend((1..=1000).map(|i| i as f32));
         one.end_part();
-        let split = place_split(&mut one);
-        assert!(split > 860.0 && split < 880.0, "{split}");
+        splits.clear();
+        place_splits(&mut one, &mut splits);
+        assert_eq!(splits.len(), 1, "{splits:?}");
+        assert!(splits[0] > 860.0 && splits[0] < 880.0, "{splits:?}");
     }
 
     #[test]

@@ -290,8 +290,8 @@ proptest! {
         Persistence::new().compute(&mut edges.clone(), plan.n_units, opts, &mut stored);
 
         let mut p = Persistence::new();
-        // 9: the split actopo places itself
-        p.set_split((split != 9).then_some(split as f32));
+        // 9: the splits actopo places itself; else one split, or two (split and split / 3)
+        p.set_splits((split != 9).then(|| if split % 2 == 0 { vec![split as f32] } else { vec![split as f32, split as f32 / 3.0] }));
         let mut two_pass = Diagram::default();
         p.compute_from(&NetworkEdges { plan: &plan, inputs: &inputs }, plan.n_units, opts, &mut two_pass).unwrap();
         prop_assert_eq!(two_pass, stored);
@@ -357,7 +357,7 @@ fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
     let mut stored = Diagram::default();
     Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
     let mut p = Persistence::new();
-    p.set_split(Some(5.0));
+    p.set_splits(Some(vec![5.0]));
     let mut two_pass = Diagram::default();
     let graph = NetworkEdges {
         plan: &plan,

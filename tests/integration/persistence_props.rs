@@ -267,9 +267,9 @@ proptest! {
 }
 
 /// `compute_from` (two enumerations around a split weight) with the split given.
-fn two_pass(edges: &[Edge], n: usize, opts: HomologyOptions, split: Option<f32>) -> Diagram {
+fn two_pass(edges: &[Edge], n: usize, opts: HomologyOptions, splits: Option<Vec<f32>>) -> Diagram {
     let mut p = Persistence::new();
-    p.set_split(split);
+    p.set_splits(splits);
     let mut d = Diagram::default();
     p.compute_from(edges, n, opts, &mut d).unwrap();
     d
@@ -279,10 +279,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn two_pass_equals_stored_for_any_split((n, edges) in graphs(), split in 0u8..8, keep_zero in any::<bool>(), h1 in any::<bool>()) {
+    fn two_pass_equals_stored_for_any_split((n, edges) in graphs(), splits in proptest::collection::vec(0u8..7, 0..4), placed in any::<bool>(), keep_zero in any::<bool>(), h1 in any::<bool>()) {
         let opts = HomologyOptions { keep_zero_persistence: keep_zero, h1_diagram: h1 };
-        // splits below, between and above the weights (0.5 .. 2.5), ties included; 7: placed by actopo
-        let split = (split != 7).then_some(split as f32 * 0.5);
+        // up to 3 splits below, between and above the weights (0.5 .. 2.5), ties included; or
+        // placed by actopo
+        let split = (!placed).then(|| splits.iter().map(|&s| s as f32 * 0.5).collect());
         prop_assert_eq!(two_pass(&edges, n, opts, split), ours(&edges, n, opts));
     }
 }
@@ -291,9 +292,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     #[test]
-    fn two_pass_equals_stored_on_large_graphs((n, edges) in huge_graphs(), pick in 0usize..1000, h1 in any::<bool>()) {
+    fn two_pass_equals_stored_on_large_graphs((n, edges) in huge_graphs(), picks in proptest::collection::vec(0usize..1000, 1..4), h1 in any::<bool>()) {
         let opts = HomologyOptions { keep_zero_persistence: false, h1_diagram: h1 };
-        let split = Some(edges[pick * edges.len() / 1000].weight);
+        let split = Some(picks.iter().map(|&p| edges[p * edges.len() / 1000].weight).collect());
         prop_assert_eq!(two_pass(&edges, n, opts, split), ours(&edges, n, opts));
     }
 }
