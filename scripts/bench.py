@@ -48,7 +48,7 @@ def timed(cmd):
 
 
 def actopo_run(config, out, images, workers, extra=()):
-    cmd = [BIN, "run", str(config), "--set", f"data.limit={images}", "--set", f"pipeline.workers={workers}",
+    cmd = [BIN, "run", str(config), "--overwrite", "--set", f"data.limit={images}", "--set", f"pipeline.workers={workers}",
            "--set", f'output.dir="{out}"', "--set", "output.diagrams=true", *extra]
     return timed(cmd)
 
@@ -128,7 +128,7 @@ def alexnet(folder, n_images, workers):
         f'[model]\nspec = "alexnet.toml"\ndevice = "cpu"\n[data]\nshards = ["cifar-like.npz"]\n'
         f'[pipeline]\nbatch_size = 8\n[output]\ndiagrams = false\n')
     out = folder / f"alexnet-out-{workers}"
-    wall, rss, err = timed([BIN, "run", str(folder / "alexnet-run.toml"), "--set", f"pipeline.workers={workers}",
+    wall, rss, err = timed([BIN, "run", str(folder / "alexnet-run.toml"), "--overwrite", "--set", f"pipeline.workers={workers}",
                             "--set", f'output.dir="{out}"'])
     rows = pq.read_table(out / "summary/cifar-like.parquet").to_pylist()
     inspect = subprocess.run([BIN, "inspect", str(folder / "alexnet.toml")], capture_output=True, text=True).stdout
