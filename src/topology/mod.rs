@@ -1,12 +1,13 @@
 //! The topology core: activation graphs and their persistence, in pure Rust (no tch).
 //!
-//! - `graph`: unit numbering and sparse edge enumeration for linear, conv and pool layers;
+//! - `graph`: unit numbering and sparse edge enumeration for linear, conv and pool layers, into
+//!   sinks that may keep only some edges (`EdgeSink`, `EdgeSource`);
 //! - `persistence`: radix sort + union-find superlevel persistence (H0 pairs with their killing
-//!   edges, essential H0, H1);
+//!   edges, essential H0, H1), filtering cycle edges before sorting;
 //! - `summary`: the per-diagram statistics written to the summary table.
 //!
-//! `Workspace` ties them together for one sample and owns every buffer, so a worker thread that
-//! keeps one `Workspace` allocates nothing per sample once warmed up.
+//! `Workspace` ties them together for one sample and owns the large buffers, so a worker thread
+//! that keeps one `Workspace` allocates only a few small vectors per sample once warmed up.
 
 pub mod graph;
 pub mod persistence;

@@ -1,7 +1,10 @@
 //! Superlevel persistence of a weighted graph (design.md section 2).
 //!
 //! Edges are sorted heaviest first (a stable radix sort on the f32 bits) and swept once while
-//! tracking connected components.
+//! tracking connected components. Only edges that merge components need meeting in order, so
+//! edges that close cycles are filtered out unsorted wherever possible: `compute` on a stored edge
+//! list, `compute_from` on a graph enumerated in weight bands without storing it (the `network`
+//! scope; README "How it scales").
 //! A vertex is born at the first edge that touches it, which is its heaviest incident edge, so the
 //! `max_incident` birth rule costs nothing extra. When an edge joins two components the younger one
 //! (smaller oldest birth) dies at the edge's weight (the elder rule); an edge inside one component
