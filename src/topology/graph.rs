@@ -168,26 +168,56 @@ impl EdgeSource for [Edge] {
     }
 }
 
-/// The `network` graph of one sample: every graph op's edges, op by op.
-pub struct NetworkEdges<'a> {
-    pub plan: &'a GraphPlan,
+/// One scope's graph of one sample: the edges of a range of graph ops, op by op (all of them for
+/// the `network` scope, one for a `layers` scope).
+pub struct SampleGraph<'a> {
+    plan: &'a GraphPlan,
     /// `inputs[i]` is the input activation of graph op `i`.
-    pub inputs: &'a [&'a [f32]],
+    inputs: &'a [&'a [f32]],
+    ops: std::ops::Range<usize>,
 }
 
-impl EdgeSource for NetworkEdges<'_> {
-    fn max_edges(&self) -> usize {
-        self.plan.max_edges()
+impl<'a> SampleGraph<'a> {
+    /// The `network` scope. `inputs[i]` is the input activation of graph op `i`.
+    pub fn network(plan: &'a GraphPlan, inputs: &'a [&'a [f32]]) -> Result<Self, GraphError> {
+        Self::ops(plan, inputs, 0..plan.ops.len())
     }
-    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError> {
-        if self.inputs.len() != self.plan.ops.len() {
+
+    /// The `layers` scope of graph op `op`.
+    pub fn layer(
+        plan: &'a GraphPlan,
+        inputs: &'a [&'a [f32]],
+        op: usize,
+    ) -> Result<Self, GraphError> {
+        Self::ops(plan, inputs, op..op + 1)
+    }
+
+    fn ops(
+        plan: &'a GraphPlan,
+        inputs: &'a [&'a [f32]],
+        ops: std::ops::Range<usize>,
+    ) -> Result<Self, GraphError> {
+        if inputs.len() != plan.ops.len() {
             return Err(GraphError::OpCount {
-                expected: self.plan.ops.len(),
-                got: self.inputs.len(),
+                expected: plan.ops.len(),
+                got: inputs.len(),
             });
         }
-        for (i, input) in self.inputs.iter().enumerate() {
-            self.plan.emit_op_edges(i, input, sink)?;
+        Ok(SampleGraph { plan, inputs, ops })
+    }
+}
+
+impl EdgeSource for SampleGraph<'_> {
+    fn max_edges(&self) -> usize {
+        self.plan.ops[self.ops.clone()]
+            .iter()
+            .map(GraphOp::max_edges)
+            .sum()
+    }
+
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError> {
+        for i in self.ops.clone() {
+            self.plan.emit_op_edges(i, self.inputs[i], sink)?;
         }
         Ok(())
     }
@@ -195,7 +225,8 @@ impl EdgeSource for NetworkEdges<'_> {
     /// Dense and conv layers hold most edges: they are sampled at strided positions of their
     /// (weight, input) pairs without enumerating them; pools are enumerated.
     fn sample_weights(&self, every: usize, sample: &mut WeightSample) -> Result<(), GraphError> {
-        for (i, input) in self.inputs.iter().enumerate() {
+        for i in self.ops.clone() {
+            let input = self.inputs[i];
             let out = &mut sample.weights;
             let op = &self.plan.ops[i];
             if op.src_offset.is_none() || input.len() != op.input_len() {

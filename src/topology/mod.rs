@@ -14,7 +14,7 @@ pub mod persistence;
 pub mod summary;
 
 pub use graph::{
-    Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, NetworkEdges,
+    Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, SampleGraph,
     VertexBirth, VertexLayer, WeightSample,
 };
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
@@ -47,7 +47,6 @@ pub struct ScopeDiagram {
 /// Per-thread buffers for computing a sample's diagrams.
 #[derive(Debug)]
 pub struct Workspace {
-    layer_edges: Vec<Edge>,
     persistence: Persistence,
 }
 
@@ -60,7 +59,6 @@ impl Default for Workspace {
 impl Workspace {
     pub fn new() -> Self {
         Workspace {
-            layer_edges: Vec::new(),
             persistence: Persistence::new(),
         }
     }
@@ -79,9 +77,9 @@ impl Workspace {
         let n_scopes = scopes.network as usize + if scopes.layers { plan.ops.len() } else { 0 };
         out.resize_with(n_scopes, ScopeDiagram::default);
         let mut slot = 0;
+        // Graphs are enumerated a few times rather than stored (see `compute_from`).
         if scopes.network {
-            // The whole graph is enumerated twice rather than stored (see `compute_from`).
-            let graph = NetworkEdges { plan, inputs };
+            let graph = SampleGraph::network(plan, inputs)?;
             out[0].scope.clear();
             out[0].scope.push_str("network");
             self.persistence
@@ -89,24 +87,17 @@ impl Workspace {
             slot = 1;
         }
         if scopes.layers {
-            if inputs.len() != plan.ops.len() {
-                return Err(GraphError::OpCount {
-                    expected: plan.ops.len(),
-                    got: inputs.len(),
-                });
-            }
             for (i, op) in plan.ops.iter().enumerate() {
-                self.layer_edges.clear();
-                plan.op_edges(i, inputs[i], &mut self.layer_edges)?;
+                let graph = SampleGraph::layer(plan, inputs, i)?;
                 let target = &mut out[slot];
                 target.scope.clear();
                 target.scope.push_str(&op.name);
-                self.persistence.compute(
-                    &mut self.layer_edges,
+                self.persistence.compute_from(
+                    &graph,
                     plan.n_units,
                     homology,
                     &mut target.diagram,
-                );
+                )?;
                 slot += 1;
             }
         }

@@ -264,7 +264,7 @@ proptest! {
 
     #[test]
     fn two_pass_network_persistence_equals_stored_edges(seed in any::<u32>(), split in 0u8..10, h1 in any::<bool>(), argmax in any::<bool>()) {
-        use actopo::topology::{Diagram, HomologyOptions, NetworkEdges, Persistence};
+        use actopo::topology::{Diagram, HomologyOptions, Persistence, SampleGraph};
         let net = mixed_network();
         let mut rng = seed as u64 | 1;
         let mut next = move || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
@@ -293,8 +293,18 @@ proptest! {
         // 9: the splits actopo places itself; else one split, or two (split and split / 3)
         p.set_splits((split != 9).then(|| if split % 2 == 0 { vec![split as f32] } else { vec![split as f32, split as f32 / 3.0] }));
         let mut two_pass = Diagram::default();
-        p.compute_from(&NetworkEdges { plan: &plan, inputs: &inputs }, plan.n_units, opts, &mut two_pass).unwrap();
+        p.compute_from(&SampleGraph::network(&plan, &inputs).unwrap(), plan.n_units, opts, &mut two_pass).unwrap();
         prop_assert_eq!(two_pass, stored);
+        // Each layer's graph alone too (the `layers` scope).
+        for op in 0..plan.ops.len() {
+            let mut edges = Vec::new();
+            plan.op_edges(op, inputs[op], &mut edges).unwrap();
+            let mut stored = Diagram::default();
+            Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
+            let mut banded = Diagram::default();
+            p.compute_from(&SampleGraph::layer(&plan, &inputs, op).unwrap(), plan.n_units, opts, &mut banded).unwrap();
+            prop_assert_eq!(banded, stored, "layer {}", op);
+        }
     }
 }
 
@@ -323,7 +333,7 @@ fn overflowing_edge_weight_is_an_error_but_a_large_bound_alone_is_not() {
 
 #[test]
 fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
-    use actopo::topology::{Diagram, HomologyOptions, NetworkEdges, Persistence};
+    use actopo::topology::{Diagram, HomologyOptions, Persistence, SampleGraph};
     // Heavy diagonal weights pair input i with output i: after the heavy pass every output is
     // in its own component, more labels than the dense layer caches.
     let n = 48;
@@ -359,10 +369,7 @@ fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
     let mut p = Persistence::new();
     p.set_splits(Some(vec![5.0]));
     let mut two_pass = Diagram::default();
-    let graph = NetworkEdges {
-        plan: &plan,
-        inputs: &inputs,
-    };
+    let graph = SampleGraph::network(&plan, &inputs).unwrap();
     p.compute_from(&graph, plan.n_units, opts, &mut two_pass)
         .unwrap();
     assert_eq!(two_pass, stored);
