@@ -22,7 +22,7 @@ pub struct Edge {
 }
 
 /// Where edge enumeration puts the edges: a `Vec`, or a filter that keeps only some of them
-/// (persistence enumerates a large graph twice rather than storing every edge; see `EdgeSource`).
+/// (persistence enumerates a graph a few times rather than storing every edge; see `EdgeSource`).
 /// Edges arrive in blocks, in enumeration order, so a sink's per-edge work runs in its own tight
 /// loop with its counters in registers.
 pub trait EdgeSink {
