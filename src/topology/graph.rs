@@ -67,7 +67,8 @@ struct Blocks<'s, S: EdgeSink> {
     len: usize,
 }
 
-const NO_EDGE: Edge = Edge {
+/// A placeholder for buffers that are written before they are read.
+pub(crate) const NO_EDGE: Edge = Edge {
     weight: 0.0,
     src: 0,
     dst: 0,
@@ -103,18 +104,17 @@ pub trait EdgeSource {
     /// Upper bound on the number of edges.
     fn max_edges(&self) -> usize;
     /// Pushes every edge, in enumeration order, into `sink`.
-    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError>;
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S);
 
     /// Adds about one in `every` edge weights, spread over the graph, to `out` (to place a split
     /// weight; it need not be exact). By default every `every`-th edge enumerated, in one part.
-    fn sample_weights(&self, every: usize, out: &mut WeightSample) -> Result<(), GraphError> {
+    fn sample_weights(&self, every: usize, out: &mut WeightSample) {
         self.for_each_edge(&mut EveryNth {
             every,
             seen: 0,
             out: &mut out.weights,
-        })?;
+        });
         out.end_part();
-        Ok(())
     }
 }
 
@@ -160,16 +160,16 @@ impl EdgeSource for [Edge] {
     fn max_edges(&self) -> usize {
         self.len()
     }
-    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError> {
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) {
         for block in self.chunks(BLOCK) {
             sink.extend(block);
         }
-        Ok(())
     }
 }
 
 /// One scope's graph of one sample: the edges of a range of graph ops, op by op (all of them for
-/// the `network` scope, one for a `layers` scope).
+/// the `network` scope, one for a `layers` scope). The inputs are checked once, when it is made,
+/// so that it can be enumerated any number of times.
 pub struct SampleGraph<'a> {
     plan: &'a GraphPlan,
     /// `inputs[i]` is the input activation of graph op `i`.
@@ -203,6 +203,9 @@ impl<'a> SampleGraph<'a> {
                 got: inputs.len(),
             });
         }
+        for op in ops.clone() {
+            plan.check_input(op, inputs[op])?;
+        }
         Ok(SampleGraph { plan, inputs, ops })
     }
 }
@@ -215,21 +218,20 @@ impl EdgeSource for SampleGraph<'_> {
             .sum()
     }
 
-    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) -> Result<(), GraphError> {
+    fn for_each_edge<S: EdgeSink>(&self, sink: &mut S) {
         for i in self.ops.clone() {
-            self.plan.emit_op_edges(i, self.inputs[i], sink)?;
+            self.plan.emit_edges(i, self.inputs[i], sink);
         }
-        Ok(())
     }
 
     /// Dense and conv layers hold most edges: they are sampled at strided positions of their
     /// (weight, input) pairs without enumerating them; pools are enumerated.
-    fn sample_weights(&self, every: usize, sample: &mut WeightSample) -> Result<(), GraphError> {
+    fn sample_weights(&self, every: usize, sample: &mut WeightSample) {
         for i in self.ops.clone() {
             let input = self.inputs[i];
             let out = &mut sample.weights;
             let op = &self.plan.ops[i];
-            if op.src_offset.is_none() || input.len() != op.input_len() {
+            if op.src_offset.is_none() {
                 sample.end_part();
                 continue;
             }
@@ -250,12 +252,11 @@ impl EdgeSource for SampleGraph<'_> {
                         seen: 0,
                         out: &mut *out,
                     };
-                    self.plan.emit_op_edges(i, input, &mut sink)?;
+                    self.plan.emit_edges(i, input, &mut sink);
                 }
             }
             sample.end_part();
         }
-        Ok(())
     }
 }
 
@@ -586,16 +587,14 @@ impl GraphPlan {
         input: &[f32],
         out: &mut Vec<Edge>,
     ) -> Result<(), GraphError> {
-        self.emit_op_edges(op, input, out)
+        self.check_input(op, input)?;
+        self.emit_edges(op, input, out);
+        Ok(())
     }
 
-    /// As `op_edges`, into any sink. Nothing is pushed when the input is rejected.
-    pub fn emit_op_edges<S: EdgeSink>(
-        &self,
-        op: usize,
-        input: &[f32],
-        sink: &mut S,
-    ) -> Result<(), GraphError> {
+    /// Checks graph op `op`'s input for one sample: its length, that every value is finite, and
+    /// that no edge weight overflows f32.
+    fn check_input(&self, op: usize, input: &[f32]) -> Result<(), GraphError> {
         let g = &self.ops[op];
         if input.len() != g.input_len() {
             return Err(GraphError::InputLength {
@@ -615,41 +614,35 @@ impl GraphPlan {
             }
             max_abs_input = max_abs_input.max(value.abs());
         }
-        let Some(src_offset) = g.src_offset else {
-            return Ok(());
-        };
         if !(g.max_abs_weight * max_abs_input).is_finite() {
-            // Some product may overflow: look at every edge before handing any to the sink.
+            // Some product may overflow: look at every edge.
             let mut probe = Vec::new();
-            self.emit_geometry(g, src_offset, input, &mut probe);
+            self.emit_edges(op, input, &mut probe);
             if probe.iter().any(|e| e.weight.is_infinite()) {
                 return Err(GraphError::Overflow {
                     layer: g.name.clone(),
                 });
             }
         }
-        self.emit_geometry(g, src_offset, input, sink);
         Ok(())
     }
 
-    fn emit_geometry<S: EdgeSink>(
-        &self,
-        g: &GraphOp,
-        src_offset: u32,
-        input: &[f32],
-        sink: &mut S,
-    ) {
-        let out = sink;
+    /// Hands graph op `op`'s edges for one (checked) input to `sink`.
+    fn emit_edges<S: EdgeSink>(&self, op: usize, input: &[f32], sink: &mut S) {
+        let g = &self.ops[op];
+        let Some(src_offset) = g.src_offset else {
+            return;
+        };
         match &g.geometry {
-            Geometry::Linear => linear_edges(g, src_offset, input, out),
-            Geometry::Conv(c) => conv_edges(g, c, src_offset, input, out),
+            Geometry::Linear => linear_edges(g, src_offset, input, sink),
+            Geometry::Conv(c) => conv_edges(g, c, src_offset, input, sink),
             Geometry::MaxPool(p) => match self.options.maxpool_edges {
-                MaxPoolEdges::All => pool_edges(g, p, src_offset, input, 1.0, out),
-                MaxPoolEdges::Argmax => maxpool_argmax_edges(g, p, src_offset, input, out),
+                MaxPoolEdges::All => pool_edges(g, p, src_offset, input, 1.0, sink),
+                MaxPoolEdges::Argmax => maxpool_argmax_edges(g, p, src_offset, input, sink),
             },
             Geometry::AvgPool(p) => {
                 let area = (p.kernel[0] * p.kernel[1]) as f32;
-                pool_edges(g, p, src_offset, input, area, out)
+                pool_edges(g, p, src_offset, input, area, sink)
             }
         }
     }

@@ -45,22 +45,14 @@ pub struct ScopeDiagram {
 }
 
 /// Per-thread buffers for computing a sample's diagrams.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Workspace {
     persistence: Persistence,
 }
 
-impl Default for Workspace {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Workspace {
     pub fn new() -> Self {
-        Workspace {
-            persistence: Persistence::new(),
-        }
+        Self::default()
     }
 
     /// Computes the requested scopes for one sample. `inputs[i]` is the input activation of graph
@@ -83,7 +75,7 @@ impl Workspace {
             out[0].scope.clear();
             out[0].scope.push_str("network");
             self.persistence
-                .compute_from(&graph, plan.n_units, homology, &mut out[0].diagram)?;
+                .compute_from(&graph, plan.n_units, homology, &mut out[0].diagram);
             slot = 1;
         }
         if scopes.layers {
@@ -92,12 +84,8 @@ impl Workspace {
                 let target = &mut out[slot];
                 target.scope.clear();
                 target.scope.push_str(&op.name);
-                self.persistence.compute_from(
-                    &graph,
-                    plan.n_units,
-                    homology,
-                    &mut target.diagram,
-                )?;
+                self.persistence
+                    .compute_from(&graph, plan.n_units, homology, &mut target.diagram);
                 slot += 1;
             }
         }

@@ -12,7 +12,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::graph::{Edge, EdgeSink, EdgeSource, GraphError, WeightSample};
+use super::graph::{Edge, EdgeSink, EdgeSource, WeightSample, NO_EDGE};
 
 /// The `[homology]` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,19 +65,13 @@ impl Diagram {
 /// `comp` of a unit that is not (yet) a vertex; the "no label" of `EdgeSink::connected_labels`.
 const UNBORN: u32 = super::graph::NO_LABEL;
 
-impl Default for Persistence {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// A reusable persistence workspace: component labels over unit ids and a sort buffer.
 ///
 /// Components are kept as "quick-find" labels: `comp[v]` is v's component id, so checking whether an
 /// edge closes a cycle is two loads. A merge relabels the smaller component (its members are a
 /// circular list through `next`), so a vertex is relabelled at most log2(|V|) times. Almost every
 /// edge of an activation graph closes a cycle, so cheap checks matter more than cheap merges.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Persistence {
     comp: Vec<u32>,
     next: Vec<u32>,
@@ -118,26 +112,9 @@ const BAND_RATIO: f32 = 2.0;
 /// `compute_from` places the split from about one in this many edge weights.
 const SAMPLE_STRIDE: usize = 128;
 
-const NO_EDGE: Edge = Edge {
-    weight: 0.0,
-    src: 0,
-    dst: 0,
-};
-
 impl Persistence {
     pub fn new() -> Self {
-        Persistence {
-            comp: Vec::new(),
-            next: Vec::new(),
-            size: Vec::new(),
-            oldest: Vec::new(),
-            born: Vec::new(),
-            sort_scratch: Vec::new(),
-            kept: Vec::new(),
-            splits: Vec::new(),
-            weight_sample: WeightSample::default(),
-            fixed_splits: None,
-        }
+        Self::default()
     }
 
     /// Computes the diagram of the graph whose edges are `edges` over unit ids `0..n_units`.
@@ -177,66 +154,49 @@ impl Persistence {
         n_units: usize,
         options: HomologyOptions,
         out: &mut Diagram,
-    ) -> Result<(), GraphError> {
+    ) {
         self.begin(n_units, out);
-        let result = self.passes(graph, options, out);
-        self.finish(options, out);
-        result
-    }
-
-    fn passes<G: EdgeSource + ?Sized>(
-        &mut self,
-        graph: &G,
-        options: HomologyOptions,
-        out: &mut Diagram,
-    ) -> Result<(), GraphError> {
         let mut splits = std::mem::take(&mut self.splits);
         splits.clear();
         match &self.fixed_splits {
             Some(fixed) => splits.extend_from_slice(fixed),
             None => {
                 self.weight_sample.clear();
-                graph.sample_weights(SAMPLE_STRIDE, &mut self.weight_sample)?;
+                graph.sample_weights(SAMPLE_STRIDE, &mut self.weight_sample);
                 place_splits(&mut self.weight_sample, &mut splits);
             }
         }
-        let result = self.passes_at(graph, &splits, options, out);
+        self.passes(graph, &splits, options, out);
         self.splits = splits;
-        result
+        self.finish(options, out);
     }
 
     /// `compute_from`'s passes at the given splits (heaviest first).
-    fn passes_at<G: EdgeSource + ?Sized>(
+    fn passes<G: EdgeSource + ?Sized>(
         &mut self,
         graph: &G,
         splits: &[f32],
         options: HomologyOptions,
         out: &mut Diagram,
-    ) -> Result<(), GraphError> {
-        let bound = graph.max_edges() + 1;
+    ) {
         let mut kept = std::mem::take(&mut self.kept);
         kept.clear();
-        kept.reserve(bound);
+        kept.reserve(graph.max_edges() + 1);
         let mut first = HeavyEdges {
             split: splits[0],
             edges: kept.spare_capacity_mut(),
             len: 0,
             n_edges: 0,
         };
-        let result = graph.for_each_edge(&mut first);
+        graph.for_each_edge(&mut first);
         let (n_heavy, n_edges) = (first.len, first.n_edges);
         // SAFETY: `HeavyEdges` wrote every slot below `len`.
         unsafe { kept.set_len(n_heavy) };
-        if result.is_ok() {
-            out.n_edges = n_edges as u64;
-            self.reduce(&mut kept, options, out);
-        }
+        out.n_edges = n_edges as u64;
+        self.reduce(&mut kept, options, out);
         // Then each band of lighter weights, down to the rest (above -1: every weight).
         let lower = splits[1..].iter().copied().chain([-1.0]);
         for (above, at_most) in lower.zip(splits.iter().copied()) {
-            if result.is_err() {
-                break;
-            }
             kept.clear();
             let mut band = Unconnected {
                 above,
@@ -246,18 +206,13 @@ impl Persistence {
                 len: 0,
                 h1: options.h1_diagram.then_some(&mut out.h1),
             };
-            let result = graph.for_each_edge(&mut band);
+            graph.for_each_edge(&mut band);
             let len = band.len;
             // SAFETY: `Unconnected` wrote every slot below `len`.
             unsafe { kept.set_len(len) };
-            if result.is_err() {
-                self.kept = kept;
-                return result;
-            }
             self.reduce(&mut kept, options, out);
         }
         self.kept = kept;
-        result
     }
 
     /// Makes `compute_from` use these split weights instead of placing its own. The diagram
