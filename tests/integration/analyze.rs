@@ -13,6 +13,8 @@ use arrow::array::{
 use arrow::datatypes::{Float64Type, Int64Type};
 use parquet::arrow::ArrowWriter;
 
+use crate::support::read_batches;
+
 fn write(dir: &Path, table: &str, batch: RecordBatch) {
     fs::create_dir_all(dir.join(table)).unwrap();
     let mut w = ArrowWriter::try_new(
@@ -132,15 +134,7 @@ fn subgraph_analysis_finds_known_representatives_and_predictions() {
     );
 
     let read = |name: &str| {
-        let f =
-            fs::File::open(dir.path().join("analysis").join(format!("{name}.parquet"))).unwrap();
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-            .unwrap()
-            .build()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
+        read_batches(&dir.path().join("analysis").join(format!("{name}.parquet"))).remove(0)
     };
     let samples = read("subgraph_samples");
     let variant = samples
@@ -240,14 +234,7 @@ fn uncertainty_analysis_reads_layer_diagrams() {
     write(dir.path(), "diagrams", batch);
     let o = actopo(&["analyze", "uncertainty", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let f = fs::File::open(dir.path().join("analysis/uncertainty.parquet")).unwrap();
-    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
+    let b = read_batches(&dir.path().join("analysis/uncertainty.parquet")).remove(0);
     let tu = b
         .column_by_name("topological_uncertainty")
         .unwrap()

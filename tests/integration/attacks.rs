@@ -11,11 +11,7 @@ use actopo::forward::TchModel;
 use actopo::model::Model;
 use actopo::perturb::{norms, AttackKind, Norm, SampleRng};
 
-const FASHION: &str = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
+use crate::support::{read_batches, repo, FASHION};
 
 /// The first `n` test images (raw, in [0, 1]) and labels.
 fn images(n: usize) -> (Vec<f32>, Vec<i64>) {
@@ -220,15 +216,8 @@ sigma = 0.2
 fn attack_columns(path: &Path) -> Vec<(String, u32, Option<bool>, Option<f32>, Option<f32>, i64)> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float32Type, Int64Type, UInt32Type};
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(path).unwrap(),
-    )
-    .unwrap()
-    .build()
-    .unwrap();
     let mut rows = Vec::new();
-    for b in reader {
-        let b = b.unwrap();
+    for b in read_batches(path) {
         let variant = b
             .column_by_name("variant")
             .unwrap()

@@ -10,9 +10,10 @@ use std::process::{Command, Output};
 
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+
+use crate::support::{read_parquet, stderr};
 
 const SPEC: &str = r#"format_version = 1
 name = "tiny"
@@ -154,10 +155,6 @@ impl Fixture {
     }
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Final-named Parquet files under `dir`.
 fn final_files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -170,26 +167,6 @@ fn final_files(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-fn read_parquet(
-    path: &Path,
-) -> (
-    Vec<arrow::record_batch::RecordBatch>,
-    HashMap<String, String>,
-) {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
-    let meta: HashMap<String, String> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    (builder.build().unwrap().map(|b| b.unwrap()).collect(), meta)
 }
 
 #[test]

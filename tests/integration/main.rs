@@ -5,4 +5,5 @@ mod attacks;
 mod cli;
 mod graph_props;
 mod persistence_props;
+mod support;
 mod sweeps;

@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt32Type;
 
-const FASHION: &str = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
+use crate::support::{read_batches, repo, stderr as err, FASHION};
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -101,10 +97,6 @@ impl Sweep {
             .spawn()
             .unwrap()
     }
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Every file under `dir/<table>/` (name -> bytes), hidden ones included.
@@ -332,15 +324,8 @@ fn parallel_workers_share_a_folder_and_equal_a_single_run() {
 
 /// Rows of failures/<stem>.parquet: (index, variant, stage, error).
 fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        fs::File::open(path).unwrap(),
-    )
-    .unwrap()
-    .build()
-    .unwrap();
     let mut rows = Vec::new();
-    for b in reader {
-        let b = b.unwrap();
+    for b in read_batches(path) {
         let index = b
             .column_by_name("index")
             .unwrap()
@@ -374,16 +359,10 @@ fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
 }
 
 fn summary_indices(path: &Path) -> Vec<u32> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        fs::File::open(path).unwrap(),
-    )
-    .unwrap()
-    .build()
-    .unwrap();
-    reader
+    read_batches(path)
+        .iter()
         .flat_map(|b| {
-            b.unwrap()
-                .column_by_name("index")
+            b.column_by_name("index")
                 .unwrap()
                 .as_primitive::<UInt32Type>()
                 .values()
