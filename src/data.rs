@@ -100,13 +100,29 @@ fn detect_format(path: &Path) -> Option<DataFormat> {
     }
 }
 
-fn stem_of(path: &Path) -> String {
+pub fn stem_of(path: &Path) -> String {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     match name.rsplit_once('.') {
         Some((stem, ext)) if matches!(ext, "parquet" | "npz") => stem.to_string(),
         _ => name.to_string(),
     }
+}
+
+/// Files besides `src.path` that reading the shard opens: an IDX image file's label file.
+pub fn companion_files(src: &ShardSource) -> Vec<PathBuf> {
+    let name = src.path.file_name().unwrap_or_default().to_string_lossy();
+    if src.format != DataFormat::Idx || !name.contains("-images-idx3-ubyte") {
+        return Vec::new();
+    }
+    let base = name.replace("-images-idx3-ubyte", "-labels-idx1-ubyte");
+    let base = base.strip_suffix(".gz").unwrap_or(&base).to_string();
+    [base.clone(), format!("{base}.gz")]
+        .into_iter()
+        .map(|n| src.path.with_file_name(n))
+        .filter(|p| p.is_file())
+        .take(1)
+        .collect()
 }
 
 /// Expands `patterns` (globs) into shards in sorted order. IDX label files matched by a glob are

@@ -7,6 +7,8 @@
 //! - `perturb`: attack definitions, seeded noise, norms (no tch);
 //! - `topology`: activation graphs and persistence, pure Rust;
 //! - `output`: Parquet writing in index order with atomic renames; `manifest`: the run record;
+//! - `outdir`: what actopo may touch in its output folder (never an input, never a file it did
+//!   not write, no links followed), durable renames and the run lock; `resume`: what is done;
 //! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars;
 //! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
 //!
@@ -18,6 +20,7 @@ pub mod data;
 pub mod forward;
 pub mod manifest;
 pub mod model;
+pub mod outdir;
 pub mod output;
 pub mod perturb;
 pub mod pipeline;

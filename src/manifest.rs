@@ -1,15 +1,17 @@
 //! `manifest.json`: what a run was asked to do and how far it got, so it can be audited and resumed.
-//! Rewritten atomically (temporary file, then rename) whenever a shard changes status.
+//! Rewritten atomically and durably (temporary file, sync, rename, sync the folder) whenever a
+//! shard changes status; a shard counts as done only once its entry here says so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::perturb::Attack;
-use crate::resume::OutputFile;
+use crate::outdir;
+use crate::resume::{OutputFile, SourceFingerprint};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
@@ -23,7 +25,7 @@ pub struct ModelInfo {
     pub vertex_layers: Vec<(String, u32, u32)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShardStatus {
     Pending,
@@ -31,9 +33,12 @@ pub enum ShardStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShardEntry {
     pub name: String,
+    /// Output file stem (`summary/<stem>.parquet`).
+    #[serde(default)]
+    pub stem: String,
     pub path: PathBuf,
     pub status: ShardStatus,
     pub samples: Option<usize>,
@@ -42,6 +47,10 @@ pub struct ShardEntry {
     /// Rows in this shard's failures table.
     pub failures: u64,
     pub error: Option<String>,
+    /// The input files as they were when the shard was processed: a rerun redoes the shard when
+    /// they have changed.
+    #[serde(default)]
+    pub source: Option<SourceFingerprint>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -65,24 +74,32 @@ pub struct Manifest {
     pub shards: Vec<ShardEntry>,
 }
 
+/// SHA-256 of a file, read in blocks (shards may be large).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
-    let digest = Sha256::digest(&bytes);
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match file.read(&mut buf)? {
+            0 => break,
+            n => hasher.update(&buf[..n]),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Manifest {
-    /// Writes `dir/<file>` atomically.
+    /// Writes `dir/<file>` atomically and durably.
     pub fn write(&self, dir: &Path, file: &str) -> anyhow::Result<()> {
-        let path = dir.join(file);
-        let tmp = dir.join(format!(".{file}.partial"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot write {}: {e}; check output.dir and its permissions",
-                tmp.display()
-            )
-        })?;
-        std::fs::rename(&tmp, &path)?;
-        Ok(())
+        outdir::write_atomically(dir, file, &serde_json::to_vec_pretty(self)?)
     }
 }

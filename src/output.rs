@@ -22,7 +22,11 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use anyhow::Context;
+use parquet::file::metadata::KeyValue;
 use tempfile::NamedTempFile;
+
+use crate::outdir;
 
 use crate::perturb::AttackStats;
 use crate::resume::OutputFile;
@@ -43,6 +47,28 @@ pub struct OutputLayout {
     pub vertex_layers: Vec<VertexLayer>,
     /// Key-value metadata of every file (the conventions).
     pub metadata: Vec<(String, String)>,
+    /// SHA-256 of the run identity, stamped on every file so a lost manifest can be rebuilt.
+    pub run_identity: String,
+}
+
+/// Metadata keys that tie a shard's files together (see `commit_metadata`).
+pub const RUN_IDENTITY_KEY: &str = "actopo.run_identity_sha256";
+pub const SOURCE_KEY: &str = "actopo.source_sha256";
+pub const SHARD_FILES_KEY: &str = "actopo.shard_files";
+
+/// What each file of one shard's commit carries: the run, the shard's content, and the list of
+/// tables written together, so a rebuild can tell a complete commit from a torn one.
+fn commit_metadata(layout: &OutputLayout, source: &str, tables: &[&str]) -> Vec<(String, String)> {
+    vec![
+        (RUN_IDENTITY_KEY.into(), layout.run_identity.clone()),
+        (SOURCE_KEY.into(), source.to_string()),
+        (SHARD_FILES_KEY.into(), tables.join(",")),
+    ]
+}
+
+/// `dir/<table>/<stem>.parquet`.
+pub fn table_path(dir: &Path, table: &str, stem: &str) -> PathBuf {
+    dir.join(table).join(format!("{stem}.parquet"))
 }
 
 /// One sample's results, as the workers send them.
@@ -146,13 +172,20 @@ fn failures_batch(shard: &str, failures: &[Failure]) -> anyhow::Result<RecordBat
     )?)
 }
 
-/// Writes `failures/<stem>.parquet` for a shard that could not be processed at all.
+/// Writes `failures/<stem>.parquet` for a shard that could not be processed at all, after deleting
+/// whatever result tables an earlier attempt left for it, so the shard's files agree.
 pub fn write_shard_failure(
     layout: &OutputLayout,
     shard: &str,
     stem: &str,
+    source: &str,
     failure: Failure,
 ) -> anyhow::Result<OutputFile> {
+    for table in ["summary", "diagrams", "subgraphs"] {
+        if outdir::remove_ours(&table_path(&layout.dir, table, stem))? {
+            outdir::sync_dir(&layout.dir.join(table))?;
+        }
+    }
     let mut file = PendingFile::create(
         &layout.dir.join("failures"),
         stem,
@@ -160,7 +193,11 @@ pub fn write_shard_failure(
         &layout.metadata,
     )?;
     file.write(failures_batch(shard, &[failure])?.columns().to_vec())?;
-    file.finish()
+    let out = file
+        .close(&commit_metadata(layout, source, &["failures"]))?
+        .commit()?;
+    outdir::sync_dir(&layout.dir.join("failures"))?;
+    Ok(out)
 }
 
 pub fn diagrams_schema() -> SchemaRef {
@@ -388,13 +425,19 @@ fn sort_points(points: &mut [(f32, Option<f32>)]) {
     });
 }
 
-/// A Parquet file being written under a hidden temporary name in its final folder; `finish`
-/// renames it, dropping it unfinished deletes it.
+/// A Parquet file being written under a hidden temporary name in its final folder; `close` then
+/// `commit` (or `finish`, both at once) renames it, dropping it unfinished deletes it.
 pub struct PendingFile {
     writer: ArrowWriter<File>,
     temp: NamedTempFile,
     final_path: PathBuf,
     schema: SchemaRef,
+}
+
+/// A complete, synced Parquet file still under its temporary name.
+pub struct ClosedFile {
+    temp: NamedTempFile,
+    final_path: PathBuf,
 }
 
 impl PendingFile {
@@ -410,16 +453,7 @@ impl PendingFile {
                 dir.display()
             )
         })?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{stem}."))
-            .suffix(".parquet.partial")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create a file in {}: {e}; check output.dir and its permissions",
-                    dir.display()
-                )
-            })?;
+        let temp = outdir::temp_file(dir, stem, ".parquet.partial")?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_key_value_metadata(Some(
@@ -444,24 +478,41 @@ impl PendingFile {
         Ok(())
     }
 
-    pub fn finish(self) -> anyhow::Result<OutputFile> {
-        self.writer.close()?;
-        self.temp.as_file().sync_all()?;
-        // Temporary files are created private (0600); outputs are ordinary readable files.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            self.temp
-                .as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    /// Writes the footer (with `extra` metadata appended) and syncs the file; no rename yet.
+    pub fn close(mut self, extra: &[(String, String)]) -> anyhow::Result<ClosedFile> {
+        for (k, v) in extra {
+            self.writer
+                .append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
         }
-        self.temp.persist(&self.final_path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot rename to {}: {}",
-                self.final_path.display(),
-                e.error
+        self.writer.close().with_context(|| {
+            format!(
+                "cannot write {}; check free space",
+                self.temp.path().display()
             )
         })?;
+        self.temp
+            .as_file()
+            .sync_all()
+            .with_context(|| format!("cannot sync {}", self.temp.path().display()))?;
+        Ok(ClosedFile {
+            temp: self.temp,
+            final_path: self.final_path,
+        })
+    }
+
+    /// `close` and `commit`, then syncs the folder: for a file that stands alone.
+    pub fn finish(self) -> anyhow::Result<OutputFile> {
+        let file = self.close(&[])?.commit()?;
+        outdir::sync_dir(file.path.parent().unwrap_or(Path::new(".")))?;
+        Ok(file)
+    }
+}
+
+impl ClosedFile {
+    /// Renames the file to its final name (refusing to replace a file actopo did not write). The
+    /// caller syncs the folder.
+    pub fn commit(self) -> anyhow::Result<OutputFile> {
+        outdir::persist(self.temp, &self.final_path)?;
         let bytes = std::fs::metadata(&self.final_path)?.len();
         Ok(OutputFile {
             path: self.final_path,
@@ -499,6 +550,8 @@ impl Entry {
 pub struct ShardOutput {
     shard_name: String,
     stem: String,
+    /// The shard's content hash (see `resume::ShardSource`), stamped at commit.
+    source: String,
     layout: Arc<OutputLayout>,
     summary: Option<(PendingFile, SummaryColumns)>,
     diagrams: Option<(PendingFile, DiagramColumns)>,
@@ -514,6 +567,7 @@ impl ShardOutput {
         layout: Arc<OutputLayout>,
         shard_name: &str,
         stem: &str,
+        source: &str,
     ) -> anyhow::Result<ShardOutput> {
         let open = |sub: &str, schema: SchemaRef| {
             PendingFile::create(&layout.dir.join(sub), stem, schema, &layout.metadata)
@@ -542,6 +596,7 @@ impl ShardOutput {
         Ok(ShardOutput {
             shard_name: shard_name.to_string(),
             stem: stem.to_string(),
+            source: source.to_string(),
             layout,
             summary,
             diagrams,
@@ -619,31 +674,34 @@ impl ShardOutput {
         Ok(())
     }
 
-    /// Writes the remaining rows and renames the files to their final names.
+    /// Writes the remaining rows, then commits the shard: every file is completed and synced
+    /// under its temporary name first, the failures file of an earlier attempt is deleted when
+    /// this one has none, and only then are the files renamed into place and their folders synced.
+    /// A crash before the manifest says `done` leaves a shard the next run redoes.
     pub fn finish(mut self) -> anyhow::Result<Vec<OutputFile>> {
         anyhow::ensure!(
             self.waiting.is_empty(),
             "results past row {} never got their predecessors",
             self.next_key
         );
-        let mut files = Vec::new();
+        let mut pending: Vec<(&str, PendingFile)> = Vec::new();
         if let Some((mut file, mut cols)) = self.summary.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }
-            files.push(file.finish()?);
+            pending.push(("summary", file));
         }
         if let Some((mut file, mut cols)) = self.diagrams.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }
-            files.push(file.finish()?);
+            pending.push(("diagrams", file));
         }
         if let Some((mut file, mut cols)) = self.subgraphs.take() {
             if cols.rows > 0 {
                 file.write(cols.finish())?;
             }
-            files.push(file.finish()?);
+            pending.push(("subgraphs", file));
         }
         if !self.failures.is_empty() {
             let mut file = PendingFile::create(
@@ -657,7 +715,27 @@ impl ShardOutput {
                     .columns()
                     .to_vec(),
             )?;
-            files.push(file.finish()?);
+            pending.push(("failures", file));
+        }
+        let tables: Vec<&str> = pending.iter().map(|(t, _)| *t).collect();
+        let meta = commit_metadata(&self.layout, &self.source, &tables);
+        let closed = pending
+            .into_iter()
+            .map(|(table, file)| Ok((table, file.close(&meta)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if !tables.contains(&"failures") {
+            outdir::remove_ours(&table_path(&self.layout.dir, "failures", &self.stem))?;
+        }
+        let mut files = Vec::new();
+        for (_, file) in closed {
+            files.push(file.commit()?);
+            outdir::crash_point("shard-file-renamed");
+        }
+        for table in tables.iter().chain(Some(&"failures")) {
+            let dir = self.layout.dir.join(table);
+            if dir.is_dir() {
+                outdir::sync_dir(&dir)?;
+            }
         }
         Ok(files)
     }

@@ -16,8 +16,9 @@
 //!
 //! A sample that fails (undecodable, wrong size, NaN activations) is recorded in
 //! `failures/<stem>.parquet` and the shard goes on; a shard that cannot be read at all is recorded
-//! there too. Output files are written under hidden names and renamed when complete, so a run killed
-//! at any moment leaves only complete files; a rerun skips shards already complete.
+//! there too. A shard's files are written and synced under hidden names and renamed together when
+//! all are complete; the manifest then marks it done. A rerun skips done shards whose inputs are
+//! unchanged and redoes the rest (docs/data-safety.md: what the folder may hold and why).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,11 +32,12 @@ use crate::config::Settings;
 use crate::data::{self, ReadOptions, SampleBatch, ShardEvent, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
 use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
+use crate::outdir;
 use crate::model::Model;
 use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, SampleRng};
 use crate::progress::Progress;
-use crate::resume;
+use crate::resume::{self, SourceFingerprint};
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
 
 /// How this process takes part in a run.
@@ -63,7 +65,11 @@ impl Default for RunOptions {
 
 /// Reader -> model. Messages of one shard arrive in order: Start, Batch..., End or Failed.
 enum ReaderMsg {
-    Start { shard: usize, samples: usize },
+    Start {
+        shard: usize,
+        samples: usize,
+        source: SourceFingerprint,
+    },
     Batch { shard: usize, batch: SampleBatch },
     Failed { shard: usize, error: String },
 }
@@ -85,6 +91,7 @@ enum Outcome {
     Started {
         shard: usize,
         samples: usize,
+        source: SourceFingerprint,
     },
     /// A shard could not be processed at all.
     ShardFailed {
@@ -239,37 +246,39 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
     );
     let mine = resume::split(&shards, options.shard_index, options.num_shards);
     let out_dir = settings.config.output.dir.clone();
+    let manifest_file = resume::manifest_name(options.shard_index, options.num_shards);
+    let inputs = run_inputs(settings, &model, &shards);
+    inputs.check_output(&out_dir.join(&manifest_file))?;
     std::fs::create_dir_all(&out_dir).with_context(|| {
         format!(
             "cannot create output.dir {}; fix: check the path and its permissions",
             out_dir.display()
         )
     })?;
+    // Held until the run ends: a second run into the same folder (or worker) is refused.
+    let _lock = outdir::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
+    outdir::check_table_dirs(&out_dir, &resume::TABLES)?;
     let spec_sha256 = sha256_file(&model.spec.path)?;
     let weights_sha256 = sha256_file(&model.weights_path)?;
     let identity = resume::identity(&settings.config, &spec_sha256, &weights_sha256);
-    let manifest_file = resume::manifest_name(options.shard_index, options.num_shards);
+    let run_identity = resume::identity_sha256(&identity);
     let previous = resume::check_output_dir(
         &out_dir,
         &identity,
         &manifest_file,
         &mine,
         options.overwrite,
+        &result_tables(settings),
     )?;
-    resume::remove_stale_partials(&out_dir, &mine);
+    for note in &previous.notes {
+        eprintln!("actopo: {note}");
+    }
+    resume::clear_unfinished(&out_dir, &mine, &previous, &inputs)?;
 
     let tch_model = TchModel::new(&model, settings.device, &mean, &std)?;
     let device = device_name(tch_model.device());
     let variants = variant_names(&settings.attacks);
     let conventions = conventions(settings, &model);
-    let old_entries: Vec<resume::ShardView> = resume::read_manifests(&out_dir)?
-        .into_iter()
-        .filter(|(p, _)| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy() == manifest_file)
-        })
-        .flat_map(|(_, m)| m.shards)
-        .collect();
     let manifest = Manifest {
         tool: "actopo",
         version: env!("CARGO_PKG_VERSION"),
@@ -296,29 +305,30 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         attacks: settings.attacks.clone(),
         shards: mine
             .iter()
-            .map(|s| {
-                let done = previous.complete.contains(&s.name);
-                let old = old_entries.iter().find(|o| o.name == s.name && done);
-                ShardEntry {
-                    name: s.name.clone(),
+            .map(|s| match previous.complete.iter().find(|e| e.name == s.name) {
+                Some(done) => ShardEntry {
                     path: s.path.clone(),
-                    status: if done {
-                        ShardStatus::Done
-                    } else {
-                        ShardStatus::Pending
-                    },
+                    ..done.clone()
+                },
+                None => ShardEntry {
+                    name: s.name.clone(),
+                    stem: s.stem.clone(),
+                    path: s.path.clone(),
+                    status: ShardStatus::Pending,
                     samples: None,
-                    outputs: old.map(|o| o.outputs.clone()).unwrap_or_default(),
+                    outputs: Vec::new(),
                     failures: 0,
                     error: None,
-                }
+                    source: None,
+                },
             })
+            .chain(previous.former.iter().cloned())
             .collect(),
     };
     manifest.write(&out_dir, &manifest_file)?;
     // Only shards not already complete are read.
     let todo: Vec<usize> = (0..mine.len())
-        .filter(|&i| !previous.complete.contains(&mine[i].name))
+        .filter(|&i| !previous.is_complete(&mine[i].name))
         .collect();
 
     let workers = settings.workers.max(1);
@@ -347,9 +357,9 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
             std::thread::Builder::new()
                 .name(format!("actopo-worker-{i}"))
                 .spawn(move || worker_loop(&plan, scopes, homology, jobs, results))
-                .expect("spawn worker")
+                .with_context(|| format!("cannot start worker thread {i}; lower pipeline.workers"))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     drop(job_rx);
 
     let layout = Arc::new(OutputLayout {
@@ -364,6 +374,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         variants,
         vertex_layers: plan.vertex_layers.clone(),
         metadata: conventions,
+        run_identity,
     });
     let writer = {
         let (shards, quit, manifest_file) =
@@ -380,7 +391,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
                 }
                 .run(result_rx, todo.len())
             })
-            .expect("spawn writer")
+            .context("cannot start the writer thread")?
     };
 
     let stage = ModelStage {
@@ -415,6 +426,34 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
     })
 }
 
+/// Every file the run reads, which it must never write over.
+fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> outdir::Inputs {
+    let mut inputs = outdir::Inputs::default();
+    inputs.add(&settings.config_path, "the config file");
+    inputs.add(&model.spec.path, "the model spec");
+    inputs.add(&model.weights_path, "the weights file");
+    for src in shards {
+        inputs.add(&src.path, "the input shard");
+        for companion in data::companion_files(src) {
+            inputs.add(&companion, "the label file");
+        }
+    }
+    inputs
+}
+
+/// The result tables this run writes for every shard (`failures` only when something fails).
+fn result_tables(settings: &Settings) -> Vec<&'static str> {
+    let out = &settings.config.output;
+    [
+        (out.summary, "summary"),
+        (out.diagrams, "diagrams"),
+        (out.subgraphs, "subgraphs"),
+    ]
+    .into_iter()
+    .filter_map(|(on, table)| on.then_some(table))
+    .collect()
+}
+
 /// Reader stage: streams each shard on a blocking thread, batch by batch, so memory stays flat
 /// whatever the shard size; the bounded channel keeps it a few batches ahead of the model.
 async fn read_shards(
@@ -430,9 +469,24 @@ async fn read_shards(
                 return;
             }
             let mut open = true;
+            // Fingerprinted before it is read, so the manifest records what was processed.
+            let source = match resume::fingerprint(&src) {
+                Ok(fp) => fp,
+                Err(e) => {
+                    let error = format!("cannot read: {e}");
+                    if tx.blocking_send(ReaderMsg::Failed { shard, error }).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let result = data::stream_shard(&src, &options, batch_size, &mut |event| {
                 let msg = match event {
-                    ShardEvent::Start { samples } => ReaderMsg::Start { shard, samples },
+                    ShardEvent::Start { samples } => ReaderMsg::Start {
+                        shard,
+                        samples,
+                        source: source.clone(),
+                    },
                     ShardEvent::Batch(batch) => ReaderMsg::Batch { shard, batch },
                 };
                 open = tx.blocking_send(msg).is_ok();
@@ -485,9 +539,17 @@ impl ModelStage<'_> {
                 break;
             }
             let sent = match msg {
-                ReaderMsg::Start { shard, samples } => {
-                    results.send(Outcome::Started { shard, samples }).is_ok()
-                }
+                ReaderMsg::Start {
+                    shard,
+                    samples,
+                    source,
+                } => results
+                    .send(Outcome::Started {
+                        shard,
+                        samples,
+                        source,
+                    })
+                    .is_ok(),
                 ReaderMsg::Failed { shard, error } => {
                     failed.insert(shard);
                     results
@@ -738,10 +800,16 @@ impl Writer {
         total: usize,
     ) -> anyhow::Result<()> {
         match outcome {
-            Outcome::Started { shard, samples } => {
+            Outcome::Started {
+                shard,
+                samples,
+                source,
+            } => {
                 let src = &self.shards[shard];
                 progress.shard_started(shard, &src.name, samples);
-                let output = ShardOutput::create(self.layout.clone(), &src.name, &src.stem)?;
+                let output =
+                    ShardOutput::create(self.layout.clone(), &src.name, &src.stem, &source.sha256)?;
+                self.manifest.shards[shard].source = Some(source);
                 states[shard] = Some(ShardState::Writing { output, samples });
                 if samples == 0 {
                     self.complete(shard, states, progress, w, total)?;
@@ -755,10 +823,15 @@ impl Writer {
                 // Drop whatever was written for it, then record the shard as failed.
                 states[shard] = Some(ShardState::Closed);
                 let src = &self.shards[shard];
+                let source = self.manifest.shards[shard]
+                    .source
+                    .as_ref()
+                    .map_or(String::new(), |s| s.sha256.clone());
                 let file = write_shard_failure(
                     &self.layout,
                     &src.name,
                     &src.stem,
+                    &source,
                     Failure {
                         index: None,
                         variant: None,

@@ -124,10 +124,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .map(|l| json!({"name": l.name, "offset": l.offset, "len": l.len}))
         .collect();
     let doc = json!({"vertex_layers": vertex_layers, "samples": samples});
-    let tmp = args.out.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&doc)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), args.out.display()))?;
+    // A new temporary file beside the target (never an existing file or link), then a rename.
+    let dir = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, &serde_json::to_vec(&doc)?)
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     Ok(())
 }

@@ -14,14 +14,14 @@ use arrow::datatypes::UInt32Type;
 
 use crate::support::{read_batches, repo, stderr as err, FASHION};
 
-fn gz(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
 }
 
 /// Splits the first `shards * per` Fashion-MNIST test images into IDX shards `part-NN`.
-fn fashion_shards(dir: &Path, shards: usize, per: usize) {
+pub(crate) fn fashion_shards(dir: &Path, shards: usize, per: usize) {
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(
         fs::File::open(FASHION).expect("Fashion-MNIST (scripts/setup.sh installs it)"),
@@ -57,12 +57,12 @@ fn fashion_shards(dir: &Path, shards: usize, per: usize) {
     }
 }
 
-struct Sweep {
+pub(crate) struct Sweep {
     dir: tempfile::TempDir,
 }
 
 impl Sweep {
-    fn new(shards: usize, per: usize) -> Sweep {
+    pub(crate) fn new(shards: usize, per: usize) -> Sweep {
         let dir = tempfile::tempdir().unwrap();
         fashion_shards(&dir.path().join("data"), shards, per);
         let cfg = format!(
@@ -73,11 +73,11 @@ impl Sweep {
         Sweep { dir }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
-    fn cmd(&self, extra: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, extra: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_actopo"));
         c.arg("run")
             .arg(self.path("run.toml"))
@@ -86,11 +86,11 @@ impl Sweep {
         c
     }
 
-    fn run(&self, extra: &[&str]) -> Output {
+    pub(crate) fn run(&self, extra: &[&str]) -> Output {
         self.cmd(extra).output().unwrap()
     }
 
-    fn spawn(&self, extra: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, extra: &[&str]) -> Child {
         self.cmd(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -100,7 +100,7 @@ impl Sweep {
 }
 
 /// Every file under `dir/<table>/` (name -> bytes), hidden ones included.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for table in ["summary", "diagrams", "subgraphs", "failures"] {
         if let Ok(entries) = fs::read_dir(dir.join(table)) {
@@ -116,15 +116,15 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn names(t: &[(String, Vec<u8>)]) -> Vec<&str> {
+pub(crate) fn names(t: &[(String, Vec<u8>)]) -> Vec<&str> {
     t.iter().map(|(n, _)| n.as_str()).collect()
 }
 
-fn manifest(path: &Path) -> serde_json::Value {
+pub(crate) fn manifest(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
 }
 
-fn statuses(m: &serde_json::Value) -> Vec<String> {
+pub(crate) fn statuses(m: &serde_json::Value) -> Vec<String> {
     m["shards"]
         .as_array()
         .unwrap()
@@ -134,7 +134,7 @@ fn statuses(m: &serde_json::Value) -> Vec<String> {
 }
 
 /// The reference: an uninterrupted single-process run into `ref`.
-fn reference(s: &Sweep) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn reference(s: &Sweep) -> Vec<(String, Vec<u8>)> {
     let o = s.run(&["--set", "output.dir=\"ref\""]);
     assert!(o.status.success(), "{}", err(&o));
     tree(&s.path("ref"))
@@ -323,7 +323,7 @@ fn parallel_workers_share_a_folder_and_equal_a_single_run() {
 }
 
 /// Rows of failures/<stem>.parquet: (index, variant, stage, error).
-fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
+pub(crate) fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
     let mut rows = Vec::new();
     for b in read_batches(path) {
         let index = b
@@ -358,7 +358,7 @@ fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
     rows
 }
 
-fn summary_indices(path: &Path) -> Vec<u32> {
+pub(crate) fn summary_indices(path: &Path) -> Vec<u32> {
     read_batches(path)
         .iter()
         .flat_map(|b| {
@@ -453,7 +453,7 @@ fn an_unwritable_output_folder_stops_the_run_with_a_clear_error() {
     );
 }
 
-fn npy_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
+pub(crate) fn npy_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let mut header = format!(
         "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
@@ -471,7 +471,7 @@ fn npy_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
 }
 
 /// A stored (uncompressed) zip with one member `x.npy`, as np.savez writes.
-fn write_npz(path: &Path, npy: &[u8]) {
+pub(crate) fn write_npz(path: &Path, npy: &[u8]) {
     let name = b"x.npy";
     let crc = crc32(npy);
     let mut out = Vec::new();
@@ -516,7 +516,7 @@ fn crc32(data: &[u8]) -> u32 {
 }
 
 /// Three 28x28 PNGs in a hub-style image struct column; the second is garbage bytes.
-fn write_png_parquet(path: &Path) {
+pub(crate) fn write_png_parquet(path: &Path) {
     use arrow::array::{BinaryArray, Int64Array, StringArray, StructArray};
     use arrow::datatypes::{DataType, Field};
     use std::sync::Arc;
