@@ -215,11 +215,11 @@ pub fn check_table_dirs(dir: &Path, tables: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fault injection for the crash tests: `ACTOPO_CRASH_AT=<point>` (or `<point>:<n>`, the n-th
+/// Fault injection for the crash tests: `ACTOPOTEST_CRASH_AT=<point>` (or `<point>:<n>`, the n-th
 /// time it is reached) aborts the process there, as a kill -9 or a power cut would.
 pub fn crash_point(point: &str) {
     static REACHED: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
-    let Some(wanted) = std::env::var_os("ACTOPO_CRASH_AT") else {
+    let Some(wanted) = std::env::var_os("ACTOPOTEST_CRASH_AT") else {
         return;
     };
     let wanted = wanted.to_string_lossy();

@@ -249,6 +249,11 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
     let manifest_file = resume::manifest_name(options.shard_index, options.num_shards);
     let inputs = run_inputs(settings, &model, &shards);
     inputs.check_output(&out_dir.join(&manifest_file))?;
+    for src in &mine {
+        for table in resume::TABLES {
+            inputs.check_output(&crate::output::table_path(&out_dir, table, &src.stem))?;
+        }
+    }
     std::fs::create_dir_all(&out_dir).with_context(|| {
         format!(
             "cannot create output.dir {}; fix: check the path and its permissions",
@@ -273,7 +278,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
     for note in &previous.notes {
         eprintln!("actopo: {note}");
     }
-    resume::clear_unfinished(&out_dir, &mine, &previous, &inputs)?;
+    resume::clear_unfinished(&out_dir, &mine, &previous)?;
 
     let tch_model = TchModel::new(&model, settings.device, &mean, &std)?;
     let device = device_name(tch_model.device());

@@ -479,22 +479,12 @@ fn remove_outputs(dir: &Path, mine: &[ShardSource]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Before a run: every output path of this worker is refused if it is one of the inputs, and
-/// shards that are not complete lose the files an interrupted attempt renamed into place (a
-/// shard's files count only once the manifest says `done`).
-pub fn clear_unfinished(
-    dir: &Path,
-    mine: &[ShardSource],
-    plan: &Plan,
-    inputs: &outdir::Inputs,
-) -> anyhow::Result<()> {
-    for src in mine {
+/// Before a run: shards that are not complete lose the files an interrupted attempt renamed into
+/// place (a shard's files count only once the manifest says `done`).
+pub fn clear_unfinished(dir: &Path, mine: &[ShardSource], plan: &Plan) -> anyhow::Result<()> {
+    for src in mine.iter().filter(|s| !plan.is_complete(&s.name)) {
         for table in TABLES {
-            let path = output::table_path(dir, table, &src.stem);
-            inputs.check_output(&path)?;
-            if !plan.is_complete(&src.name) {
-                outdir::remove_ours(&path)?;
-            }
+            outdir::remove_ours(&output::table_path(dir, table, &src.stem))?;
         }
     }
     remove_stale_partials(dir, mine);

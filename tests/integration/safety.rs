@@ -1,7 +1,7 @@
 //! Data safety in the output folder, through the binary: inputs and files actopo did not write are
 //! never replaced or deleted, links are not followed, changed shards are redone, output names do
 //! not collide across runs, stale failure files go, and a shard's files stay consistent through
-//! crashes (fault injection with ACTOPO_CRASH_AT), write errors, a lost manifest and a second run.
+//! crashes (fault injection with ACTOPOTEST_CRASH_AT), write errors, a lost manifest and a second run.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -197,7 +197,7 @@ fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
     // killed after the first of shard 1's two files is renamed into place
     let o = s
         .cmd(&[])
-        .env("ACTOPO_CRASH_AT", "shard-file-renamed:3")
+        .env("ACTOPOTEST_CRASH_AT", "shard-file-renamed:3")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
@@ -212,7 +212,7 @@ fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
     // killed with shard 1's files all in place but its manifest entry not yet written
     let o = s
         .cmd(&["--overwrite"])
-        .env("ACTOPO_CRASH_AT", "manifest-written:3")
+        .env("ACTOPOTEST_CRASH_AT", "manifest-written:3")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
