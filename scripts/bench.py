@@ -6,7 +6,10 @@
     peak RSS;
 (b) the vectorised Python reference from the cross-check tests (torch hooks for activations, torch
     unfold for the graph, GUDHI SimplexTree for persistence) on the first M of the same images, one
-    process: inputs/s, and a check that its summaries equal actopo's;
+    process with one torch thread (as actopo's forward: src/forward/mod.rs): inputs/s, and a check
+    that its summaries equal actopo's (H0 total persistence within the f32-rounding tolerance of
+    tests/python/tolerance.py: 1e-5 of each birth or death + 5e-6 of the diagram's largest value,
+    propagated to the sum);
 (c) optionally (--alexnet), the paper's AlexNet-for-CIFAR shape with seeded random weights on random
     32x32x3 inputs: edges per input, seconds per input, peak RSS.
 Everything runs in one invocation so the ratios compare like with like.
@@ -31,6 +34,7 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 import gudhi_crosscheck as gc  # noqa: E402
+import tolerance as tol  # noqa: E402
 
 BIN = str(ROOT / "target/release/actopo")
 
@@ -54,7 +58,8 @@ def actopo_run(config, out, images, workers, extra=()):
 
 
 def reference(images, labels_out):
-    """The Python + GUDHI reference on CCFF: returns (seconds, per-image h0_total_persistence)."""
+    """The Python + GUDHI reference on CCFF: returns (seconds, per-image (h0_total_persistence, its
+    tolerance))."""
     x, _ = gc.fashion("t10k", images)
     _, _, layers = gc.net_ccff()
     model = nn.Sequential(*[m for _, m, _ in layers]).eval()
@@ -75,8 +80,9 @@ def reference(images, labels_out):
                 model(chunk)
         per_op = [gc.op_edges(m, captured[key][i % 32], s, d, "all") for (key, m), (s, d) in zip(ops, offsets)]
         src, dst, wt = (np.concatenate(p) for p in zip(*per_op))
-        finite, _, _, _ = gc.gudhi_diagram(src, dst, wt, False)
-        totals.append(gc.summary_of(finite)[0])
+        finite, essential, _, _ = gc.gudhi_diagram(src, dst, wt, False)
+        scale = tol.diagram_scale(finite + [(b, None) for b in essential])
+        totals.append((gc.summary_of(finite)[0], tol.summary_tolerances(finite, scale)[0]))
     for h in hooks:
         h.remove()
     return time.perf_counter() - start, totals
@@ -142,6 +148,7 @@ def main():
     ap.add_argument("--ref-images", type=int, default=20)
     ap.add_argument("--alexnet", type=int, default=0, help="AlexNet-CIFAR inputs to time (0 = skip)")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # the reference's forward on one thread, as actopo's
     config = ROOT / "config/fashion-mnist.toml"
     print(f"machine: {os.cpu_count()} cores; actopo {BIN}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,8 +163,8 @@ def main():
         print(f"reference (torch unfold + GUDHI, 1 process): {args.ref_images} inputs in {ref_s:.2f} s = {ref_rate:.2f} inputs/s")
         rows = pq.read_table(tmp / "w2/summary/t10k-images-idx3-ubyte.parquet").to_pylist()
         ours = [r["h0_total_persistence"] for r in rows if r["scope"] == "network"][: args.ref_images]
-        agree = sum(gc.close(a, b) for a, b in zip(ours, ref_totals))
-        print(f"reference check: h0_total_persistence equal on {agree}/{args.ref_images} inputs")
+        agree = sum(tol.close(a, b, t) for a, (b, t) in zip(ours, ref_totals))
+        print(f"reference check: h0_total_persistence equal on {agree}/{args.ref_images} inputs ({tol.STATED})")
         rate2 = args.images / results[2][0]
         print(f"ratio actopo (2 workers) / reference: {rate2 / ref_rate:.0f}x;  workers 2 vs 1: {results[1][0] / results[2][0]:.2f}x")
         print(f"target 1000 inputs/s end to end: {'met' if rate2 >= 1000 else f'not met ({rate2:.0f} inputs/s, {rate2 / 10:.0f}% of it)'}")

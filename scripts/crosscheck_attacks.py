@@ -7,6 +7,14 @@ clipping to [0, 1]; batches of 32 padded with zeros like actopo), and compares p
 prediction on the adversarial input, attack success, the L-inf and L2 size of the perturbation, and,
 for the first samples, the network-scope summary against GUDHI on PyTorch's adversarial graph.
 
+Predictions must agree (a differing one only on a near-tie of PyTorch's logits) and attack success
+must follow from them; perturbation sizes and summaries are compared with the tolerance of
+tests/python/tolerance.py (f32 rounding: 1e-5 of the value, + 5e-6 of the diagram's largest value
+for summaries; a layer's terms may be summed in a different order here than in actopo's libtorch). PyTorch runs with one intra-op thread, as actopo's
+CPU forward does (src/forward/mod.rs calls tch::set_num_threads(1)). Attacks that take the sign of
+the gradient stay comparable only while no gradient entry is within rounding of zero, which holds
+for these inputs; a failure there shows as a large perturbation difference on one sample.
+
 Usage: python scripts/crosscheck_attacks.py [--samples 64] [--bin target/release/actopo]
 Prints one table row per attack and 'attacks: N passed, M failed'; exit code 1 on any mismatch.
 """
@@ -26,6 +34,7 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 import gudhi_crosscheck as gc  # noqa: E402
+import tolerance as tol  # noqa: E402
 
 CHUNK = 32
 ATTACKS = [
@@ -91,6 +100,9 @@ def main():
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--gudhi-samples", type=int, default=3)
     args = ap.parse_args()
+    tol.self_test()
+    torch.set_num_threads(1)  # as actopo's CPU forward (src/forward/mod.rs)
+    print(f"attacks: {tol.STATED}; PyTorch on 1 thread like actopo; tolerance self-test passed")
     x, y = gc.fashion("t10k", args.samples)
     _, _, layers = gc.net_ccff()
     model = torch.nn.Sequential(*[m for _, m, _ in layers]).eval()
@@ -117,14 +129,17 @@ def main():
         fn = fgsm(model, a["eps"]) if a["kind"] == "fgsm" else pgd(model, a["eps"], a["norm"], a["steps"], a["step_size"])
         adv = chunked(fn, x, y)
         with torch.no_grad():
-            pred = model(adv).argmax(1)
+            logits = chunked(lambda xb, yb, rows: model(xb), adv, y)
+        pred = logits.argmax(1)
         delta = (adv - x).flatten(1)
         l2, linf = delta.norm(dim=1), delta.abs().amax(dim=1)
-        agree, succ_ours, max_dl2, max_dlinf = 0, 0, 0.0, 0.0
+        agree, consistent, sizes_close, succ_ours, max_dl2, max_dlinf = 0, 0, 0, 0, 0.0, 0.0
         for i in range(len(x)):
             r = ours[(name, i)]
-            agree += r["pred"] == int(pred[i])
+            agree += tol.argmax_agrees(r["pred"], logits[i])
+            consistent += r["attack_success"] == (r["pred"] != int(y[i]))
             succ_ours += r["attack_success"]
+            sizes_close += tol.close(r["perturbation_l2"], float(l2[i])) and tol.close(r["perturbation_linf"], float(linf[i]))
             max_dl2 = max(max_dl2, abs(r["perturbation_l2"] - float(l2[i])))
             max_dlinf = max(max_dlinf, abs(r["perturbation_linf"] - float(linf[i])))
         gudhi_ok = 0
@@ -143,16 +158,17 @@ def main():
             per_op = [gc.op_edges(m, captured[key][i - base], s, d, "all") for (key, m), (s, d) in zip(ops, offsets)]
             src, dst, wt = (np.concatenate(p) for p in zip(*per_op))
             finite, essential, _, nv = gc.gudhi_diagram(src, dst, wt, False)
-            total, _, _ = gc.summary_of(finite)
             r = ours[(name, i)]
-            same = r["n_edges"] == len(wt) and r["n_vertices"] == nv and gc.close(r["h0_total_persistence"], total)
+            scale = tol.diagram_scale(finite + [(b, None) for b in essential])
+            summary_problems = tol.reference_summary_problems(r, finite, gc.summary_of(finite), scale)
+            same = r["n_edges"] == len(wt) and r["n_vertices"] == nv and not summary_problems
             if not same:
-                print(f"  {name} sample {i}: ours E={r['n_edges']} V={r['n_vertices']} total={r['h0_total_persistence']}"
-                      f" vs GUDHI on PyTorch's input E={len(wt)} V={nv} total={total}")
+                print(f"  {name} sample {i}: ours E={r['n_edges']} V={r['n_vertices']} vs GUDHI on PyTorch's input"
+                      f" E={len(wt)} V={nv}; {'; '.join(summary_problems)}")
             gudhi_ok += same
         succ_torch = int((pred != y).sum())
         n = len(x)
-        ok = agree == n and succ_ours == succ_torch and max_dl2 < 1e-4 and max_dlinf < 1e-6 and gudhi_ok == min(args.gudhi_samples, n)
+        ok = agree == n and consistent == n and sizes_close == n and gudhi_ok == min(args.gudhi_samples, n)
         passed, failed = passed + ok, failed + (not ok)
         print(f"{name:<14} {agree:>6}/{n:<3} {succ_ours / n:>12.3f} {succ_torch / n:>13.3f} {max_dl2:>10.2e} {max_dlinf:>11.2e} "
               f"{gudhi_ok:>3}/{min(args.gudhi_samples, n)}  {'ok' if ok else 'MISMATCH'}")

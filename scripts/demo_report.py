@@ -2,7 +2,11 @@
 
 Prints accuracy and mean H0 total persistence by class from out/fashion-mnist/summary/*.parquet, and
 checks, sample by sample, that actopo's `pred` equals what PyTorch predicts with the same weights.
-Exit code 1 if any prediction differs or the row count is not what was expected.
+PyTorch runs on one thread, as actopo's CPU forward (src/forward/mod.rs); a prediction may still
+differ on a near-tie, where the two logits are equal within f32 rounding (1e-5 of the logit + 5e-6
+of the largest |logit|, see tests/python/tolerance.py): such samples are counted and printed, not
+failed.
+Exit code 1 if any other prediction differs or the row count is not what was expected.
 """
 
 import argparse
@@ -14,6 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
+import tolerance as tol  # noqa: E402
 from train_ccff import ccff, load  # noqa: E402
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -49,13 +55,17 @@ def main():
     model.load_state_dict(load_file(args.weights))
     model.eval()
     x, y = load("t10k")
+    torch.set_num_threads(1)
     with torch.no_grad():
-        pred = torch.cat([model(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
+        logits = torch.cat([model(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    pred = logits.argmax(1)
     torch_acc = (pred == y).float().mean().item()
     print(f"PyTorch accuracy (same weights, same images): {torch_acc:.4f}")
-    ours = network.sort("index")["pred"].to_numpy()
-    disagree = int((torch.from_numpy(ours.copy()) != pred[: len(ours)]).sum())
-    print(f"samples where actopo's prediction differs from PyTorch's: {disagree}")
+    ours = network.sort("index")["pred"].to_list()
+    differ = [i for i, p in enumerate(ours) if p != int(pred[i])]
+    disagree = sum(not tol.argmax_agrees(ours[i], logits[i]) for i in differ)
+    print(f"samples where actopo's prediction differs from PyTorch's: {disagree}"
+          f" (and {len(differ) - disagree} near-ties of logits within f32 rounding)")
     ok = network.height == args.expect_rows and disagree == 0
     sys.exit(0 if ok else 1)
 

@@ -6,7 +6,9 @@ moves to the class it is misclassified as. This script rebuilds that comparison 
 step by step, so you can adapt it: class representatives, overlaps, nearest-representative
 ("subgraph") predictions, recovery vs retention per variant. With --check it also compares its
 numbers with `actopo analyze subgraphs` (analysis/subgraph_variants.parquet): two independent
-implementations of the same definitions.
+implementations of the same definitions. Both read the same files, so counts (n) must be equal and
+rates and mean overlaps, f64 means of the same ratios summed in a different order, equal within
+1e-9 absolute (the order changes them by about 1e-16 times the number of samples).
 
 Usage: python scripts/paper_comparison.py OUT_DIR [--min-fraction 0.5] [--scope network] [--check]
 """
@@ -107,7 +109,9 @@ if args.check:
     rust = pl.read_parquet(f"{args.out}/analysis/subgraph_variants.parquet")
     both = table.join(rust, on="variant", suffix="_rust")
     bad = []
-    for col in ["n", "recovery_rate", "retention_rate", "mean_overlap_true", "mean_overlap_pred"]:
+    if both.filter(pl.col("n") != pl.col("n_rust")).height:
+        bad.append("n differs")
+    for col in ["recovery_rate", "retention_rate", "mean_overlap_true", "mean_overlap_pred"]:
         diff = both.select((pl.col(col).cast(pl.Float64) - pl.col(f"{col}_rust").cast(pl.Float64)).abs().max()).item()
         if diff is None or diff > 1e-9:
             bad.append(f"{col} differs by {diff}")
