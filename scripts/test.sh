@@ -6,6 +6,8 @@ cd "$ROOT"
 scripts/setup.sh
 echo "== cargo test"
 cargo test --release
+echo "== crash consistency: kill -9, aborts between renames, full disk; reruns equal a reference"
+scripts/crash_check.sh 4 400
 echo "== GUDHI cross-check on real conv nets"
 "$PYTHON" tests/python/gudhi_crosscheck.py --bin target/release/actopo --samples 3
 echo "== end-to-end: actopo run on real images vs PyTorch + GUDHI"
