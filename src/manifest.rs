@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::perturb::Attack;
 use crate::outdir;
+use crate::perturb::Attack;
 use crate::resume::{OutputFile, SourceFingerprint};
 
 #[derive(Debug, Clone, Serialize)]

@@ -166,7 +166,9 @@ pub fn temp_file(dir: &Path, stem: &str, suffix: &str) -> anyhow::Result<tempfil
 pub fn is_temp_name(name: &str, stem: &str, suffix: &str) -> bool {
     name.strip_prefix(&format!(".{stem}."))
         .and_then(|rest| rest.strip_suffix(suffix))
-        .is_some_and(|random| random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric()))
+        .is_some_and(|random| {
+            random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric())
+        })
 }
 
 /// Renames a synced temporary file over `target` (which must be absent or actopo's own), as an
@@ -292,9 +294,7 @@ pub fn lock(dir: &Path, manifest_file: &str, sharded: bool) -> anyhow::Result<Ru
         })
     })?;
     let worker = open(&format!(".{manifest_file}.lock"))?;
-    worker
-        .try_lock()
-        .map_err(|_| busy("the same worker"))?;
+    worker.try_lock().map_err(|_| busy("the same worker"))?;
     Ok(RunLock {
         _folder: folder,
         _worker: worker,
@@ -312,14 +312,20 @@ mod tests {
         let name = t.path().file_name().unwrap().to_string_lossy().into_owned();
         assert!(is_temp_name(&name, "part-1", ".parquet.partial"), "{name}");
         assert!(!is_temp_name(&name, "part", ".parquet.partial"));
-        assert!(!is_temp_name(".part-1.mine.parquet.partial", "part-1", ".parquet.partial"));
+        assert!(!is_temp_name(
+            ".part-1.mine.parquet.partial",
+            "part-1",
+            ".parquet.partial"
+        ));
     }
 
     #[test]
     fn manifests_cut_short_are_ours_others_are_not() {
         assert!(manifest_is_ours(b""));
         assert!(manifest_is_ours(b"{\n  \"to"));
-        assert!(manifest_is_ours(b"{\n  \"tool\": \"actopo\",\n  \"version\""));
+        assert!(manifest_is_ours(
+            b"{\n  \"tool\": \"actopo\",\n  \"version\""
+        ));
         assert!(!manifest_is_ours(b"{\"tool\": \"actopo\"}"));
         assert!(!manifest_is_ours(b"[1, 2]"));
     }
@@ -329,7 +335,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let user = dir.path().join("x.parquet");
         std::fs::write(&user, b"PAR1 not really").unwrap();
-        assert_eq!(existing(&user), Existing::Foreign("was not written by actopo"));
+        assert_eq!(
+            existing(&user),
+            Existing::Foreign("was not written by actopo")
+        );
         assert!(remove_ours(&user).is_err());
         assert!(user.exists());
         let link = dir.path().join("l.json");
@@ -343,7 +352,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = lock(dir.path(), "manifest.json", false).unwrap();
         let e = lock(dir.path(), "manifest.json", false).unwrap_err();
-        assert!(e.to_string().contains("in use by another actopo run"), "{e}");
+        assert!(
+            e.to_string().contains("in use by another actopo run"),
+            "{e}"
+        );
         let e = lock(dir.path(), "manifest-00000-of-00002.json", true).unwrap_err();
         assert!(e.to_string().contains("single-process run"), "{e}");
         drop(first);

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder,
     UInt32Builder, UInt64Builder, UInt8Builder,
@@ -21,9 +22,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-use anyhow::Context;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 use tempfile::NamedTempFile;
 
 use crate::outdir;

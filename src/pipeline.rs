@@ -32,8 +32,8 @@ use crate::config::Settings;
 use crate::data::{self, ReadOptions, SampleBatch, ShardEvent, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
 use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
-use crate::outdir;
 use crate::model::Model;
+use crate::outdir;
 use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, SampleRng};
 use crate::progress::Progress;
@@ -70,8 +70,14 @@ enum ReaderMsg {
         samples: usize,
         source: SourceFingerprint,
     },
-    Batch { shard: usize, batch: SampleBatch },
-    Failed { shard: usize, error: String },
+    Batch {
+        shard: usize,
+        batch: SampleBatch,
+    },
+    Failed {
+        shard: usize,
+        error: String,
+    },
 }
 
 /// Model -> workers: one (sample, variant), pointing into its batch's captured activations.
@@ -310,23 +316,25 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         attacks: settings.attacks.clone(),
         shards: mine
             .iter()
-            .map(|s| match previous.complete.iter().find(|e| e.name == s.name) {
-                Some(done) => ShardEntry {
-                    path: s.path.clone(),
-                    ..done.clone()
+            .map(
+                |s| match previous.complete.iter().find(|e| e.name == s.name) {
+                    Some(done) => ShardEntry {
+                        path: s.path.clone(),
+                        ..done.clone()
+                    },
+                    None => ShardEntry {
+                        name: s.name.clone(),
+                        stem: s.stem.clone(),
+                        path: s.path.clone(),
+                        status: ShardStatus::Pending,
+                        samples: None,
+                        outputs: Vec::new(),
+                        failures: 0,
+                        error: None,
+                        source: None,
+                    },
                 },
-                None => ShardEntry {
-                    name: s.name.clone(),
-                    stem: s.stem.clone(),
-                    path: s.path.clone(),
-                    status: ShardStatus::Pending,
-                    samples: None,
-                    outputs: Vec::new(),
-                    failures: 0,
-                    error: None,
-                    source: None,
-                },
-            })
+            )
             .chain(previous.former.iter().cloned())
             .collect(),
     };
@@ -479,7 +487,10 @@ async fn read_shards(
                 Ok(fp) => fp,
                 Err(e) => {
                     let error = format!("cannot read: {e}");
-                    if tx.blocking_send(ReaderMsg::Failed { shard, error }).is_err() {
+                    if tx
+                        .blocking_send(ReaderMsg::Failed { shard, error })
+                        .is_err()
+                    {
                         return;
                     }
                     continue;
@@ -761,7 +772,10 @@ struct Written {
 }
 
 enum ShardState {
-    Writing { output: ShardOutput, samples: usize },
+    Writing {
+        output: Box<ShardOutput>,
+        samples: usize,
+    },
     Closed,
 }
 
@@ -815,7 +829,10 @@ impl Writer {
                 let output =
                     ShardOutput::create(self.layout.clone(), &src.name, &src.stem, &source.sha256)?;
                 self.manifest.shards[shard].source = Some(source);
-                states[shard] = Some(ShardState::Writing { output, samples });
+                states[shard] = Some(ShardState::Writing {
+                    output: Box::new(output),
+                    samples,
+                });
                 if samples == 0 {
                     self.complete(shard, states, progress, w, total)?;
                 }

@@ -154,15 +154,18 @@ impl SourceFingerprint {
             .chain(data::companion_files(src))
             .collect();
         paths.len() == self.files.len()
-            && paths.iter().zip(&self.files).all(|(path, old)| {
-                match size_and_mtime(path) {
-                    Ok((bytes, modified)) if bytes == old.bytes && modified == old.modified_ns => true,
+            && paths
+                .iter()
+                .zip(&self.files)
+                .all(|(path, old)| match size_and_mtime(path) {
+                    Ok((bytes, modified)) if bytes == old.bytes && modified == old.modified_ns => {
+                        true
+                    }
                     Ok((bytes, _)) if bytes == old.bytes => {
                         sha256_file(path).is_ok_and(|h| h == old.sha256)
                     }
                     _ => false,
-                }
-            })
+                })
     }
 }
 
@@ -218,8 +221,8 @@ pub fn read_manifests(dir: &Path) -> anyhow::Result<Vec<(PathBuf, FoundManifest)
                 path.display()
             );
         }
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let found = match serde_json::from_slice::<ManifestView>(&bytes) {
             Ok(view) => FoundManifest::Intact(view),
             Err(e) if e.is_eof() || bytes.is_empty() => FoundManifest::Damaged,

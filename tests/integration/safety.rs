@@ -74,13 +74,21 @@ fn links_in_the_output_folder_are_never_followed() {
     std::os::unix::fs::symlink(&victim, s.path("links/manifest.json")).unwrap();
     let o = s.run(&["--set", "output.dir=\"links\""]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    assert!(err(&o).contains("manifest.json is a symbolic link"), "{}", err(&o));
+    assert!(
+        err(&o).contains("manifest.json is a symbolic link"),
+        "{}",
+        err(&o)
+    );
     fs::remove_file(s.path("links/manifest.json")).unwrap();
     fs::remove_dir(s.path("links/summary-elsewhere")).unwrap();
     std::os::unix::fs::symlink(s.path("data"), s.path("links/summary")).unwrap();
     let o = s.run(&["--set", "output.dir=\"links\""]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    assert!(err(&o).contains("summary is a symbolic link"), "{}", err(&o));
+    assert!(
+        err(&o).contains("summary is a symbolic link"),
+        "{}",
+        err(&o)
+    );
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
 }
 
@@ -112,7 +120,10 @@ fn an_edited_shard_is_redone_and_an_unchanged_copy_is_not() {
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
     let e = err(&o);
-    assert!(e.contains("changed since it was processed; redoing it"), "{e}");
+    assert!(
+        e.contains("changed since it was processed; redoing it"),
+        "{e}"
+    );
     assert!(e.contains("20 samples in 1 shard(s)"), "{e}");
     let fresh = s.run(&["--set", "output.dir=\"fresh\""]);
     assert!(fresh.status.success());
@@ -236,7 +247,10 @@ fn an_empty_or_truncated_manifest_is_rebuilt_from_complete_outputs() {
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
     let e = err(&o);
-    assert!(e.contains("was empty or cut short") && e.contains("rebuilt"), "{e}");
+    assert!(
+        e.contains("was empty or cut short") && e.contains("rebuilt"),
+        "{e}"
+    );
     assert!(e.contains("3 shard(s) already complete, skipped"), "{e}");
     assert_eq!(statuses(&manifest(&path)), ["done", "done", "done"]);
     // cut in half, and one shard torn (its diagrams lost): only that shard is redone
@@ -266,11 +280,18 @@ fn a_second_run_into_the_same_folder_is_refused_while_the_first_runs() {
     for extra in [vec![], vec!["--shard-index", "0", "--num-shards", "2"]] {
         let o = s.run(&extra);
         assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-        assert!(err(&o).contains("in use by another actopo run"), "{}", err(&o));
+        assert!(
+            err(&o).contains("in use by another actopo run"),
+            "{}",
+            err(&o)
+        );
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", err(&out));
-    assert_eq!(statuses(&manifest(&s.path("out/manifest.json"))), ["done"; 6]);
+    assert_eq!(
+        statuses(&manifest(&s.path("out/manifest.json"))),
+        ["done"; 6]
+    );
     // workers of one sharded run may share the folder, but not the same worker twice
     let s = Sweep::new(4, 250);
     let w0 = s.spawn(&["--shard-index", "0", "--num-shards", "2"]);
@@ -312,7 +333,10 @@ fn a_write_error_midway_leaves_only_complete_shards_and_a_rerun_completes() {
             .count();
         assert_eq!(finals, if status == "done" { 2 } else { 0 }, "{status}");
     }
-    assert!(written.iter().all(|(n, _)| !n.contains("/.")), "temporary files left");
+    assert!(
+        written.iter().all(|(n, _)| !n.contains("/.")),
+        "temporary files left"
+    );
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
