@@ -290,10 +290,16 @@ fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read + Send>, bool), DataError>
 /// even when only part of it was needed.
 fn finish_file(r: &mut dyn Read, path: &Path, rest: u64, what: &str) -> Result<(), DataError> {
     let got = std::io::copy(r, &mut std::io::sink()).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                format!("{e}: the gzip data is cut short or followed by bytes that are not gzip")
+            }
+            _ => e.to_string(),
+        };
         err(
             path,
             None,
-            format!("the file is corrupt ({e}); re-download or re-extract it"),
+            format!("the file is corrupt ({why}); re-download or re-extract it"),
         )
     })?;
     match got.cmp(&rest) {
@@ -864,6 +870,7 @@ mod tests {
         ];
         let p = write_idx_gz(dir.path(), &good, 5);
         assert_eq!(read(&p, DataFormat::Idx, 0).unwrap().0, 5);
+        assert_eq!(read(&p, DataFormat::Idx, 2).unwrap().0, 2);
         for (what, bytes) in cases {
             let p = write_idx_gz(dir.path(), &bytes, 5);
             for limit in [0, 2] {
@@ -914,6 +921,12 @@ mod tests {
         let mut bytes = std::fs::read(&labels).unwrap();
         let crc = bytes.len() - 8;
         bytes[crc] ^= 0x01;
+        std::fs::write(&labels, &bytes).unwrap();
+        let e = read(&p, DataFormat::Idx, 0).unwrap_err().to_string();
+        assert!(e.contains("t-labels-idx1-ubyte.gz") && e.contains("corrupt"), "{e}");
+        // garbage after the gzip member
+        bytes[crc] ^= 0x01;
+        bytes.extend(b"garbage");
         std::fs::write(&labels, &bytes).unwrap();
         let e = read(&p, DataFormat::Idx, 0).unwrap_err().to_string();
         assert!(e.contains("t-labels-idx1-ubyte.gz") && e.contains("corrupt"), "{e}");

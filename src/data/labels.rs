@@ -11,7 +11,8 @@ use arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
 /// value is not a class label.
 pub(super) type Label = Result<Option<i64>, String>;
 
-const FIX: &str = "store labels as integers (e.g. int64), with null for an unlabelled sample";
+const FIX: &str =
+    "store labels as integers (e.g. int64; in Parquet, a null marks an unlabelled sample)";
 
 fn not_a_label(value: impl std::fmt::Display, source: &str) -> String {
     format!("{source} holds {value}, which is not an integer class label; {FIX}")
