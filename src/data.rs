@@ -562,30 +562,59 @@ fn parquet_row(
     let before = out.len();
     match images.data_type() {
         DataType::Struct(_) => {
-            let bytes = images
-                .as_struct()
-                .column_by_name("bytes")
-                .ok_or_else(|| format!("column `{}` is a struct without a `bytes` field", opts.image_column))?;
-            decode_image(binary_at(bytes.as_ref(), row).ok_or("image bytes are null")?, opts, out)
+            let bytes = images.as_struct().column_by_name("bytes").ok_or_else(|| {
+                format!(
+                    "column `{}` is a struct without a `bytes` field",
+                    opts.image_column
+                )
+            })?;
+            decode_image(
+                binary_at(bytes.as_ref(), row).ok_or("image bytes are null")?,
+                opts,
+                out,
+            )
         }
         DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => {
             let values = list_at(images, row);
             if let Some(i) = (0..values.len()).find(|&i| values.is_null(i)) {
-                return Err(format!("value {i} of the image is null; fill or drop the sample"));
+                return Err(format!(
+                    "value {i} of the image is null; fill or drop the sample"
+                ));
             }
             match values.data_type() {
-                DataType::Float32 => out.extend(values.as_primitive::<Float32Type>().values().iter()),
-                DataType::Float64 => out.extend(values.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32)),
-                t => return Err(format!("column `{}` is a list of {t}; use float32 or float64 values", opts.image_column)),
+                DataType::Float32 => {
+                    out.extend(values.as_primitive::<Float32Type>().values().iter())
+                }
+                DataType::Float64 => out.extend(
+                    values
+                        .as_primitive::<Float64Type>()
+                        .values()
+                        .iter()
+                        .map(|&v| v as f32),
+                ),
+                t => {
+                    return Err(format!(
+                        "column `{}` is a list of {t}; use float32 or float64 values",
+                        opts.image_column
+                    ))
+                }
             }
             let got = out.len() - before;
             if got != opts.sample_len() {
                 out.truncate(before);
-                return Err(format!("has {got} values but the model's input_shape {} needs {}", opts.describe_shape(), opts.sample_len()));
+                return Err(format!(
+                    "has {got} values but the model's input_shape {} needs {}",
+                    opts.describe_shape(),
+                    opts.sample_len()
+                ));
             }
             Ok(())
         }
-        _ => decode_image(binary_at(images, row).ok_or("image bytes are null")?, opts, out),
+        _ => decode_image(
+            binary_at(images, row).ok_or("image bytes are null")?,
+            opts,
+            out,
+        ),
     }
 }
 
@@ -659,7 +688,11 @@ fn stream_parquet(
         let k = batch.num_rows().min(n - start);
         let column = |name: &str| {
             batch.column_by_name(name).cloned().ok_or_else(|| {
-                err(path, None, format!("column `{name}` is missing from the data read"))
+                err(
+                    path,
+                    None,
+                    format!("column `{name}` is missing from the data read"),
+                )
             })
         };
         let images = column(&opts.image_column)?;
@@ -674,7 +707,7 @@ fn stream_parquet(
         for (row, label) in labels.into_iter().enumerate() {
             let before = x.len();
             let read = parquet_row(images.as_ref(), row, opts, &mut x);
-            let label = read.and_then(|()| label);
+            let label = read.and(label);
             if let Err(e) = &label {
                 x.truncate(before);
                 x.resize(before + sample_len, 0.0);
@@ -878,7 +911,9 @@ mod tests {
                     .expect_err(what)
                     .to_string();
                 assert!(
-                    e.contains("t-images-idx3-ubyte.gz") && e.contains("corrupt") && e.contains("re-download"),
+                    e.contains("t-images-idx3-ubyte.gz")
+                        && e.contains("corrupt")
+                        && e.contains("re-download"),
                     "{what}, limit {limit}: {e}"
                 );
             }
@@ -916,20 +951,30 @@ mod tests {
     #[test]
     fn a_corrupt_label_file_fails_the_shard() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write_idx_gz(dir.path(), &gzip(&idx_images(4), flate2::Compression::fast()), 4);
+        let p = write_idx_gz(
+            dir.path(),
+            &gzip(&idx_images(4), flate2::Compression::fast()),
+            4,
+        );
         let labels = dir.path().join("t-labels-idx1-ubyte.gz");
         let mut bytes = std::fs::read(&labels).unwrap();
         let crc = bytes.len() - 8;
         bytes[crc] ^= 0x01;
         std::fs::write(&labels, &bytes).unwrap();
         let e = read(&p, DataFormat::Idx, 0).unwrap_err().to_string();
-        assert!(e.contains("t-labels-idx1-ubyte.gz") && e.contains("corrupt"), "{e}");
+        assert!(
+            e.contains("t-labels-idx1-ubyte.gz") && e.contains("corrupt"),
+            "{e}"
+        );
         // garbage after the gzip member
         bytes[crc] ^= 0x01;
         bytes.extend(b"garbage");
         std::fs::write(&labels, &bytes).unwrap();
         let e = read(&p, DataFormat::Idx, 0).unwrap_err().to_string();
-        assert!(e.contains("t-labels-idx1-ubyte.gz") && e.contains("corrupt"), "{e}");
+        assert!(
+            e.contains("t-labels-idx1-ubyte.gz") && e.contains("corrupt"),
+            "{e}"
+        );
         // raw label file with a byte too many
         std::fs::remove_file(&labels).unwrap();
         let mut raw = idx_labels_file(4);
@@ -941,12 +986,9 @@ mod tests {
 
     fn write_parquet(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) {
         let batch = arrow::record_batch::RecordBatch::try_from_iter(columns).unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(
-            File::create(path).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None)
+                .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -967,39 +1009,76 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.parquet");
         let img = [Some(0.5); 4];
-        let labels = Float64Array::from(vec![Some(3.0), Some(2.7), None, Some(f64::NAN), Some(1e30)]);
-        write_parquet(&p, vec![("image", float_images(&[img; 5])), ("label", Arc::new(labels))]);
+        let labels =
+            Float64Array::from(vec![Some(3.0), Some(2.7), None, Some(f64::NAN), Some(1e30)]);
+        write_parquet(
+            &p,
+            vec![
+                ("image", float_images(&[img; 5])),
+                ("label", Arc::new(labels)),
+            ],
+        );
         let (n, x, labels, failed) = read(&p, DataFormat::Parquet, 0).unwrap();
         assert_eq!(n, 5);
         assert_eq!(labels, vec![Some(3), None, None, None, None]);
         let indices: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
         assert_eq!(indices, vec![1, 3, 4]);
-        assert!(failed[0].1.contains("label column `label` holds 2.7"), "{}", failed[0].1);
+        assert!(
+            failed[0].1.contains("label column `label` holds 2.7"),
+            "{}",
+            failed[0].1
+        );
         assert_eq!(&x[0..4], &[0.5; 4]);
         assert_eq!(&x[4..8], &[0.0; 4], "a failed sample is all zeros");
         let labels = UInt64Array::from(vec![2, u64::MAX]);
-        write_parquet(&p, vec![("image", float_images(&[img; 2])), ("label", Arc::new(labels))]);
+        write_parquet(
+            &p,
+            vec![
+                ("image", float_images(&[img; 2])),
+                ("label", Arc::new(labels)),
+            ],
+        );
         let (_, _, labels, failed) = read(&p, DataFormat::Parquet, 0).unwrap();
-        assert_eq!((labels, failed.len(), failed[0].0), (vec![Some(2), None], 1, 1));
+        assert_eq!(
+            (labels, failed.len(), failed[0].0),
+            (vec![Some(2), None], 1, 1)
+        );
         // a column of strings is refused once, for the shard
         let labels = StringArray::from(vec!["3", "cat"]);
-        write_parquet(&p, vec![("image", float_images(&[img; 2])), ("label", Arc::new(labels))]);
+        write_parquet(
+            &p,
+            vec![
+                ("image", float_images(&[img; 2])),
+                ("label", Arc::new(labels)),
+            ],
+        );
         let e = read(&p, DataFormat::Parquet, 0).unwrap_err();
         assert_eq!(e.sample, None);
-        assert!(e.message.contains("label column `label` has type Utf8"), "{e}");
+        assert!(
+            e.message.contains("label column `label` has type Utf8"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_null_inside_an_image_list_fails_that_sample() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.parquet");
-        let rows = [[Some(0.25); 4], [Some(0.5), None, Some(0.5), Some(0.5)], [Some(1.0); 4]];
+        let rows = [
+            [Some(0.25); 4],
+            [Some(0.5), None, Some(0.5), Some(0.5)],
+            [Some(1.0); 4],
+        ];
         write_parquet(&p, vec![("image", float_images(&rows))]);
         let (n, x, _, failed) = read(&p, DataFormat::Parquet, 0).unwrap();
         assert_eq!(n, 3);
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].0, 1);
-        assert!(failed[0].1.contains("value 1 of the image is null"), "{}", failed[0].1);
+        assert!(
+            failed[0].1.contains("value 1 of the image is null"),
+            "{}",
+            failed[0].1
+        );
         assert_eq!(x, [[0.25; 4], [0.0; 4], [1.0; 4]].concat());
     }
 
@@ -1021,8 +1100,16 @@ mod tests {
                 true
             })
             .unwrap_err();
-            assert_eq!((events, e.sample), (0, None), "refused before the first event");
-            assert!(e.message.contains(&format!("image column `image` has type {name}")), "{e}");
+            assert_eq!(
+                (events, e.sample),
+                (0, None),
+                "refused before the first event"
+            );
+            assert!(
+                e.message
+                    .contains(&format!("image column `image` has type {name}")),
+                "{e}"
+            );
         }
     }
 }

@@ -56,12 +56,22 @@ fn label_type_ok(data_type: &DataType) -> bool {
 pub(super) fn from_column(column: &dyn Array, k: usize, name: &str) -> Result<Vec<Label>, String> {
     let source = format!("label column `{name}`");
     let cast = |to: &DataType| {
-        arrow::compute::cast(column, to)
-            .map_err(|e| format!("{source}: cannot read its {} values: {e}", column.data_type()))
+        arrow::compute::cast(column, to).map_err(|e| {
+            format!(
+                "{source}: cannot read its {} values: {e}",
+                column.data_type()
+            )
+        })
     };
     let per_row = |f: &dyn Fn(usize) -> Result<i64, String>| -> Vec<Label> {
         (0..k)
-            .map(|r| if column.is_valid(r) { f(r).map(Some) } else { Ok(None) })
+            .map(|r| {
+                if column.is_valid(r) {
+                    f(r).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
             .collect()
     };
     Ok(match column.data_type() {
@@ -95,7 +105,14 @@ mod tests {
     fn integral_floats_are_labels_and_other_floats_are_not() {
         assert_eq!(from_f64(3.0, "y"), Ok(3));
         assert_eq!(from_f64(-2.0, "y"), Ok(-2));
-        for bad in [2.7, f64::NAN, f64::INFINITY, 1e30, -1e30, 9_223_372_036_854_775_808.0] {
+        for bad in [
+            2.7,
+            f64::NAN,
+            f64::INFINITY,
+            1e30,
+            -1e30,
+            9_223_372_036_854_775_808.0,
+        ] {
             let e = from_f64(bad, "array `y`").unwrap_err();
             assert!(e.contains("array `y`") && e.contains("int64"), "{e}");
         }
@@ -133,7 +150,10 @@ mod tests {
     #[test]
     fn string_columns_are_refused_by_type() {
         let e = check_column_type(&DataType::Utf8, "label").unwrap_err();
-        assert!(e.contains("label column `label`") && e.contains("Utf8"), "{e}");
+        assert!(
+            e.contains("label column `label`") && e.contains("Utf8"),
+            "{e}"
+        );
         assert!(check_column_type(&DataType::Int64, "label").is_ok());
         assert!(check_column_type(&DataType::Float32, "label").is_ok());
         assert!(check_column_type(

@@ -45,7 +45,8 @@ fn open_member<'a>(
     path: &Path,
     name: &'static str,
 ) -> Result<Option<Member<'a>>, DataError> {
-    let cannot = |e: &dyn std::fmt::Display| err(path, None, format!("cannot read array `{name}`: {e}"));
+    let cannot =
+        |e: &dyn std::fmt::Display| err(path, None, format!("cannot read array `{name}`: {e}"));
     let mut file = match archive.by_name(&npyz::npz::file_name_from_array_name(name)) {
         Ok(file) => file,
         Err(ZipError::FileNotFound) => return Ok(None),
@@ -114,7 +115,6 @@ fn scalar_type(header: &NpyHeader) -> Option<(TypeChar, u64, String)> {
     }
 }
 
-
 impl Member<'_> {
     /// Reads what is left of the member, which must be exactly `rest` bytes (the samples past
     /// `data.limit`): reaching the end is what makes the zip reader check the member's CRC32.
@@ -123,7 +123,10 @@ impl Member<'_> {
             err(
                 path,
                 None,
-                format!("array `{}` is corrupt ({e}); re-download or re-create the file", self.name),
+                format!(
+                    "array `{}` is corrupt ({e}); re-download or re-create the file",
+                    self.name
+                ),
             )
         })?;
         match got.cmp(&rest) {
@@ -131,12 +134,20 @@ impl Member<'_> {
             std::cmp::Ordering::Less => Err(err(
                 path,
                 None,
-                format!("array `{}` ends {} bytes early; the file is truncated, re-create it", self.name, rest - got),
+                format!(
+                    "array `{}` ends {} bytes early; the file is truncated, re-create it",
+                    self.name,
+                    rest - got
+                ),
             )),
             std::cmp::Ordering::Greater => Err(err(
                 path,
                 None,
-                format!("array `{}` has {} bytes after its data; the file is corrupt, re-create it", self.name, got - rest),
+                format!(
+                    "array `{}` has {} bytes after its data; the file is corrupt, re-create it",
+                    self.name,
+                    got - rest
+                ),
             )),
         }
     }
@@ -176,13 +187,13 @@ pub(super) fn stream_npz(
         [_, c, h, w] => [*c, *h, *w],
         [_, h, w] => [1, *h, *w],
         [_, f] => [*f, 1, 1],
-        _ => {
-            return Err(err(
-                path,
-                None,
-                format!("array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"),
-            ))
-        }
+        _ => return Err(err(
+            path,
+            None,
+            format!(
+                "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
+            ),
+        )),
     };
     check_shape(path, None, chw, opts)?;
     let total = shape[0];
@@ -205,14 +216,21 @@ pub(super) fn stream_npz(
         _ => Err(err(
             path,
             None,
-            format!("array `x` has dtype {}; use uint8 or float32", x.header.dtype().descr()),
+            format!(
+                "array `x` has dtype {}; use uint8 or float32",
+                x.header.dtype().descr()
+            ),
         )),
     }
 }
 
 /// Checks `y`'s count against the images and its type, before reading any of it.
 fn check_labels(y: &Member, path: &Path, images: usize) -> Result<(), DataError> {
-    let count = y.header.shape().iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+    let count = y
+        .header
+        .shape()
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d));
     if count != Some(images as u64) {
         return Err(err(
             path,
@@ -296,7 +314,9 @@ impl Shard<'_> {
                 .data::<T>()
                 .map_err(|e| err(path, None, format!("array `x`: {e}")))?;
             let mut labels = match y.as_deref_mut() {
-                Some(y) => Some(label_values(y).map_err(|e| err(path, None, format!("array `y`: {e}")))?),
+                Some(y) => {
+                    Some(label_values(y).map_err(|e| err(path, None, format!("array `y`: {e}")))?)
+                }
                 None => None,
             };
             let mut start = 0;
@@ -428,8 +448,10 @@ mod tests {
         }
     }
 
-    /// Every event's content: (samples announced, labels, failed indices), or the error.
-    fn read(path: &Path, limit: usize) -> Result<(usize, Vec<Option<i64>>, Vec<usize>), DataError> {
+    /// What a shard's events held: (samples announced, labels, failed indices).
+    type Events = (usize, Vec<Option<i64>>, Vec<usize>);
+
+    fn read(path: &Path, limit: usize) -> Result<Events, DataError> {
         let (mut samples, mut labels, mut failed) = (0, Vec::new(), Vec::new());
         stream_shard(&source(path), &options(limit), 2, &mut |event| {
             match event {
@@ -453,8 +475,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.npz");
         let y: Vec<u8> = [4i64, 5, 6].iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_npz(&p, &[("x", &images(3)), ("y", &npy("<i8", &[3], &y))], CompressionMethod::Deflated);
-        assert_eq!(read(&p, 0).unwrap(), (3, vec![Some(4), Some(5), Some(6)], vec![]));
+        write_npz(
+            &p,
+            &[("x", &images(3)), ("y", &npy("<i8", &[3], &y))],
+            CompressionMethod::Deflated,
+        );
+        assert_eq!(
+            read(&p, 0).unwrap(),
+            (3, vec![Some(4), Some(5), Some(6)], vec![])
+        );
         assert_eq!(read(&p, 1).unwrap(), (1, vec![Some(4)], vec![]));
     }
 
@@ -463,9 +492,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.npz");
         let y = npy("|u1", &[1 << 20], &vec![0u8; 1 << 20]);
-        write_npz(&p, &[("x", &images(4)), ("y", &y)], CompressionMethod::Deflated);
+        write_npz(
+            &p,
+            &[("x", &images(4)), ("y", &y)],
+            CompressionMethod::Deflated,
+        );
         let e = read(&p, 0).unwrap_err().to_string();
-        assert!(e.contains("array `y` has shape [1048576] but `x` has 4 images"), "{e}");
+        assert!(
+            e.contains("array `y` has shape [1048576] but `x` has 4 images"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -476,9 +512,16 @@ mod tests {
         let mut y = b"\x93NUMPY\x02\x00".to_vec();
         y.extend(0xffff_fff0u32.to_le_bytes());
         y.extend(b"{'descr': '<i8'");
-        write_npz(&p, &[("x", &images(2)), ("y", &y)], CompressionMethod::Stored);
+        write_npz(
+            &p,
+            &[("x", &images(2)), ("y", &y)],
+            CompressionMethod::Stored,
+        );
         let e = read(&p, 0).unwrap_err().to_string();
-        assert!(e.contains("array `y`") && e.contains("header claims 4294967280 bytes"), "{e}");
+        assert!(
+            e.contains("array `y`") && e.contains("header claims 4294967280 bytes"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -488,7 +531,10 @@ mod tests {
         let x = npy("|u1", &[1 << 40, 2, 2], &[0u8; 8]);
         write_npz(&p, &[("x", &x)], CompressionMethod::Stored);
         let e = read(&p, 0).unwrap_err().to_string();
-        assert!(e.contains("declares shape [1099511627776, 2, 2]") && e.contains("holds 8 bytes"), "{e}");
+        assert!(
+            e.contains("declares shape [1099511627776, 2, 2]") && e.contains("holds 8 bytes"),
+            "{e}"
+        );
         // a shape whose product overflows
         let x = npy("<f8", &[1 << 40, 1 << 40, 2], &[0u8; 8]);
         write_npz(&p, &[("x", &x)], CompressionMethod::Stored);
@@ -514,7 +560,10 @@ mod tests {
         fs::write(&p, bytes).unwrap();
         for limit in [0, 1] {
             let e = read(&p, limit).unwrap_err().to_string();
-            assert!(e.contains("array `x` is corrupt") && e.contains("re-download"), "{e}");
+            assert!(
+                e.contains("array `x` is corrupt") && e.contains("re-download"),
+                "{e}"
+            );
         }
     }
 
@@ -524,17 +573,35 @@ mod tests {
         let p = dir.path().join("t.npz");
         let floats = [3.0f64, 2.7, f64::NAN, 1e30, -1.0];
         let y: Vec<u8> = floats.iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_npz(&p, &[("x", &images(5)), ("y", &npy("<f8", &[5], &y))], CompressionMethod::Stored);
+        write_npz(
+            &p,
+            &[("x", &images(5)), ("y", &npy("<f8", &[5], &y))],
+            CompressionMethod::Stored,
+        );
         assert_eq!(
             read(&p, 0).unwrap(),
             (5, vec![Some(3), None, None, None, Some(-1)], vec![1, 2, 3])
         );
-        let y: Vec<u8> = [1u64, u64::MAX].iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_npz(&p, &[("x", &images(2)), ("y", &npy("<u8", &[2], &y))], CompressionMethod::Stored);
+        let y: Vec<u8> = [1u64, u64::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        write_npz(
+            &p,
+            &[("x", &images(2)), ("y", &npy("<u8", &[2], &y))],
+            CompressionMethod::Stored,
+        );
         assert_eq!(read(&p, 0).unwrap(), (2, vec![Some(1), None], vec![1]));
         let y = npy("<U1", &[2], &[b'a', 0, 0, 0, b'b', 0, 0, 0]);
-        write_npz(&p, &[("x", &images(2)), ("y", &y)], CompressionMethod::Stored);
+        write_npz(
+            &p,
+            &[("x", &images(2)), ("y", &y)],
+            CompressionMethod::Stored,
+        );
         let e = read(&p, 0).unwrap_err().to_string();
-        assert!(e.contains("array `y` has dtype") && e.contains("astype(np.int64)"), "{e}");
+        assert!(
+            e.contains("array `y` has dtype") && e.contains("astype(np.int64)"),
+            "{e}"
+        );
     }
 }

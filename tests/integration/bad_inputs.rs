@@ -51,7 +51,11 @@ impl Case {
         let m: serde_json::Value =
             serde_json::from_slice(&fs::read(self.path(&format!("{out}/manifest.json"))).unwrap())
                 .unwrap();
-        let entry = m["shards"].as_array().unwrap().iter().find(|s| s["name"] == shard);
+        let entry = m["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == shard);
         entry.unwrap()["status"].as_str().unwrap().to_string()
     }
 }
@@ -75,7 +79,11 @@ fn write_idx(dir: &Path, stem: &str, n: usize) -> Vec<u8> {
     labels.extend((0..n).map(|i| (i % 10) as u8));
     let images = gz(&images);
     fs::write(dir.join(format!("{stem}-images-idx3-ubyte.gz")), &images).unwrap();
-    fs::write(dir.join(format!("{stem}-labels-idx1-ubyte.gz")), gz(&labels)).unwrap();
+    fs::write(
+        dir.join(format!("{stem}-labels-idx1-ubyte.gz")),
+        gz(&labels),
+    )
+    .unwrap();
     images
 }
 
@@ -83,8 +91,16 @@ fn summary(path: &Path) -> (Vec<u32>, Vec<Option<i64>>) {
     let mut indices = Vec::new();
     let mut labels = Vec::new();
     for b in read_batches(path) {
-        indices.extend(b.column_by_name("index").unwrap().as_primitive::<UInt32Type>().values());
-        let l = b.column_by_name("label").unwrap().as_primitive::<Int64Type>();
+        indices.extend(
+            b.column_by_name("index")
+                .unwrap()
+                .as_primitive::<UInt32Type>()
+                .values(),
+        );
+        let l = b
+            .column_by_name("label")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         labels.extend((0..l.len()).map(|i| l.is_valid(i).then(|| l.value(i))));
     }
     (indices, labels)
@@ -115,15 +131,25 @@ fn a_corrupt_gzip_fails_its_shard_even_when_limit_stops_early() {
         ]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert_eq!(c.status(out, "good-images-idx3-ubyte.gz"), "done");
-        assert!(c.path(&format!("{out}/summary/good-images-idx3-ubyte.parquet")).exists());
+        assert!(c
+            .path(&format!("{out}/summary/good-images-idx3-ubyte.parquet"))
+            .exists());
         for bad in ["crc", "cut", "junk"] {
             let stem = format!("{bad}-images-idx3-ubyte");
-            assert_eq!(c.status(out, &format!("{stem}.gz")), "failed", "{bad}, limit {limit}");
+            assert_eq!(
+                c.status(out, &format!("{stem}.gz")),
+                "failed",
+                "{bad}, limit {limit}"
+            );
             assert!(!c.path(&format!("{out}/summary/{stem}.parquet")).exists());
             let f = failures(&c.path(&format!("{out}/failures/{stem}.parquet")));
             assert_eq!(f.len(), 1, "{f:?}");
             assert_eq!((f[0].0, f[0].2.as_str()), (None, "read"));
-            assert!(f[0].3.contains("corrupt") && f[0].3.contains("re-download"), "{}", f[0].3);
+            assert!(
+                f[0].3.contains("corrupt") && f[0].3.contains("re-download"),
+                "{}",
+                f[0].3
+            );
         }
     }
 }
@@ -139,19 +165,29 @@ fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
 
 /// 28x28 list<float32> images; a row's `Some(i)` puts a null at value i.
 fn float_images(nulls: &[Option<usize>]) -> ArrayRef {
-    Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(nulls.iter().enumerate().map(
-        |(row, null)| {
-            Some((0..784).map(move |i| (Some(i) != *null).then_some(((row * 7 + i) % 100) as f32 / 100.0)))
-        },
-    )))
+    Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
+        nulls.iter().enumerate().map(|(row, null)| {
+            Some(
+                (0..784).map(move |i| {
+                    (Some(i) != *null).then_some(((row * 7 + i) % 100) as f32 / 100.0)
+                }),
+            )
+        }),
+    ))
 }
 
 #[test]
 fn an_image_column_of_the_wrong_type_is_one_shard_failure() {
     let c = Case::new();
     let ints: ArrayRef = Arc::new(Int64Array::from((0..20).collect::<Vec<i64>>()));
-    write_parquet(&c.path("data/ints.parquet"), vec![("image", ints.clone()), ("label", ints)]);
-    write_parquet(&c.path("data/good.parquet"), vec![("image", float_images(&[None; 3]))]);
+    write_parquet(
+        &c.path("data/ints.parquet"),
+        vec![("image", ints.clone()), ("label", ints)],
+    );
+    write_parquet(
+        &c.path("data/good.parquet"),
+        vec![("image", float_images(&[None; 3]))],
+    );
     let o = c.run(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(c.status("out", "ints.parquet"), "failed");
@@ -159,7 +195,11 @@ fn an_image_column_of_the_wrong_type_is_one_shard_failure() {
     let f = failures(&c.path("out/failures/ints.parquet"));
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!((f[0].0, f[0].2.as_str()), (None, "read"));
-    assert!(f[0].3.contains("image column `image` has type Int64"), "{}", f[0].3);
+    assert!(
+        f[0].3.contains("image column `image` has type Int64"),
+        "{}",
+        f[0].3
+    );
     assert!(!c.path("out/summary/ints.parquet").exists());
 }
 
@@ -201,16 +241,29 @@ fn labels_that_are_not_class_labels_and_null_pixels_fail_their_samples() {
     let c = Case::new();
     // Parquet: 2.7, NaN and 1e30 are not labels, 3.0 is; a null label is "unlabelled";
     // sample 5 has a null pixel.
-    let labels = Float64Array::from(vec![Some(3.0), Some(2.7), Some(f64::NAN), None, Some(1e30), Some(5.0)]);
+    let labels = Float64Array::from(vec![
+        Some(3.0),
+        Some(2.7),
+        Some(f64::NAN),
+        None,
+        Some(1e30),
+        Some(5.0),
+    ]);
     let images = float_images(&[None, None, None, None, None, Some(300)]);
-    write_parquet(&c.path("data/floats.parquet"), vec![("image", images), ("label", Arc::new(labels))]);
+    write_parquet(
+        &c.path("data/floats.parquet"),
+        vec![("image", images), ("label", Arc::new(labels))],
+    );
     // npz: 2^64-1 does not fit a label
     let mut y = npy_header("<u8", &[3]);
     y.extend([1u64, u64::MAX, 2].iter().flat_map(|v| v.to_le_bytes()));
     write_npz(&c.path("data/big.npz"), &[("x", &npy_images(3)), ("y", &y)]);
     // a column of strings fails the shard once
     let words: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["3", "cat"]));
-    write_parquet(&c.path("data/words.parquet"), vec![("image", float_images(&[None; 2])), ("label", words)]);
+    write_parquet(
+        &c.path("data/words.parquet"),
+        vec![("image", float_images(&[None; 2])), ("label", words)],
+    );
     let o = c.run(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 
@@ -218,23 +271,48 @@ fn labels_that_are_not_class_labels_and_null_pixels_fail_their_samples() {
     let indices: Vec<Option<u32>> = f.iter().map(|r| r.0).collect();
     assert_eq!(indices, vec![Some(1), Some(2), Some(4), Some(5)], "{f:?}");
     assert!(f.iter().all(|r| r.2 == "read"));
-    for (row, value) in [(0, "2.7"), (1, "NaN"), (2, "1000000000000000000000000000000")] {
+    for (row, value) in [
+        (0, "2.7"),
+        (1, "NaN"),
+        (2, "1000000000000000000000000000000"),
+    ] {
         let e = &f[row].3;
-        assert!(e.contains(&format!("label column `label` holds {value}")) && e.contains("int64"), "{e}");
+        assert!(
+            e.contains(&format!("label column `label` holds {value}")) && e.contains("int64"),
+            "{e}"
+        );
     }
-    assert!(f[3].3.contains("value 300 of the image is null"), "{}", f[3].3);
-    assert_eq!(summary(&c.path("out/summary/floats.parquet")), (vec![0, 3], vec![Some(3), None]));
+    assert!(
+        f[3].3.contains("value 300 of the image is null"),
+        "{}",
+        f[3].3
+    );
+    assert_eq!(
+        summary(&c.path("out/summary/floats.parquet")),
+        (vec![0, 3], vec![Some(3), None])
+    );
 
     let f = failures(&c.path("out/failures/big.parquet"));
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].0, Some(1));
-    assert!(f[0].3.contains("array `y` holds 18446744073709551615"), "{}", f[0].3);
-    assert_eq!(summary(&c.path("out/summary/big.parquet")), (vec![0, 2], vec![Some(1), Some(2)]));
+    assert!(
+        f[0].3.contains("array `y` holds 18446744073709551615"),
+        "{}",
+        f[0].3
+    );
+    assert_eq!(
+        summary(&c.path("out/summary/big.parquet")),
+        (vec![0, 2], vec![Some(1), Some(2)])
+    );
 
     assert_eq!(c.status("out", "words.parquet"), "failed");
     let f = failures(&c.path("out/failures/words.parquet"));
     assert_eq!((f.len(), f[0].0), (1, None), "{f:?}");
-    assert!(f[0].3.contains("label column `label` has type Utf8"), "{}", f[0].3);
+    assert!(
+        f[0].3.contains("label column `label` has type Utf8"),
+        "{}",
+        f[0].3
+    );
 }
 
 #[test]
@@ -243,7 +321,10 @@ fn an_npz_that_claims_more_than_it_holds_is_refused_before_reading() {
     // 2^27 one-byte labels deflate to about 130 kB; reading them would take over 1 GB as i64.
     let mut y = npy_header("|u1", &[1 << 27]);
     y.resize(y.len() + (1 << 27), 0);
-    write_npz(&c.path("data/many.npz"), &[("x", &npy_images(4)), ("y", &y)]);
+    write_npz(
+        &c.path("data/many.npz"),
+        &[("x", &npy_images(4)), ("y", &y)],
+    );
     // a version 2 header that claims 0xfffffff0 bytes of header text
     let mut v2 = b"\x93NUMPY\x02\x00".to_vec();
     v2.extend(0xffff_fff0u32.to_le_bytes());
@@ -255,8 +336,18 @@ fn an_npz_that_claims_more_than_it_holds_is_refused_before_reading() {
     assert_eq!(c.status("out", "good.npz"), "done");
     let many = failures(&c.path("out/failures/many.parquet"));
     assert_eq!((many.len(), many[0].0), (1, None), "{many:?}");
-    assert!(many[0].3.contains("array `y` has shape [134217728] but `x` has 4 images"), "{}", many[0].3);
+    assert!(
+        many[0]
+            .3
+            .contains("array `y` has shape [134217728] but `x` has 4 images"),
+        "{}",
+        many[0].3
+    );
     let header = failures(&c.path("out/failures/header.parquet"));
     assert_eq!((header.len(), header[0].0), (1, None), "{header:?}");
-    assert!(header[0].3.contains("header claims 4294967280 bytes"), "{}", header[0].3);
+    assert!(
+        header[0].3.contains("header claims 4294967280 bytes"),
+        "{}",
+        header[0].3
+    );
 }
