@@ -285,23 +285,27 @@ fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read + Send>, bool), DataError>
     }
 }
 
+/// A read error in the middle of a file: for a gzipped one, a checksum or length mismatch, a
+/// cut-off stream or bytes after it that are not gzip.
+fn corrupt_file(path: &Path, e: std::io::Error) -> DataError {
+    let why = match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            format!("{e}: the gzip data is cut short or followed by bytes that are not gzip")
+        }
+        _ => e.to_string(),
+    };
+    err(
+        path,
+        None,
+        format!("the file is corrupt ({why}); re-download or re-extract it"),
+    )
+}
+
 /// Reads the rest of a file, which must be exactly `rest` bytes. Reaching the end is what makes
 /// the gzip decoder check each member's CRC32 and length, so this is how a corrupt `.gz` fails
 /// even when only part of it was needed.
 fn finish_file(r: &mut dyn Read, path: &Path, rest: u64, what: &str) -> Result<(), DataError> {
-    let got = std::io::copy(r, &mut std::io::sink()).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                format!("{e}: the gzip data is cut short or followed by bytes that are not gzip")
-            }
-            _ => e.to_string(),
-        };
-        err(
-            path,
-            None,
-            format!("the file is corrupt ({why}); re-download or re-extract it"),
-        )
-    })?;
+    let got = std::io::copy(r, &mut std::io::sink()).map_err(|e| corrupt_file(path, e))?;
     match got.cmp(&rest) {
         std::cmp::Ordering::Equal => Ok(()),
         std::cmp::Ordering::Less => Err(err(
@@ -470,13 +474,7 @@ fn read_idx_labels(path: &Path, images: &Path, n: usize) -> Result<Vec<u8>, Data
     (&mut r)
         .take(n as u64)
         .read_to_end(&mut labels)
-        .map_err(|e| {
-            err(
-                path,
-                None,
-                format!("the file is corrupt ({e}); re-download or re-extract it"),
-            )
-        })?;
+        .map_err(|e| corrupt_file(path, e))?;
     finish_file(&mut r, path, (n - labels.len()) as u64, "label data")?;
     Ok(labels)
 }

@@ -187,13 +187,15 @@ pub(super) fn stream_npz(
         [_, c, h, w] => [*c, *h, *w],
         [_, h, w] => [1, *h, *w],
         [_, f] => [*f, 1, 1],
-        _ => return Err(err(
-            path,
-            None,
-            format!(
+        _ => {
+            return Err(err(
+                path,
+                None,
+                format!(
                 "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
             ),
-        )),
+            ))
+        }
     };
     check_shape(path, None, chw, opts)?;
     let total = shape[0];
