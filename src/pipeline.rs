@@ -842,8 +842,14 @@ impl Writer {
                 stage,
                 error,
             } => {
-                // Drop whatever was written for it, then record the shard as failed.
+                // Drop whatever was written for it, then record the shard as failed. A reader
+                // error can arrive after the shard's last batch was written: it is undone too.
                 states[shard] = Some(ShardState::Closed);
+                if self.manifest.shards[shard].status == ShardStatus::Done {
+                    w.shards_done -= 1;
+                    w.samples -= self.manifest.shards[shard].samples.unwrap_or(0);
+                    w.sample_failures -= self.manifest.shards[shard].failures as usize;
+                }
                 let src = &self.shards[shard];
                 let source = self.manifest.shards[shard]
                     .source

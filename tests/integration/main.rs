@@ -2,6 +2,7 @@
 
 mod analyze;
 mod attacks;
+mod bad_inputs;
 mod cli;
 mod graph_props;
 mod persistence_props;

@@ -7,10 +7,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::support::stderr as err;
-use crate::sweeps::{
-    failures, manifest, npy_f32, statuses, tree, write_npz, write_png_parquet, Sweep,
-};
+use crate::support::{failures, stderr as err};
+use crate::sweeps::{manifest, npy_f32, statuses, tree, write_npz, write_png_parquet, Sweep};
 
 fn shards(list: &str) -> String {
     format!("data.shards={list}")

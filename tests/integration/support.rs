@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::UInt32Type;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -39,4 +41,40 @@ pub fn read_parquet(path: &Path) -> (Vec<RecordBatch>, HashMap<String, String>) 
         })
         .unwrap_or_default();
     (builder.build().unwrap().map(|b| b.unwrap()).collect(), meta)
+}
+
+/// Rows of failures/<stem>.parquet: (index, variant, stage, error).
+pub fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
+    let mut rows = Vec::new();
+    for b in read_batches(path) {
+        let index = b
+            .column_by_name("index")
+            .unwrap()
+            .as_primitive::<UInt32Type>()
+            .clone();
+        let variant = b
+            .column_by_name("variant")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let stage = b
+            .column_by_name("stage")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let error = b
+            .column_by_name("error")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        for i in 0..b.num_rows() {
+            rows.push((
+                index.is_valid(i).then(|| index.value(i)),
+                variant.is_valid(i).then(|| variant.value(i).to_string()),
+                stage.value(i).to_string(),
+                error.value(i).to_string(),
+            ));
+        }
+    }
+    rows
 }

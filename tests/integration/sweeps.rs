@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
+use arrow::array::AsArray;
 use arrow::datatypes::UInt32Type;
 
-use crate::support::{read_batches, repo, stderr as err, FASHION};
+use crate::support::{failures, read_batches, repo, stderr as err, FASHION};
 
 pub(crate) fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -320,42 +320,6 @@ fn parallel_workers_share_a_folder_and_equal_a_single_run() {
         "{}",
         err(&o)
     );
-}
-
-/// Rows of failures/<stem>.parquet: (index, variant, stage, error).
-pub(crate) fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String)> {
-    let mut rows = Vec::new();
-    for b in read_batches(path) {
-        let index = b
-            .column_by_name("index")
-            .unwrap()
-            .as_primitive::<UInt32Type>()
-            .clone();
-        let variant = b
-            .column_by_name("variant")
-            .unwrap()
-            .as_string::<i32>()
-            .clone();
-        let stage = b
-            .column_by_name("stage")
-            .unwrap()
-            .as_string::<i32>()
-            .clone();
-        let error = b
-            .column_by_name("error")
-            .unwrap()
-            .as_string::<i32>()
-            .clone();
-        for i in 0..b.num_rows() {
-            rows.push((
-                index.is_valid(i).then(|| index.value(i)),
-                variant.is_valid(i).then(|| variant.value(i).to_string()),
-                stage.value(i).to_string(),
-                error.value(i).to_string(),
-            ));
-        }
-    }
-    rows
 }
 
 pub(crate) fn summary_indices(path: &Path) -> Vec<u32> {
