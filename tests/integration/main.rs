@@ -5,5 +5,6 @@ mod attacks;
 mod cli;
 mod graph_props;
 mod persistence_props;
+mod sizes;
 mod support;
 mod sweeps;
