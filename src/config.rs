@@ -483,6 +483,7 @@ fn check_memory(c: &Config) -> Vec<String> {
         batch_size: c.pipeline.batch_size,
         workers,
         variants: 1 + c.attacks.len(),
+        h1_diagram: c.homology.h1_diagram,
     };
     limits::check_memory(&ModelSizes::of(&net, &bounds), spec, run, &limit)
 }
@@ -746,5 +747,27 @@ impl Settings {
             },
             workers,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_flags_need_a_key_with_no_empty_part() {
+        assert_eq!(
+            parse_set("pipeline.batch_size=64").unwrap(),
+            ("pipeline.batch_size".into(), toml::Value::Integer(64))
+        );
+        for (flag, why) in [
+            ("=1", "the key is empty"),
+            (" =1", "the key is empty"),
+            (".x=1", "the key `.x` has an empty part"),
+            ("a..b=1", "the key `a..b` has an empty part"),
+        ] {
+            let err = parse_set(flag).unwrap_err();
+            assert!(err.starts_with(&format!("--set {flag}: {why};")), "{err}");
+        }
     }
 }

@@ -107,6 +107,9 @@ pub struct RunShape {
     pub workers: usize,
     /// `clean` plus one per attack.
     pub variants: usize,
+    /// `homology.h1_diagram`: each worker then holds a sample's H1 death list, up to one value
+    /// per edge.
+    pub h1_diagram: bool,
 }
 
 /// The config key whose value scales a part of the memory.
@@ -134,12 +137,19 @@ fn capture_batches(batch_size: usize) -> u128 {
 }
 
 impl ModelSizes {
-    /// A topology worker's buffers: per-unit lists and its share of the edge bound.
-    pub fn worker_bytes(&self) -> u128 {
+    /// A topology worker's buffers: per-unit lists, its share of the edge bound and, with
+    /// `h1_diagram`, a value per edge.
+    pub fn worker_bytes(&self, h1_diagram: bool) -> u128 {
         let edges = self.max_edges.saturating_mul(EDGE_BYTES);
+        let h1 = if h1_diagram {
+            self.max_edges.saturating_mul(F32_BYTES)
+        } else {
+            0
+        };
         self.n_units
             .saturating_mul(UNIT_BYTES)
             .saturating_add(edges.saturating_mul(EDGE_SHARE.0) / EDGE_SHARE.1)
+            .saturating_add(h1)
     }
 
     /// One sample's captured activations (one variant).
@@ -176,7 +186,7 @@ pub fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
         },
         Part {
             what: "topology workers",
-            bytes: m.worker_bytes().saturating_mul(workers),
+            bytes: m.worker_bytes(run.h1_diagram).saturating_mul(workers),
             lever: Lever::Workers,
         },
         Part {
@@ -312,6 +322,20 @@ fn largest_fitting(high: usize, fits: impl Fn(usize) -> bool) -> Option<usize> {
     Some(lo)
 }
 
+/// "needs about X of memory, more than Y: part X1, part X2, ...".
+fn needs(parts: &[Part], limit: &MemoryLimit) -> String {
+    let listing = parts
+        .iter()
+        .map(|p| format!("{} {}", p.what, Bytes(p.bytes)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "needs about {} of memory, more than {}: {listing}",
+        Bytes(total(parts)),
+        limit.source
+    )
+}
+
 /// Checks a run of the model in `spec` against `limit`; each problem names the key to change and
 /// the fix.
 pub fn check_memory(
@@ -332,21 +356,10 @@ pub fn check_memory(
         ));
     }
     let parts = memory_parts(m, run);
-    let need = total(&parts);
-    if need <= limit.available {
+    if total(&parts) <= limit.available {
         return problems;
     }
     let fits = |run: RunShape| total(&memory_parts(m, run)) <= limit.available;
-    let listing = parts
-        .iter()
-        .map(|p| format!("{} {}", p.what, Bytes(p.bytes)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let head = format!(
-        "needs about {} of memory, more than {} ({listing})",
-        Bytes(need),
-        limit.source
-    );
     let smallest = RunShape {
         batch_size: 1,
         workers: 1,
@@ -354,7 +367,8 @@ pub fn check_memory(
     };
     if !fits(smallest) {
         problems.push(format!(
-            "`model.spec` = \"{spec}\": the model {head}, even with pipeline.batch_size = 1 and pipeline.workers = 1; fix: use a smaller model{}, or raise `pipeline.memory_limit_mb` if more memory will be free",
+            "`model.spec` = \"{spec}\": even with pipeline.batch_size = 1 and pipeline.workers = 1 the model {}; fix: use a smaller model{}, or raise `pipeline.memory_limit_mb` if more memory will be free",
+            needs(&memory_parts(m, smallest), limit),
             m.largest_layer
                 .as_ref()
                 .map(|(name, n)| format!(" (layer `{name}` has the most weights: {n})"))
@@ -362,6 +376,7 @@ pub fn check_memory(
         ));
         return problems;
     }
+    let head = needs(&parts, limit);
     let dominant = parts
         .iter()
         .filter(|p| p.lever != Lever::None)
@@ -425,6 +440,7 @@ mod tests {
         batch_size: 128,
         workers: 2,
         variants: 1,
+        h1_diagram: false,
     };
 
     #[test]
@@ -434,6 +450,9 @@ mod tests {
         assert_eq!(parts[0].bytes, 128 * 4 * (2_000 * 4 + 784 * 3));
         // 2 workers x (4,000 units x 20 bytes + 400,000 edges x 12 bytes / 4)
         assert_eq!(parts[1].bytes, 2 * (4_000 * 20 + 400_000 * 12 / 4));
+        // ... + 400,000 x 4 bytes each for H1 diagrams
+        let h1 = memory_parts(&sizes(), RunShape { h1_diagram: true, ..RUN });
+        assert_eq!(h1[1].bytes, parts[1].bytes + 2 * 400_000 * 4);
         assert_eq!(capture_batches(1), 130);
         assert_eq!(capture_batches(64), 4);
         assert_eq!(capture_batches(100_000), 4);
@@ -489,5 +508,53 @@ mod tests {
     fn bytes_print_in_binary_units() {
         assert_eq!(Bytes(512).to_string(), "512 B");
         assert_eq!(Bytes(3 << 29).to_string(), "1.5 GiB");
+    }
+
+    /// The rule must not refuse real jobs: the demo and the paper's AlexNet-for-CIFAR shape.
+    #[test]
+    fn the_demo_and_alexnet_cifar_fit_in_a_few_gib() {
+        use crate::spec::ModelSpec;
+        use crate::topology::GraphOptions;
+        let sizes_of = |text: &str| {
+            let spec = ModelSpec::parse(text, Path::new("m.toml")).unwrap();
+            let net = Network::resolve(&spec).unwrap();
+            ModelSizes::of(&net, &GraphBounds::new(&net, GraphOptions::default()).unwrap())
+        };
+        let mut alexnet = String::from("format_version = 1\nname = \"a\"\ninput_shape = [3, 32, 32]\n");
+        for layer in [
+            "op = \"conv2d\"\nout_channels = 64\nkernel_size = 11",
+            "op = \"relu\"",
+            "op = \"max_pool2d\"\nkernel_size = 2\nstride = 1",
+            "op = \"conv2d\"\nout_channels = 192\nkernel_size = 5",
+            "op = \"relu\"",
+            "op = \"max_pool2d\"\nkernel_size = 2",
+            "op = \"conv2d\"\nout_channels = 384\nkernel_size = 3",
+            "op = \"conv2d\"\nout_channels = 256\nkernel_size = 3",
+            "op = \"conv2d\"\nout_channels = 256\nkernel_size = 3",
+            "op = \"max_pool2d\"\nkernel_size = 2",
+            "op = \"flatten\"",
+            "op = \"linear\"\nout_features = 4096",
+            "op = \"linear\"\nout_features = 4096",
+            "op = \"linear\"\nout_features = 10",
+        ] {
+            alexnet += &format!("[[layers]]\n{layer}\n");
+        }
+        let alexnet = sizes_of(&alexnet);
+        assert_eq!(alexnet.max_edges, 158_457_856); // as `actopo inspect` and the README say
+        let ccff = sizes_of(include_str!("../models/ccff.toml"));
+        let run = |batch_size, workers| RunShape {
+            batch_size,
+            workers,
+            variants: 1,
+            h1_diagram: false,
+        };
+        let gib = |m: &ModelSizes, r| total(&memory_parts(m, r)) as f64 / (1u64 << 30) as f64;
+        // Measured peak RSS: CCFF 0.55 GB; AlexNet-CIFAR with batch 8: 1.09 GB with 1 worker,
+        // 1.55-1.8 GB with 2.
+        assert!(gib(&ccff, run(128, 2)) < 0.6, "{}", gib(&ccff, run(128, 2)));
+        assert!(gib(&ccff, run(128, 16)) < 0.6);
+        let a = gib(&alexnet, run(8, 2));
+        assert!((1.5..2.2).contains(&a), "{a}");
+        assert!(gib(&alexnet, run(128, 16)) < 10.0, "{}", gib(&alexnet, run(128, 16)));
     }
 }

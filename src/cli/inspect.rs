@@ -20,6 +20,7 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
         batch_size: 1,
         workers: 1,
         variants: 1,
+        h1_diagram: false,
     };
     if let Some(limit) = MemoryLimit::of_machine() {
         let problems = limits::check_memory(&sizes, spec_path, smallest, &limit);
@@ -67,7 +68,7 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     println!(
         "memory: weights {}, each topology worker about {}, each sample of a batch {} per variant (docs/limits.md)",
         Bytes(sizes.weight_bytes()),
-        Bytes(sizes.worker_bytes()),
+        Bytes(sizes.worker_bytes(false)),
         Bytes(sizes.capture_bytes())
     );
     Ok(())

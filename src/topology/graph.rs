@@ -1094,4 +1094,39 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn bounds_refuse_unit_ids_past_u32_and_edge_counts_past_usize() {
+        use crate::spec::{Layer, Linear};
+        let n = u32::MAX as usize;
+        let dense = |name: &str, in_features, out_features| Layer {
+            name: name.into(),
+            op: Op::Linear(Linear {
+                in_features,
+                out_features,
+                bias: false,
+            }),
+            in_shape: vec![in_features],
+            out_shape: vec![out_features],
+        };
+        let net = Network {
+            name: "x".into(),
+            input_shape: vec![n],
+            layers: vec![dense("fc", n, 2)],
+        };
+        let err = GraphBounds::new(&net, GraphOptions::default()).unwrap_err();
+        assert!(matches!(&err, PlanError::TooManyUnits(l) if l == "fc"), "{err}");
+        // Without the input as vertices it fits, and the first op has no source vertices.
+        let no_input = GraphOptions {
+            include_input: false,
+            ..GraphOptions::default()
+        };
+        let b = GraphBounds::new(&net, no_input).unwrap();
+        assert_eq!((b.n_units, b.max_edges, b.op_max_edges.clone()), (2, 0, vec![0]));
+        assert_eq!(
+            Geometry::Linear.max_edges([usize::MAX, 1, 1], [2, 1, 1]),
+            None
+        );
+        assert_eq!(Geometry::Linear.max_edges([5, 1, 1], [3, 1, 1]), Some(15));
+    }
 }
