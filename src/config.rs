@@ -354,7 +354,8 @@ impl TypeProblems<'_> {
             let path = format!("attacks[{i}]");
             match item {
                 Value::Dict(_, dict) => {
-                    let entry = self.table(&path, dict, &AttackEntry::default(), &known["attacks"][0]);
+                    let entry =
+                        self.table(&path, dict, &AttackEntry::default(), &known["attacks"][0]);
                     out.extend(entry);
                 }
                 other => self.not_a_table(&path, other, "an [[attacks]] table"),
@@ -379,7 +380,10 @@ impl TypeProblems<'_> {
                 continue;
             };
             let path = format!("{prefix}.{key}");
-            match start().merge(Serialized::default(key, value)).extract::<T>() {
+            match start()
+                .merge(Serialized::default(key, value))
+                .extract::<T>()
+            {
                 Ok(_) => good = good.merge(Serialized::default(key, value)),
                 Err(e) => {
                     let problem = type_problem(self.figment, &path, value, &e.kind, default);
@@ -664,7 +668,8 @@ impl Settings {
                 c.data.std.len()
             ));
         }
-        if !(c.data.clip[0] < c.data.clip[1]) {
+        // Also refuses NaN bounds.
+        if c.data.clip[0].partial_cmp(&c.data.clip[1]) != Some(std::cmp::Ordering::Less) {
             problems.push(format!(
                 "`data.clip` = {:?}: the lower bound must be below the upper one",
                 c.data.clip

@@ -88,9 +88,7 @@ impl ModelSizes {
                 sizes.largest_layer = Some((layer.name.clone(), weights));
             }
             if layer.op.is_graph_op() {
-                sizes.capture_values = sizes
-                    .capture_values
-                    .saturating_add(values(&layer.in_shape));
+                sizes.capture_values = sizes.capture_values.saturating_add(values(&layer.in_shape));
             }
             sizes.forward_values = sizes
                 .forward_values
@@ -236,7 +234,10 @@ impl MemoryLimit {
         MemoryLimit {
             available: bytes,
             one_allocation: bytes,
-            source: format!("the {} set by pipeline.memory_limit_mb = {mb}", Bytes(bytes)),
+            source: format!(
+                "the {} set by pipeline.memory_limit_mb = {mb}",
+                Bytes(bytes)
+            ),
         }
     }
 
@@ -254,7 +255,10 @@ impl MemoryLimit {
         let mut limit = MemoryLimit {
             available,
             one_allocation: total.saturating_add(sys.total_swap()) as u128,
-            source: format!("the {} of available memory (MemAvailable)", Bytes(available)),
+            source: format!(
+                "the {} of available memory (MemAvailable)",
+                Bytes(available)
+            ),
         };
         if let Some(cg) = own_cgroup_limits(&mut sys) {
             let free = cg.total_memory.saturating_sub(cg.rss) as u128;
@@ -393,7 +397,11 @@ pub fn check_memory(
     let workers_fix = max_workers.map(|w| format!("lower `pipeline.workers` to at most {w}"));
     let (key, value, fixes) = match dominant {
         Lever::Workers => ("pipeline.workers", run.workers, [workers_fix, batch_fix]),
-        _ => ("pipeline.batch_size", run.batch_size, [batch_fix, workers_fix]),
+        _ => (
+            "pipeline.batch_size",
+            run.batch_size,
+            [batch_fix, workers_fix],
+        ),
     };
     let mut fixes: Vec<String> = fixes.into_iter().flatten().collect();
     if fixes.is_empty() {
@@ -451,7 +459,13 @@ mod tests {
         // 2 workers x (4,000 units x 20 bytes + 400,000 edges x 12 bytes / 4)
         assert_eq!(parts[1].bytes, 2 * (4_000 * 20 + 400_000 * 12 / 4));
         // ... + 400,000 x 4 bytes each for H1 diagrams
-        let h1 = memory_parts(&sizes(), RunShape { h1_diagram: true, ..RUN });
+        let h1 = memory_parts(
+            &sizes(),
+            RunShape {
+                h1_diagram: true,
+                ..RUN
+            },
+        );
         assert_eq!(h1[1].bytes, parts[1].bytes + 2 * 400_000 * 4);
         assert_eq!(capture_batches(1), 130);
         assert_eq!(capture_batches(64), 4);
@@ -468,25 +482,36 @@ mod tests {
         let problems = check_memory(&sizes(), Path::new(SPEC), huge, &limit(2));
         assert_eq!(problems.len(), 1, "{problems:?}");
         let p = &problems[0];
-        assert!(p.starts_with("`pipeline.batch_size` = 1000000000000"), "{p}");
+        assert!(
+            p.starts_with("`pipeline.batch_size` = 1000000000000"),
+            "{p}"
+        );
         let at_most: usize = p
             .split("to at most ")
             .nth(1)
             .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no bound in {p}"));
-        let fits = |b| total(&memory_parts(&sizes(), RunShape { batch_size: b, ..RUN }));
-        assert!(fits(at_most) <= 2 << 30 && fits(at_most + 1) > 2 << 30, "{p}");
+        let fits = |b| {
+            total(&memory_parts(
+                &sizes(),
+                RunShape {
+                    batch_size: b,
+                    ..RUN
+                },
+            ))
+        };
+        assert!(
+            fits(at_most) <= 2 << 30 && fits(at_most + 1) > 2 << 30,
+            "{p}"
+        );
     }
 
     #[test]
     fn too_many_workers_name_workers_and_a_model_too_large_names_the_spec() {
         let mut m = sizes();
         m.max_edges = 100_000_000; // 300 MB of edge buffers per worker
-        let many = RunShape {
-            workers: 64,
-            ..RUN
-        };
+        let many = RunShape { workers: 64, ..RUN };
         let p = check_memory(&m, Path::new(SPEC), many, &limit(4)).join("\n");
         assert!(p.starts_with("`pipeline.workers` = 64"), "{p}");
         assert!(p.contains("lower `pipeline.workers` to at most"), "{p}");
@@ -518,9 +543,13 @@ mod tests {
         let sizes_of = |text: &str| {
             let spec = ModelSpec::parse(text, Path::new("m.toml")).unwrap();
             let net = Network::resolve(&spec).unwrap();
-            ModelSizes::of(&net, &GraphBounds::new(&net, GraphOptions::default()).unwrap())
+            ModelSizes::of(
+                &net,
+                &GraphBounds::new(&net, GraphOptions::default()).unwrap(),
+            )
         };
-        let mut alexnet = String::from("format_version = 1\nname = \"a\"\ninput_shape = [3, 32, 32]\n");
+        let mut alexnet =
+            String::from("format_version = 1\nname = \"a\"\ninput_shape = [3, 32, 32]\n");
         for layer in [
             "op = \"conv2d\"\nout_channels = 64\nkernel_size = 11",
             "op = \"relu\"",
@@ -555,6 +584,10 @@ mod tests {
         assert!(gib(&ccff, run(128, 16)) < 0.6);
         let a = gib(&alexnet, run(8, 2));
         assert!((1.5..2.2).contains(&a), "{a}");
-        assert!(gib(&alexnet, run(128, 16)) < 10.0, "{}", gib(&alexnet, run(128, 16)));
+        assert!(
+            gib(&alexnet, run(128, 16)) < 10.0,
+            "{}",
+            gib(&alexnet, run(128, 16))
+        );
     }
 }

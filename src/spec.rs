@@ -692,22 +692,41 @@ out_features = 3
                 "format_version = 1\nname = \"x\"\ninput_shape = {input}\n[[layers]]\nname = \"l\"\n{layer}\n"
             );
             let spec = ModelSpec::parse(&text, Path::new("m.toml")).unwrap();
-            Network::resolve(&spec).map(|_| ()).map_err(|e| e.to_string())
+            Network::resolve(&spec)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         };
         // 2^32 cubed wraps to 0 in 64 bits.
         let err = spec("[4294967296, 4294967296, 4294967296]", "op = \"relu\"").unwrap_err();
-        assert!(err.contains("input_shape") && err.contains("use a smaller input"), "{err}");
+        assert!(
+            err.contains("input_shape") && err.contains("use a smaller input"),
+            "{err}"
+        );
         let err = spec("[1, 65536, 65536]", "op = \"relu\"").unwrap_err();
         assert!(err.contains("4294967296 values per input"), "{err}");
         assert!(spec("[1, 65535, 65535]", "op = \"relu\"").is_ok());
         let conv = "op = \"conv2d\"\nkernel_size = 1\nout_channels = 100000000";
         let err = spec("[1, 8, 8]", conv).unwrap_err();
-        assert!(err.contains("layer 0 (l") && err.contains("lower out_channels"), "{err}");
+        assert!(
+            err.contains("layer 0 (l") && err.contains("lower out_channels"),
+            "{err}"
+        );
         let err = spec("[8]", "op = \"linear\"\nout_features = 5000000000").unwrap_err();
         assert!(err.contains("lower out_features"), "{err}");
-        let err = spec("[1, 8, 8]", "op = \"max_pool2d\"\nkernel_size = 2\npadding = 18446744073709551615").unwrap_err();
-        assert!(err.contains("`padding` = 18446744073709551615 is above 65535"), "{err}");
-        let err = spec("[1, 8, 8]", "op = \"conv2d\"\nout_channels = 1\nkernel_size = 3\ndilation = 70000").unwrap_err();
+        let err = spec(
+            "[1, 8, 8]",
+            "op = \"max_pool2d\"\nkernel_size = 2\npadding = 18446744073709551615",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`padding` = 18446744073709551615 is above 65535"),
+            "{err}"
+        );
+        let err = spec(
+            "[1, 8, 8]",
+            "op = \"conv2d\"\nout_channels = 1\nkernel_size = 3\ndilation = 70000",
+        )
+        .unwrap_err();
         assert!(err.contains("`dilation` = 70000"), "{err}");
     }
 }

@@ -498,7 +498,9 @@ pub enum PlanError {
     MissingWeights(String),
     #[error("the network has more than the 2^32 - 1 units that unit ids can number (at layer `{0}`); use a smaller model or input")]
     TooManyUnits(String),
-    #[error("layer `{0}` has more possible edges than 64-bit arithmetic can count; use a smaller layer")]
+    #[error(
+        "layer `{0}` has more possible edges than 64-bit arithmetic can count; use a smaller layer"
+    )]
     TooManyEdges(String),
 }
 
@@ -1115,14 +1117,20 @@ mod tests {
             layers: vec![dense("fc", n, 2)],
         };
         let err = GraphBounds::new(&net, GraphOptions::default()).unwrap_err();
-        assert!(matches!(&err, PlanError::TooManyUnits(l) if l == "fc"), "{err}");
+        assert!(
+            matches!(&err, PlanError::TooManyUnits(l) if l == "fc"),
+            "{err}"
+        );
         // Without the input as vertices it fits, and the first op has no source vertices.
         let no_input = GraphOptions {
             include_input: false,
             ..GraphOptions::default()
         };
         let b = GraphBounds::new(&net, no_input).unwrap();
-        assert_eq!((b.n_units, b.max_edges, b.op_max_edges.clone()), (2, 0, vec![0]));
+        assert_eq!(
+            (b.n_units, b.max_edges, b.op_max_edges.clone()),
+            (2, 0, vec![0])
+        );
         assert_eq!(
             Geometry::Linear.max_edges([usize::MAX, 1, 1], [2, 1, 1]),
             None

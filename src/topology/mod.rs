@@ -15,8 +15,7 @@ pub mod summary;
 
 pub use graph::{
     Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOptions, GraphPlan, MaxPoolEdges,
-    SampleGraph,
-    VertexBirth, VertexLayer, WeightSample,
+    SampleGraph, VertexBirth, VertexLayer, WeightSample,
 };
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;

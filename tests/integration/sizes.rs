@@ -113,7 +113,12 @@ fn number_after(text: &str, marker: &str) -> u64 {
 fn a_huge_batch_size_is_refused_with_its_key_the_need_and_the_largest_that_fits() {
     let d = Dir::new("");
     let o = d.run(
-        &["run", "config.toml", "--set", "pipeline.batch_size=1000000000000"],
+        &[
+            "run",
+            "config.toml",
+            "--set",
+            "pipeline.batch_size=1000000000000",
+        ],
         &[],
     );
     let e = refused(&d, &o);
@@ -124,16 +129,28 @@ fn a_huge_batch_size_is_refused_with_its_key_the_need_and_the_largest_that_fits(
     let fits = number_after(&e, "`pipeline.batch_size` to at most ");
     assert!(fits >= 1 && fits < 1_000_000_000_000, "{e}");
     let o = d.run(
-        &["validate", "config.toml", "--set", &format!("pipeline.batch_size={}", fits / 2)],
+        &[
+            "validate",
+            "config.toml",
+            "--set",
+            &format!("pipeline.batch_size={}", fits / 2),
+        ],
         &[],
     );
-    assert!(!stderr(&o).contains("pipeline.batch_size"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("pipeline.batch_size"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn too_many_workers_are_refused_with_the_cap() {
     let d = Dir::new("");
-    let o = d.run(&["run", "config.toml", "--set", "pipeline.workers=100000"], &[]);
+    let o = d.run(
+        &["run", "config.toml", "--set", "pipeline.workers=100000"],
+        &[],
+    );
     let e = refused(&d, &o);
     assert!(e.contains("`pipeline.workers` = 100000"), "{e}");
     let cap = number_after(&e, "at most ");
@@ -171,7 +188,10 @@ fn a_layer_too_large_is_refused_by_run_and_inspect() {
     fs::write(d.path("dense.toml"), dense).unwrap();
     for (spec, needles) in [
         ("wide.toml", ["layer 0 (c", "lower out_channels"]),
-        ("dense.toml", ["layer `fc` has the most weights", "needs about"]),
+        (
+            "dense.toml",
+            ["layer `fc` has the most weights", "needs about"],
+        ),
     ] {
         d.config("big-config.toml", spec, "");
         for args in [&["run", "big-config.toml"][..], &["inspect", spec]] {
@@ -188,10 +208,21 @@ fn a_layer_too_large_is_refused_by_run_and_inspect() {
 #[test]
 fn memory_limit_mb_replaces_the_machine_figure() {
     let d = Dir::new("");
-    let o = d.run(&["run", "config.toml", "--set", "pipeline.memory_limit_mb=1"], &[]);
+    let o = d.run(
+        &["run", "config.toml", "--set", "pipeline.memory_limit_mb=1"],
+        &[],
+    );
     let e = refused(&d, &o);
     assert!(e.contains("pipeline.memory_limit_mb = 1"), "{e}");
-    let o = d.run(&["run", "config.toml", "--set", "pipeline.memory_limit_mb=4096"], &[]);
+    let o = d.run(
+        &[
+            "run",
+            "config.toml",
+            "--set",
+            "pipeline.memory_limit_mb=4096",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let manifest = fs::read_to_string(d.path("out/manifest.json")).unwrap();
     assert!(manifest.contains("\"memory_limit_mb\": 4096"), "{manifest}");
@@ -215,7 +246,10 @@ fn a_valid_run_records_no_memory_limit_and_passes_the_checks() {
 #[test]
 fn type_errors_are_reported_with_every_other_problem() {
     let d = Dir::new("[pipeline]\nbatch_size = \"x\"\nbogus = 1\n\n[graph]\ninclude_input = 3\nscopes = [\"nope\"]\n");
-    let o = d.run(&["run", "config.toml"], &[("ACTOPO_PIPELINE__WORKERS", "many")]);
+    let o = d.run(
+        &["run", "config.toml"],
+        &[("ACTOPO_PIPELINE__WORKERS", "many")],
+    );
     let e = refused(&d, &o);
     for needle in [
         "has 5 problem(s)",
@@ -235,7 +269,10 @@ fn set_with_an_empty_key_says_so_without_a_source_location() {
     let d = Dir::new("");
     for (flag, needle) in [
         ("=1", "--set =1: the key is empty"),
-        ("pipeline.=1", "--set pipeline.=1: the key `pipeline.` has an empty part"),
+        (
+            "pipeline.=1",
+            "--set pipeline.=1: the key `pipeline.` has an empty part",
+        ),
     ] {
         let o = d.run(&["run", "config.toml", "--set", flag], &[]);
         let e = refused(&d, &o);
