@@ -286,18 +286,21 @@ fn known_keys() -> serde_json::Value {
 
 /// The typed config. When it does not deserialize whole, each section and then each key is tried
 /// on its own: a key whose value does not fit is reported (with where it came from) and left at
-/// its default, and its dotted path goes into `bad`.
+/// its default, and its dotted path goes into `bad`. `problems` must already hold the unknown
+/// keys: when neither they nor a key explain the failure, the whole error is reported.
 fn extract_config(f: &Figment, bad: &mut Vec<String>, problems: &mut Vec<String>) -> Config {
-    if let Ok(config) = f.extract::<Config>() {
-        return config;
-    }
+    let whole = match f.extract::<Config>() {
+        Ok(config) => return config,
+        Err(e) => e,
+    };
+    let explained = !problems.is_empty();
     let known = known_keys();
     let mut p = TypeProblems {
         figment: f,
         bad,
         problems,
     };
-    Config {
+    let config = Config {
         model: p.section("model", &known),
         data: p.section("data", &known),
         pipeline: p.section("pipeline", &known),
@@ -306,7 +309,11 @@ fn extract_config(f: &Figment, bad: &mut Vec<String>, problems: &mut Vec<String>
         output: p.section("output", &known),
         subgraph: p.section("subgraph", &known),
         attacks: p.attacks(&known),
+    };
+    if !explained && p.bad.is_empty() {
+        problems.extend(whole.into_iter().map(|e| e.to_string()));
     }
+    config
 }
 
 /// Collects the keys whose values do not deserialize.
