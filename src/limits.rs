@@ -353,7 +353,7 @@ pub fn check_memory(
     let edge_buffer = m.max_edges.saturating_mul(EDGE_BYTES);
     if edge_buffer > limit.one_allocation {
         problems.push(format!(
-            "`model.spec` = \"{spec}\": each topology worker reserves room for the network's {} possible edges per input ({}) in one allocation, more than {} this process can be given at all; fix: use a smaller model (`actopo inspect SPEC` lists the edges per layer)",
+            "`model.spec` = \"{spec}\": each topology worker reserves room for the network's {} possible edges per input ({}) in one allocation, more than the {} (memory plus swap) this process can be given at all; fix: use a smaller model (`actopo inspect SPEC` lists the edges per layer)",
             m.max_edges,
             Bytes(edge_buffer),
             Bytes(limit.one_allocation)
