@@ -11,8 +11,16 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use figment::value::{Dict, Value};
+use figment::Source;
+use serde::de::DeserializeOwned;
+
+use crate::limits::{self, MemoryLimit, ModelSizes, RunShape};
 use crate::perturb::{resolve_attacks, Attack, AttackEntry};
-use crate::topology::{GraphOptions, HomologyOptions, MaxPoolEdges, Scopes, VertexBirth};
+use crate::spec::{ModelSpec, Network};
+use crate::topology::{
+    GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, Scopes, VertexBirth,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -68,6 +76,14 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// Seeds every random draw (noise, PGD random starts), per sample.
     pub seed: u64,
+    /// Memory the run may use, in MiB; 0: what the machine has available (docs/limits.md).
+    /// Left out of the manifest when 0, so runs that do not set it record what they did before.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub memory_limit_mb: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Default for PipelineConfig {
@@ -76,6 +92,7 @@ impl Default for PipelineConfig {
             batch_size: 128,
             workers: 0,
             seed: 0,
+            memory_limit_mb: 0,
         }
     }
 }
@@ -207,6 +224,16 @@ fn parse_set(flag: &str) -> Result<(String, toml::Value), String> {
         format!("--set {flag}: expected key=value, e.g. --set pipeline.batch_size=64")
     })?;
     let key = key.trim().to_string();
+    if key.split('.').any(|part| part.trim().is_empty()) {
+        return Err(format!(
+            "--set {flag}: the key {}; write --set section.key=value, e.g. --set pipeline.batch_size=64",
+            if key.is_empty() {
+                "is empty".to_string()
+            } else {
+                format!("`{key}` has an empty part")
+            }
+        ));
+    }
     let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -241,6 +268,235 @@ fn unknown_keys(
             Some(_) => {}
         }
     }
+}
+
+/// Cores this process may use (affinity and cgroup quota included).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Every key the config takes, with its default (`[[attacks]]` tables list an attack's keys).
+fn known_keys() -> serde_json::Value {
+    let mut known = serde_json::to_value(Config::default()).expect("defaults serialize");
+    known["attacks"] = serde_json::json!([AttackEntry::default()]);
+    // Left out of the defaults' serialization when 0 (see `PipelineConfig`).
+    known["pipeline"]["memory_limit_mb"] = 0.into();
+    known
+}
+
+/// The typed config. When it does not deserialize whole, each section and then each key is tried
+/// on its own: a key whose value does not fit is reported (with where it came from) and left at
+/// its default, and its dotted path goes into `bad`. `problems` must already hold the unknown
+/// keys: when neither they nor a key explain the failure, the whole error is reported.
+fn extract_config(f: &Figment, bad: &mut Vec<String>, problems: &mut Vec<String>) -> Config {
+    let whole = match f.extract::<Config>() {
+        Ok(config) => return config,
+        Err(e) => e,
+    };
+    let explained = !problems.is_empty();
+    let known = known_keys();
+    let mut p = TypeProblems {
+        figment: f,
+        bad,
+        problems,
+    };
+    let config = Config {
+        model: p.section("model", &known),
+        data: p.section("data", &known),
+        pipeline: p.section("pipeline", &known),
+        graph: p.section("graph", &known),
+        homology: p.section("homology", &known),
+        output: p.section("output", &known),
+        subgraph: p.section("subgraph", &known),
+        attacks: p.attacks(&known),
+    };
+    if !explained && p.bad.is_empty() {
+        problems.extend(whole.into_iter().map(|e| e.to_string()));
+    }
+    config
+}
+
+/// Collects the keys whose values do not deserialize.
+struct TypeProblems<'a> {
+    figment: &'a Figment,
+    bad: &'a mut Vec<String>,
+    problems: &'a mut Vec<String>,
+}
+
+impl TypeProblems<'_> {
+    fn section<T: Default + Serialize + DeserializeOwned>(
+        &mut self,
+        name: &str,
+        known: &serde_json::Value,
+    ) -> T {
+        if let Ok(t) = self.figment.extract_inner::<T>(name) {
+            return t;
+        }
+        match self.figment.find_value(name) {
+            Ok(Value::Dict(_, dict)) => self
+                .table(name, &dict, &T::default(), &known[name])
+                .unwrap_or_default(),
+            Ok(other) => {
+                self.not_a_table(name, &other, &format!("a [{name}] section"));
+                T::default()
+            }
+            Err(_) => T::default(),
+        }
+    }
+
+    fn attacks(&mut self, known: &serde_json::Value) -> Vec<AttackEntry> {
+        if let Ok(attacks) = self.figment.extract_inner::<Vec<AttackEntry>>("attacks") {
+            return attacks;
+        }
+        let items = match self.figment.find_value("attacks") {
+            Ok(Value::Array(_, items)) => items,
+            Ok(other) => {
+                self.not_a_table("attacks", &other, "[[attacks]] tables");
+                return Vec::new();
+            }
+            Err(_) => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("attacks[{i}]");
+            match item {
+                Value::Dict(_, dict) => {
+                    let entry =
+                        self.table(&path, dict, &AttackEntry::default(), &known["attacks"][0]);
+                    out.extend(entry);
+                }
+                other => self.not_a_table(&path, other, "an [[attacks]] table"),
+            }
+        }
+        out
+    }
+
+    /// `dict` as a `T` from `defaults`, keeping only the keys that deserialize one at a time.
+    /// Unknown keys are skipped: they are reported as such.
+    fn table<T: Serialize + DeserializeOwned>(
+        &mut self,
+        prefix: &str,
+        dict: &Dict,
+        defaults: &T,
+        known: &serde_json::Value,
+    ) -> Option<T> {
+        let start = || Figment::from(Serialized::defaults(defaults));
+        let mut good = start();
+        for (key, value) in dict {
+            let Some(default) = known.get(key) else {
+                continue;
+            };
+            let path = format!("{prefix}.{key}");
+            match start()
+                .merge(Serialized::default(key, value))
+                .extract::<T>()
+            {
+                Ok(_) => good = good.merge(Serialized::default(key, value)),
+                Err(e) => {
+                    let problem = type_problem(self.figment, &path, value, &e.kind, default);
+                    self.problems.push(problem);
+                    self.bad.push(path);
+                }
+            }
+        }
+        good.extract().ok()
+    }
+
+    fn not_a_table(&mut self, path: &str, value: &Value, expected: &str) {
+        self.problems.push(format!(
+            "`{path}` = {}{}: expected {expected}; fix: write it as {expected}",
+            shown(value),
+            origin(self.figment, path, value)
+        ));
+        self.bad.push(path.to_string());
+    }
+}
+
+/// A value as written in TOML (near enough: JSON's syntax for strings, numbers and arrays).
+fn shown(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
+}
+
+/// Where a value came from: " (in FILE)", " (from environment variable NAME)" or " (from --set)".
+fn origin(f: &Figment, path: &str, value: &Value) -> String {
+    let Some(meta) = f.get_metadata(value.tag()) else {
+        return String::new();
+    };
+    match &meta.source {
+        Some(Source::File(file)) => format!(" (in {})", file.display()),
+        _ if meta.name.contains("environment") => format!(
+            " (from environment variable ACTOPO_{})",
+            path.replace('.', "__").to_ascii_uppercase()
+        ),
+        _ => " (from --set)".into(),
+    }
+}
+
+/// A key whose value has the wrong type, with the type wanted and an example of a good value.
+fn type_problem(
+    f: &Figment,
+    path: &str,
+    value: &Value,
+    kind: &figment::error::Kind,
+    default: &serde_json::Value,
+) -> String {
+    // serde names Rust types; say what to write instead.
+    let mut why = kind.to_string();
+    for (rust, toml) in [
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected f32", "expected a number"),
+    ] {
+        why = why.replace(rust, toml);
+    }
+    let example = match default {
+        serde_json::Value::Null => "see README.md for the values it takes".to_string(),
+        d => format!("write a value of this type, e.g. {path} = {d} (the default)"),
+    };
+    format!(
+        "`{path}` = {}{}: {why}; fix: {example}",
+        shown(value),
+        origin(f, path, value)
+    )
+}
+
+/// The memory check (docs/limits.md), run when the spec can be read; a spec that cannot is
+/// reported when the model is loaded, with its weights. Runs on the checked config (paths made
+/// absolute), whatever else is wrong with it.
+fn check_memory(c: &Config) -> Vec<String> {
+    let Some(spec) = &c.model.spec else {
+        return Vec::new();
+    };
+    let Ok(net) = ModelSpec::load(spec).and_then(|s| Network::resolve(&s)) else {
+        return Vec::new();
+    };
+    let graph = GraphOptions {
+        include_input: c.graph.include_input,
+        ..GraphOptions::default()
+    };
+    let Ok(bounds) = GraphBounds::new(&net, graph) else {
+        return Vec::new();
+    };
+    let limit = match c.pipeline.memory_limit_mb {
+        0 => MemoryLimit::of_machine(),
+        mb => Some(MemoryLimit::from_mb(mb)),
+    };
+    let Some(limit) = limit else {
+        return Vec::new();
+    };
+    // Too many workers is reported on its own; the rest is sized as if at the cap.
+    let workers = match c.pipeline.workers {
+        0 => cores(),
+        w => w.min(limits::max_workers(cores())),
+    };
+    let run = RunShape {
+        batch_size: c.pipeline.batch_size,
+        workers,
+        variants: 1 + c.attacks.len(),
+        h1_diagram: c.homology.h1_diagram,
+    };
+    limits::check_memory(&ModelSizes::of(&net, &bounds), spec, run, &limit)
 }
 
 /// `p` against `base` when relative, with `.` and `..` folded away (lexically).
@@ -293,47 +549,43 @@ impl Settings {
                 Err(e) => problems.push(e),
             }
         }
-        // Unknown keys, all of them, before typed extraction (which stops at the first).
+        // Unknown keys, all of them.
         match figment.extract::<serde_json::Value>() {
             Ok(value) => {
-                let mut known =
-                    serde_json::to_value(Config::default()).expect("defaults serialize");
-                // Every [[attacks]] table is checked against the keys an attack can take.
-                known["attacks"] = serde_json::json!([AttackEntry::default()]);
                 let mut unknown = Vec::new();
-                unknown_keys(&value, &known, "", &mut unknown);
+                unknown_keys(&value, &known_keys(), "", &mut unknown);
                 for key in unknown {
                     problems.push(format!(
                         "unknown key `{key}`; check its spelling and section (README.md lists every key)"
                     ));
                 }
             }
-            Err(e) => problems.push(e.to_string()),
+            // A file that is not TOML, or a provider that fails: nothing else can be read.
+            Err(e) => {
+                problems.extend(e.into_iter().map(|e| e.to_string()));
+                return Err(fail(problems));
+            }
         }
-        if !problems.is_empty() {
-            return Err(fail(problems));
-        }
-        let mut config: Config = figment.extract().map_err(|e| {
-            fail(
-                e.into_iter()
-                    .map(|e| {
-                        let key = e.path.join(".");
-                        format!("`{key}`: {}", e.kind)
-                    })
-                    .collect(),
-            )
-        })?;
+        // Typed values, key by key: every bad one is reported and left at its default, so the
+        // checks below still see the rest.
+        let mut bad_keys = Vec::new();
+        let mut config = extract_config(&figment, &mut bad_keys, &mut problems);
         // The config's folder ("config.toml" alone has an empty parent: the current folder).
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         let base = std::fs::canonicalize(&base).unwrap_or(base);
-        let settings = Settings::check(&mut config, &base, &mut problems);
+        let mut checks = Vec::new();
+        let settings = Settings::check(&mut config, &base, &mut checks);
         let attacks = resolve_attacks(&config.attacks).unwrap_or_else(|p| {
-            problems.extend(p);
+            checks.extend(p);
             Vec::new()
         });
+        checks.extend(check_memory(&config));
+        // A key with a type error is at its default: what the checks say of it would mislead.
+        checks.retain(|p| !bad_keys.iter().any(|k| p.starts_with(&format!("`{k}`"))));
+        problems.extend(checks);
         if !problems.is_empty() {
             return Err(fail(problems));
         }
@@ -423,7 +675,8 @@ impl Settings {
                 c.data.std.len()
             ));
         }
-        if !(c.data.clip[0] < c.data.clip[1]) {
+        // Also refuses NaN bounds.
+        if c.data.clip[0].partial_cmp(&c.data.clip[1]) != Some(std::cmp::Ordering::Less) {
             problems.push(format!(
                 "`data.clip` = {:?}: the lower bound must be below the upper one",
                 c.data.clip
@@ -475,8 +728,17 @@ impl Settings {
             );
         }
         c.output.dir = resolve(base, &c.output.dir);
+        let cores = cores();
+        let max_workers = limits::max_workers(cores);
+        if c.pipeline.workers > max_workers {
+            problems.push(format!(
+                "`pipeline.workers` = {}: at most {max_workers} on this machine ({} per available core, {cores} core(s); workers are CPU-bound, more only take memory); fix: set pipeline.workers = 0 (one per core) or at most {max_workers}",
+                c.pipeline.workers,
+                limits::WORKERS_PER_CORE
+            ));
+        }
         let workers = if c.pipeline.workers == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            cores
         } else {
             c.pipeline.workers
         };
@@ -497,5 +759,27 @@ impl Settings {
             },
             workers,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_flags_need_a_key_with_no_empty_part() {
+        assert_eq!(
+            parse_set("pipeline.batch_size=64").unwrap(),
+            ("pipeline.batch_size".into(), toml::Value::Integer(64))
+        );
+        for (flag, why) in [
+            ("=1", "the key is empty"),
+            (" =1", "the key is empty"),
+            (".x=1", "the key `.x` has an empty part"),
+            ("a..b=1", "the key `a..b` has an empty part"),
+        ] {
+            let err = parse_set(flag).unwrap_err();
+            assert!(err.starts_with(&format!("--set {flag}: {why};")), "{err}");
+        }
     }
 }

@@ -13,11 +13,13 @@
 //! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
 //!
 //! `spec`, `weights` and `model` describe the network; like `topology` they are free of tch.
+//! `limits` sizes a run from the spec's shapes and checks it fits in memory before it starts.
 
 pub mod analysis;
 pub mod config;
 pub mod data;
 pub mod forward;
+pub mod limits;
 pub mod manifest;
 pub mod model;
 pub mod outdir;

@@ -26,6 +26,7 @@ pub fn identity(config: &Config, spec_sha256: &str, weights_sha256: &str) -> Val
     for (section, key) in [
         ("pipeline", "workers"),
         ("pipeline", "batch_size"),
+        ("pipeline", "memory_limit_mb"),
         ("model", "device"),
         ("model", "spec"),
         ("model", "weights"),
@@ -534,6 +535,7 @@ mod tests {
         let mut b = Config::default();
         b.pipeline.workers = 7;
         b.pipeline.batch_size = 3;
+        b.pipeline.memory_limit_mb = 4096;
         b.output.dir = "elsewhere".into();
         b.data.shards = vec!["more/*.npz".into()];
         assert_eq!(identity(&a, "s", "w"), identity(&b, "s", "w"));

@@ -223,8 +223,37 @@ pub struct Network {
     pub layers: Vec<Layer>,
 }
 
+/// Values in a shape. Shapes of a resolved `Network` are checked to have at most `MAX_VALUES`.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
+}
+
+/// Values in a shape, or None when the product overflows.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// Most values one input or one layer's output may have: every value is a vertex whose unit id is
+/// a u32 (docs/limits.md).
+pub const MAX_VALUES: usize = u32::MAX as usize;
+
+/// Largest kernel size, stride, padding or dilation (docs/limits.md): far above any real network,
+/// low enough that window arithmetic cannot overflow and edge bounds are quick to count.
+pub const MAX_WINDOW: usize = 65_535;
+
+/// Checks that a shape has at most `MAX_VALUES` values; the error says how many it has.
+fn check_values(shape: &[usize]) -> Result<(), String> {
+    match checked_numel(shape) {
+        Some(n) if n <= MAX_VALUES => Ok(()),
+        Some(n) => Err(format!(
+            "{} has {n} values per input, more than the {MAX_VALUES} that 32-bit unit ids can number",
+            ShapeStr(shape)
+        )),
+        None => Err(format!(
+            "{} has more values per input than 64-bit arithmetic can count (the {MAX_VALUES} that 32-bit unit ids can number is the limit)",
+            ShapeStr(shape)
+        )),
+    }
 }
 
 struct ShapeStr<'a>(&'a [usize]);
@@ -294,6 +323,10 @@ impl Network {
                 "input_shape = {} must be [C, H, W] or [features] with no zero dimension",
                 ShapeStr(&shape)
             ));
+        } else if let Err(e) = check_values(&shape) {
+            problems.push(format!("input_shape = {e}; use a smaller input"));
+        }
+        if !problems.is_empty() {
             return Err(SpecError::Invalid {
                 path: spec.path.clone(),
                 message: problems.join("\n  "),
@@ -338,7 +371,10 @@ impl Network {
             if bad_key {
                 break;
             }
-            match resolve_op(entry, &shape) {
+            match resolve_op(entry, &shape).and_then(|(op, out)| {
+                check_values(&out).map_err(|e| format!("output {e}; {}", shrink_hint(&op)))?;
+                Ok((op, out))
+            }) {
                 Ok((op, out_shape)) => {
                     layers.push(Layer {
                         name,
@@ -394,7 +430,26 @@ fn positive(v: usize, key: &str) -> Result<usize, String> {
 fn pair_positive(v: [usize; 2], key: &str) -> Result<[usize; 2], String> {
     positive(v[0], key)?;
     positive(v[1], key)?;
-    Ok(v)
+    window_sized(v, key)
+}
+
+/// Kernel sizes, strides, paddings and dilations are at most `MAX_WINDOW`.
+fn window_sized(v: [usize; 2], key: &str) -> Result<[usize; 2], String> {
+    match v.iter().find(|&&x| x > MAX_WINDOW) {
+        Some(x) => Err(format!(
+            "`{key}` = {x} is above {MAX_WINDOW}, the largest window actopo accepts; use a smaller {key}"
+        )),
+        None => Ok(v),
+    }
+}
+
+/// What to lower when a layer's output is too large.
+fn shrink_hint(op: &Op) -> &'static str {
+    match op {
+        Op::Conv2d(_) => "lower out_channels or raise stride",
+        Op::Linear(_) => "lower out_features",
+        _ => "use a smaller input_shape",
+    }
 }
 
 fn need_image(op: &str, shape: &[usize]) -> Result<(usize, usize, usize), String> {
@@ -407,15 +462,12 @@ fn need_image(op: &str, shape: &[usize]) -> Result<(usize, usize, usize), String
     Ok((shape[0], shape[1], shape[2]))
 }
 
-/// Output size of a sliding window along one axis (PyTorch floor mode).
+/// Output size of a sliding window along one axis (PyTorch floor mode); None when the window does
+/// not fit (or the sizes overflow, which `MAX_WINDOW` and `MAX_VALUES` rule out on 64-bit).
 fn window_out(size: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
-    let span = dil * (kernel - 1) + 1;
-    let padded = size + 2 * pad;
-    if padded < span {
-        None
-    } else {
-        Some((padded - span) / stride + 1)
-    }
+    let span = dil.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let padded = size.checked_add(pad.checked_mul(2)?)?;
+    Some(padded.checked_sub(span)? / stride + 1)
 }
 
 fn resolve_op(e: &LayerEntry, shape: &[usize]) -> Result<(Op, Shape), String> {
@@ -436,7 +488,7 @@ fn resolve_op(e: &LayerEntry, shape: &[usize]) -> Result<(Op, Shape), String> {
                 "kernel_size",
             )?;
             let stride = pair_positive(e.stride.map_or([1, 1], |s| s.pair()), "stride")?;
-            let padding = e.padding.map_or([0, 0], |s| s.pair());
+            let padding = window_sized(e.padding.map_or([0, 0], |s| s.pair()), "padding")?;
             let dilation = pair_positive(e.dilation.map_or([1, 1], |s| s.pair()), "dilation")?;
             let oh = window_out(h, kernel[0], stride[0], padding[0], dilation[0]);
             let ow = window_out(w, kernel[1], stride[1], padding[1], dilation[1]);
@@ -492,7 +544,7 @@ fn resolve_op(e: &LayerEntry, shape: &[usize]) -> Result<(Op, Shape), String> {
                 "kernel_size",
             )?;
             let stride = pair_positive(e.stride.map_or(kernel, |s| s.pair()), "stride")?;
-            let padding = e.padding.map_or([0, 0], |s| s.pair());
+            let padding = window_sized(e.padding.map_or([0, 0], |s| s.pair()), "padding")?;
             if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
                 return Err(format!(
                     "padding {padding:?} must be at most half the kernel size {kernel:?} (PyTorch's rule)"
@@ -631,5 +683,50 @@ out_features = 3
             .unwrap_err()
             .to_string();
         assert!(err.contains("flatten"), "{err}");
+    }
+
+    #[test]
+    fn sizes_past_unit_ids_or_windows_are_refused_before_any_arithmetic_wraps() {
+        let spec = |input: &str, layer: &str| {
+            let text = format!(
+                "format_version = 1\nname = \"x\"\ninput_shape = {input}\n[[layers]]\nname = \"l\"\n{layer}\n"
+            );
+            let spec = ModelSpec::parse(&text, Path::new("m.toml")).unwrap();
+            Network::resolve(&spec)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        // 2^32 cubed wraps to 0 in 64 bits.
+        let err = spec("[4294967296, 4294967296, 4294967296]", "op = \"relu\"").unwrap_err();
+        assert!(
+            err.contains("input_shape") && err.contains("use a smaller input"),
+            "{err}"
+        );
+        let err = spec("[1, 65536, 65536]", "op = \"relu\"").unwrap_err();
+        assert!(err.contains("4294967296 values per input"), "{err}");
+        assert!(spec("[1, 65535, 65535]", "op = \"relu\"").is_ok());
+        let conv = "op = \"conv2d\"\nkernel_size = 1\nout_channels = 100000000";
+        let err = spec("[1, 8, 8]", conv).unwrap_err();
+        assert!(
+            err.contains("layer 0 (l") && err.contains("lower out_channels"),
+            "{err}"
+        );
+        let err = spec("[8]", "op = \"linear\"\nout_features = 5000000000").unwrap_err();
+        assert!(err.contains("lower out_features"), "{err}");
+        let err = spec(
+            "[1, 8, 8]",
+            "op = \"max_pool2d\"\nkernel_size = 2\npadding = 18446744073709551615",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`padding` = 18446744073709551615 is above 65535"),
+            "{err}"
+        );
+        let err = spec(
+            "[1, 8, 8]",
+            "op = \"conv2d\"\nout_channels = 1\nkernel_size = 3\ndilation = 70000",
+        )
+        .unwrap_err();
+        assert!(err.contains("`dilation` = 70000"), "{err}");
     }
 }

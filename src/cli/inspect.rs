@@ -1,30 +1,37 @@
 //! `actopo inspect SPEC`: a table of layers with shapes, units and edge bounds, to size a sweep.
+//! Everything comes from the spec's shapes (no weights are read or made), with the same checks as
+//! `actopo run`: a spec too large for this machine is refused.
 
 use std::path::Path;
 
+use actopo::limits::{self, Bytes, MemoryLimit, ModelSizes, RunShape};
 use actopo::spec::{numel, ModelSpec, Network};
-use actopo::topology::{GraphOptions, GraphPlan};
-use actopo::weights::{Tensor, Weights};
+use actopo::topology::{GraphBounds, GraphOptions};
+use anyhow::{anyhow, bail};
 
 pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     let spec = ModelSpec::load(spec_path)?;
     let net = Network::resolve(&spec)?;
-    // Edge bounds need only shapes: stand-in weights of the right shape, all nonzero.
-    let mut tensors = std::collections::BTreeMap::new();
-    for layer in &net.layers {
-        for (what, shape) in [
-            ("weight", layer.op.weight_shape()),
-            ("bias", layer.op.bias_shape()),
-        ] {
-            if let Some(shape) = shape {
-                let data = vec![1.0; numel(&shape)];
-                tensors.insert(format!("{}.{what}", layer.name), Tensor { shape, data });
-            }
+    let bounds = GraphBounds::new(&net, GraphOptions::default())
+        .map_err(|e| anyhow!("model spec {}: {e}", spec_path.display()))?;
+    let sizes = ModelSizes::of(&net, &bounds);
+    // The smallest run: one sample per batch, one worker, no attacks.
+    let smallest = RunShape {
+        batch_size: 1,
+        workers: 1,
+        variants: 1,
+        h1_diagram: false,
+    };
+    if let Some(limit) = MemoryLimit::of_machine() {
+        let problems = limits::check_memory(&sizes, spec_path, smallest, &limit);
+        if !problems.is_empty() {
+            bail!(
+                "model spec {} cannot run on this machine:\n  {}",
+                spec_path.display(),
+                problems.join("\n  ")
+            );
         }
     }
-    let weights =
-        Weights::from_tensors(tensors, &net).map_err(|p| anyhow::anyhow!(p.join("\n")))?;
-    let plan = GraphPlan::new(&net, &weights, GraphOptions::default())?;
     println!(
         "model `{}` ({}), input {:?}: {} input units",
         net.name,
@@ -36,14 +43,11 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
         "{:<4} {:<12} {:<11} {:>16} {:>10} {:>14}",
         "#", "name", "op", "output", "units", "max edges"
     );
-    let mut ops = plan.ops.iter();
+    let mut op_edges = bounds.op_max_edges.iter();
     for (i, layer) in net.layers.iter().enumerate() {
         let (units, edges) = if layer.op.is_graph_op() {
-            let op = ops.next().expect("one graph op per graph layer");
-            (
-                numel(&layer.out_shape).to_string(),
-                op.max_edges().to_string(),
-            )
+            let edges = op_edges.next().map_or("-".into(), |e| e.to_string());
+            (numel(&layer.out_shape).to_string(), edges)
         } else {
             ("-".into(), "-".into())
         };
@@ -59,8 +63,13 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
     }
     println!(
         "network scope: {} units, at most {} edges per input (fewer where activations or weights are 0)",
-        plan.n_units,
-        plan.max_edges()
+        bounds.n_units, bounds.max_edges
+    );
+    println!(
+        "memory: weights {}, each topology worker about {}, each sample of a batch {} per variant (docs/limits.md)",
+        Bytes(sizes.weight_bytes()),
+        Bytes(sizes.worker_bytes(false)),
+        Bytes(sizes.capture_bytes())
     );
     Ok(())
 }

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::spec::{numel, Conv2d, Network, Op, Pool2d};
+use crate::spec::{checked_numel, numel, Conv2d, Network, Op, Pool2d};
 use crate::weights::Weights;
 
 /// One edge of an activation graph: `src` and `dst` are unit ids, `weight` is |w * a| (> 0).
@@ -383,6 +383,8 @@ pub struct GraphOp {
     /// Largest |weight| (1 for pools): with the largest |input| it bounds every edge weight, so
     /// overflow needs checking edge by edge only when that bound is beyond f32.
     max_abs_weight: f32,
+    /// Upper bound on this op's edge count (0 when its inputs are not vertices).
+    max_edges: usize,
 }
 
 impl GraphOp {
@@ -402,37 +404,52 @@ impl GraphOp {
 
     /// Upper bound on this op's edge count (all activations and weights nonzero).
     pub fn max_edges(&self) -> usize {
-        if self.src_offset.is_none() {
-            return 0;
-        }
-        let [ci, h, w] = self.in_chw;
-        let [co, oh, ow] = self.out_chw;
-        match &self.geometry {
-            Geometry::Linear => ci * co,
-            Geometry::Conv(c) => {
-                let taps_h =
-                    axis_taps(h, oh, c.kernel[0], c.stride[0], c.padding[0], c.dilation[0]);
-                let taps_w =
-                    axis_taps(w, ow, c.kernel[1], c.stride[1], c.padding[1], c.dilation[1]);
-                co * ci * taps_h * taps_w
-            }
-            Geometry::MaxPool(p) | Geometry::AvgPool(p) => {
-                let taps_h = axis_taps(h, oh, p.kernel[0], p.stride[0], p.padding[0], 1);
-                let taps_w = axis_taps(w, ow, p.kernel[1], p.stride[1], p.padding[1], 1);
-                co * taps_h * taps_w
-            }
-        }
+        self.max_edges
+    }
+}
+
+impl Geometry {
+    fn of(op: &Op) -> Option<Geometry> {
+        Some(match op {
+            Op::Conv2d(c) => Geometry::Conv(c.clone()),
+            Op::Linear(_) => Geometry::Linear,
+            Op::MaxPool2d(p) => Geometry::MaxPool(p.clone()),
+            Op::AvgPool2d(p) => Geometry::AvgPool(p.clone()),
+            _ => return None,
+        })
+    }
+
+    /// Upper bound on an op's edge count when its inputs are vertices; None when it overflows.
+    fn max_edges(&self, in_chw: [usize; 3], out_chw: [usize; 3]) -> Option<usize> {
+        let [ci, h, w] = in_chw;
+        let [co, oh, ow] = out_chw;
+        let (taps_h, taps_w) = match self {
+            Geometry::Linear => return ci.checked_mul(co),
+            Geometry::Conv(c) => (
+                axis_taps(h, oh, c.kernel[0], c.stride[0], c.padding[0], c.dilation[0])?,
+                axis_taps(w, ow, c.kernel[1], c.stride[1], c.padding[1], c.dilation[1])?,
+            ),
+            Geometry::MaxPool(p) | Geometry::AvgPool(p) => (
+                axis_taps(h, oh, p.kernel[0], p.stride[0], p.padding[0], 1)?,
+                axis_taps(w, ow, p.kernel[1], p.stride[1], p.padding[1], 1)?,
+            ),
+        };
+        // A pool reads only its own channel; a conv reads every input channel.
+        let channels = match self {
+            Geometry::Conv(_) => co.checked_mul(ci)?,
+            _ => co,
+        };
+        channels.checked_mul(taps_h)?.checked_mul(taps_w)
     }
 }
 
 /// Number of (output position, kernel tap) pairs along one axis that read a real (unpadded) cell.
-fn axis_taps(size: usize, out: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
-    (0..k)
-        .map(|t| {
-            let r = valid_range(size, out, s, t * d, p);
-            r.end - r.start
-        })
-        .sum()
+/// None when the count overflows (spec limits rule that out on 64-bit).
+fn axis_taps(size: usize, out: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize> {
+    (0..k).try_fold(0usize, |sum, t| {
+        let r = valid_range(size, out, s, t.checked_mul(d)?, p);
+        sum.checked_add(r.end - r.start)
+    })
 }
 
 /// Output positions `y` in `0..out` whose input cell `y * s + tap - p` lies in `0..size`.
@@ -479,8 +496,82 @@ pub enum GraphError {
 pub enum PlanError {
     #[error("layer `{0}` has no weights loaded")]
     MissingWeights(String),
-    #[error("the network has {0} units, more than the 2^32 - 1 that unit ids can number")]
-    TooManyUnits(usize),
+    #[error("the network has more than the 2^32 - 1 units that unit ids can number (at layer `{0}`); use a smaller model or input")]
+    TooManyUnits(String),
+    #[error(
+        "layer `{0}` has more possible edges than 64-bit arithmetic can count; use a smaller layer"
+    )]
+    TooManyEdges(String),
+}
+
+/// A model's unit numbering and edge bounds, from its shapes alone: sizes a run before any weight
+/// is loaded (`actopo inspect`, the memory check), and `GraphPlan::new` numbers units with it.
+/// Every sum and product is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphBounds {
+    pub vertex_layers: Vec<VertexLayer>,
+    /// Per graph op, in order: its edge bound (0 when its inputs are not vertices).
+    pub op_max_edges: Vec<usize>,
+    /// Total number of unit ids.
+    pub n_units: usize,
+    /// Upper bound on the `network` graph's edge count.
+    pub max_edges: usize,
+}
+
+impl GraphBounds {
+    pub fn new(net: &Network, options: GraphOptions) -> Result<GraphBounds, PlanError> {
+        let mut vertex_layers = Vec::new();
+        let mut next: usize = 0;
+        if options.include_input {
+            next = add_vertex_layer(&mut vertex_layers, "input", 0, &net.input_shape)?;
+        }
+        let mut op_max_edges = Vec::new();
+        let mut max_edges: usize = 0;
+        for layer in &net.layers {
+            let Some(geometry) = Geometry::of(&layer.op) else {
+                continue;
+            };
+            let has_src = !vertex_layers.is_empty();
+            next = add_vertex_layer(&mut vertex_layers, &layer.name, next, &layer.out_shape)?;
+            let too_many = || PlanError::TooManyEdges(layer.name.clone());
+            let edges = if has_src {
+                geometry
+                    .max_edges(chw(&layer.in_shape), chw(&layer.out_shape))
+                    .ok_or_else(too_many)?
+            } else {
+                0
+            };
+            max_edges = max_edges.checked_add(edges).ok_or_else(too_many)?;
+            op_max_edges.push(edges);
+        }
+        Ok(GraphBounds {
+            vertex_layers,
+            op_max_edges,
+            n_units: next,
+            max_edges,
+        })
+    }
+}
+
+/// Appends a vertex layer of `shape`'s units at `offset`; returns the next free unit id.
+fn add_vertex_layer(
+    layers: &mut Vec<VertexLayer>,
+    name: &str,
+    offset: usize,
+    shape: &[usize],
+) -> Result<usize, PlanError> {
+    let too_many = || PlanError::TooManyUnits(name.to_string());
+    let len = checked_numel(shape).ok_or_else(too_many)?;
+    let next = offset.checked_add(len).ok_or_else(too_many)?;
+    if next > u32::MAX as usize {
+        return Err(too_many());
+    }
+    layers.push(VertexLayer {
+        name: name.to_string(),
+        offset: offset as u32,
+        len: len as u32,
+    });
+    Ok(next)
 }
 
 /// A model's activation-graph layout: vertex layers, unit ids and the graph ops in order.
@@ -508,69 +599,48 @@ impl GraphPlan {
         weights: &Weights,
         options: GraphOptions,
     ) -> Result<GraphPlan, PlanError> {
-        let mut vertex_layers = Vec::new();
-        let mut next: usize = 0;
-        let mut current: Option<u32> = None;
-        if options.include_input {
-            let len = numel(&net.input_shape);
-            vertex_layers.push(VertexLayer {
-                name: "input".into(),
-                offset: 0,
-                len: len as u32,
-            });
-            current = Some(0);
-            next = len;
-        }
+        let bounds = GraphBounds::new(net, options)?;
+        // Vertex layer of graph op i (the input, when a vertex layer, comes first).
+        let first = usize::from(options.include_input);
+        let graph_layers = net
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, l, Geometry::of(&l.op)?)));
         let mut ops = Vec::new();
-        for (layer_index, layer) in net.layers.iter().enumerate() {
-            let (geometry, weight) = match &layer.op {
-                Op::Conv2d(c) => (Geometry::Conv(c.clone()), Some(&layer.name)),
-                Op::Linear(_) => (Geometry::Linear, Some(&layer.name)),
-                Op::MaxPool2d(p) => (Geometry::MaxPool(p.clone()), None),
-                Op::AvgPool2d(p) => (Geometry::AvgPool(p.clone()), None),
-                _ => continue,
-            };
-            let weight = match weight {
-                Some(name) => weights
-                    .layer(name)
-                    .ok_or_else(|| PlanError::MissingWeights(name.clone()))?
+        for (i, (layer_index, layer, geometry)) in graph_layers.enumerate() {
+            let weight = match geometry {
+                Geometry::Conv(_) | Geometry::Linear => weights
+                    .layer(&layer.name)
+                    .ok_or_else(|| PlanError::MissingWeights(layer.name.clone()))?
                     .weight
                     .data
                     .clone(),
-                None => Vec::new(),
+                Geometry::MaxPool(_) | Geometry::AvgPool(_) => Vec::new(),
             };
             let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
-            let len = numel(&layer.out_shape);
-            let dst_offset = next;
-            next += len;
-            if next > u32::MAX as usize {
-                return Err(PlanError::TooManyUnits(next));
-            }
-            vertex_layers.push(VertexLayer {
-                name: layer.name.clone(),
-                offset: dst_offset as u32,
-                len: len as u32,
-            });
+            let src_offset = (first + i)
+                .checked_sub(1)
+                .map(|j| bounds.vertex_layers[j].offset);
             ops.push(GraphOp {
                 name: layer.name.clone(),
                 layer_index,
                 in_chw: chw(&layer.in_shape),
                 out_chw: chw(&layer.out_shape),
-                src_offset: current,
-                dst_offset: dst_offset as u32,
+                src_offset,
+                dst_offset: bounds.vertex_layers[first + i].offset,
                 geometry,
                 weight,
                 max_abs_weight,
+                max_edges: bounds.op_max_edges[i],
             });
-            current = Some(dst_offset as u32);
         }
-        let max_edges = ops.iter().map(GraphOp::max_edges).sum();
         Ok(GraphPlan {
             ops,
-            vertex_layers,
-            n_units: next,
+            vertex_layers: bounds.vertex_layers,
+            n_units: bounds.n_units,
             options,
-            max_edges,
+            max_edges: bounds.max_edges,
         })
     }
 
@@ -1025,5 +1095,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn bounds_refuse_unit_ids_past_u32_and_edge_counts_past_usize() {
+        use crate::spec::{Layer, Linear};
+        let n = u32::MAX as usize;
+        let dense = |name: &str, in_features, out_features| Layer {
+            name: name.into(),
+            op: Op::Linear(Linear {
+                in_features,
+                out_features,
+                bias: false,
+            }),
+            in_shape: vec![in_features],
+            out_shape: vec![out_features],
+        };
+        let net = Network {
+            name: "x".into(),
+            input_shape: vec![n],
+            layers: vec![dense("fc", n, 2)],
+        };
+        let err = GraphBounds::new(&net, GraphOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::TooManyUnits(l) if l == "fc"),
+            "{err}"
+        );
+        // Without the input as vertices it fits, and the first op has no source vertices.
+        let no_input = GraphOptions {
+            include_input: false,
+            ..GraphOptions::default()
+        };
+        let b = GraphBounds::new(&net, no_input).unwrap();
+        assert_eq!(
+            (b.n_units, b.max_edges, b.op_max_edges.clone()),
+            (2, 0, vec![0])
+        );
+        assert_eq!(
+            Geometry::Linear.max_edges([usize::MAX, 1, 1], [2, 1, 1]),
+            None
+        );
+        assert_eq!(Geometry::Linear.max_edges([5, 1, 1], [3, 1, 1]), Some(15));
     }
 }

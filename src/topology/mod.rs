@@ -14,8 +14,8 @@ pub mod persistence;
 pub mod summary;
 
 pub use graph::{
-    Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, SampleGraph,
-    VertexBirth, VertexLayer, WeightSample,
+    Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOptions, GraphPlan, MaxPoolEdges,
+    SampleGraph, VertexBirth, VertexLayer, WeightSample,
 };
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;

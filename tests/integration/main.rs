@@ -7,5 +7,6 @@ mod cli;
 mod graph_props;
 mod persistence_props;
 mod safety;
+mod sizes;
 mod support;
 mod sweeps;
