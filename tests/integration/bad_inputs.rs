@@ -11,10 +11,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray};
 use arrow::datatypes::{Float32Type, Int64Type, UInt32Type};
-use npyz::zip::write::FileOptions;
-use npyz::zip::{CompressionMethod, ZipWriter};
 
-use crate::support::{failures, read_batches, repo, stderr};
+use crate::support::{failures, npy_header, read_batches, repo, stderr, write_npz};
 
 /// A run folder with the demo CCFF model (28x28 inputs) and shards under `data/`.
 struct Case {
@@ -201,33 +199,6 @@ fn an_image_column_of_the_wrong_type_is_one_shard_failure() {
         f[0].3
     );
     assert!(!c.path("out/summary/ints.parquet").exists());
-}
-
-/// A zip of the given .npy members, as np.savez writes (deflated like np.savez_compressed).
-fn write_npz(path: &Path, members: &[(&str, &[u8])]) {
-    let mut zip = ZipWriter::new(fs::File::create(path).unwrap());
-    let options = FileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .large_file(true);
-    for (name, bytes) in members {
-        zip.start_file(format!("{name}.npy"), options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
-}
-
-/// The .npy header (version 1) of an array; its data follows.
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims: String = shape.iter().map(|d| format!("{d}, ")).collect();
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out
 }
 
 fn npy_images(n: usize) -> Vec<u8> {

@@ -7,8 +7,9 @@ use std::fs;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::support::write_npz;
 use crate::support::{failures, stderr as err};
-use crate::sweeps::{manifest, npy_f32, statuses, tree, write_npz, write_png_parquet, Sweep};
+use crate::sweeps::{manifest, npy_f32, statuses, tree, write_png_parquet, Sweep};
 
 fn shards(list: &str) -> String {
     format!("data.shards={list}")
@@ -139,7 +140,10 @@ fn an_edited_shard_is_redone_and_an_unchanged_copy_is_not() {
 fn two_shards_with_one_output_name_across_runs_are_refused() {
     let s = Sweep::new(1, 5);
     let x: Vec<f32> = (0..4 * 784).map(|i| (i % 251) as f32 / 251.0).collect();
-    write_npz(&s.path("data/x.npz"), &npy_f32(&x, &[4, 1, 28, 28]));
+    write_npz(
+        &s.path("data/x.npz"),
+        &[("x", &npy_f32(&x, &[4, 1, 28, 28]))],
+    );
     write_png_parquet(&s.path("data/x.parquet"));
     let o = s.run(&["--set", &shards("[\"data/x.npz\"]")]);
     assert!(o.status.success(), "{}", err(&o));
@@ -172,13 +176,19 @@ fn a_stale_failure_file_goes_when_the_shard_succeeds() {
     let s = Sweep::new(1, 5);
     let mut x: Vec<f32> = (0..4 * 784).map(|i| (i % 251) as f32 / 251.0).collect();
     x[784 + 3] = f32::NAN;
-    write_npz(&s.path("data/x.npz"), &npy_f32(&x, &[4, 1, 28, 28]));
+    write_npz(
+        &s.path("data/x.npz"),
+        &[("x", &npy_f32(&x, &[4, 1, 28, 28]))],
+    );
     let list = shards("[\"data/x.npz\"]");
     let o = s.run(&["--set", &list]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert_eq!(failures(&s.path("out/failures/x.parquet")).len(), 1);
     x[784 + 3] = 0.5;
-    write_npz(&s.path("data/x.npz"), &npy_f32(&x, &[4, 1, 28, 28]));
+    write_npz(
+        &s.path("data/x.npz"),
+        &[("x", &npy_f32(&x, &[4, 1, 28, 28]))],
+    );
     let o = s.run(&["--set", &list]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(!s.path("out/failures/x.parquet").exists());
@@ -188,46 +198,62 @@ fn a_stale_failure_file_goes_when_the_shard_succeeds() {
     assert_eq!(m["shards"][0]["outputs"].as_array().unwrap().len(), 2);
 }
 
-fn shard_status(m: &serde_json::Value, name: &str) -> String {
-    m["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
-        .map(|e| e["status"].as_str().unwrap().to_string())
-        .unwrap()
+/// Per shard of a 3-shard sweep: (manifest status, summary present, diagrams present).
+fn shard_states(s: &Sweep) -> Vec<(String, bool, bool)> {
+    let st = statuses(&manifest(&s.path("out/manifest.json")));
+    (0..3)
+        .map(|i| {
+            let has = |t: &str| {
+                s.path(&format!("out/{t}/part-{i:02}-images-idx3-ubyte.parquet"))
+                    .exists()
+            };
+            (st[i].clone(), has("summary"), has("diagrams"))
+        })
+        .collect()
 }
 
 #[test]
 fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
     let s = Sweep::new(3, 40);
     let want = crate::sweeps::reference(&s);
-    let part1 = "part-01-images-idx3-ubyte";
-    // killed after the first of shard 1's two files is renamed into place
+    // killed after the first file of the second shard to finish is renamed into place
     let o = s
         .cmd(&[])
         .env("ACTOPOTEST_CRASH_AT", "shard-file-renamed:3")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
-    assert!(s.path(&format!("out/summary/{part1}.parquet")).exists());
-    assert!(!s.path(&format!("out/diagrams/{part1}.parquet")).exists());
-    let m = manifest(&s.path("out/manifest.json"));
-    assert_eq!(shard_status(&m, &format!("{part1}.gz")), "pending");
+    let states = shard_states(&s);
+    let torn: Vec<_> = states.iter().filter(|(_, s, d)| s != d).collect();
+    assert_eq!(torn.len(), 1, "{states:?}");
+    assert_eq!(torn[0].0, "pending", "{states:?}");
+    assert_eq!(
+        states.iter().filter(|x| x.0 == "done").count(),
+        1,
+        "{states:?}"
+    );
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(err(&o).contains("80 samples in 2 shard(s)"), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
-    // killed with shard 1's files all in place but its manifest entry not yet written
+    // killed with a second shard's files all in place but its manifest entry not yet written
     let o = s
         .cmd(&["--overwrite"])
         .env("ACTOPOTEST_CRASH_AT", "manifest-written:3")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
-    assert!(s.path(&format!("out/diagrams/{part1}.parquet")).exists());
-    let m = manifest(&s.path("out/manifest.json"));
-    assert_eq!(statuses(&m), ["done", "pending", "pending"]);
+    let states = shard_states(&s);
+    let whole_but_pending = states
+        .iter()
+        .filter(|(st, s, d)| st == "pending" && *s && *d)
+        .count();
+    assert_eq!(whole_but_pending, 1, "{states:?}");
+    assert_eq!(
+        states.iter().filter(|x| x.0 == "done").count(),
+        1,
+        "{states:?}"
+    );
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(err(&o).contains("80 samples in 2 shard(s)"), "{}", err(&o));
@@ -266,44 +292,66 @@ fn an_empty_or_truncated_manifest_is_rebuilt_from_complete_outputs() {
     assert_eq!(fs::read(&path).unwrap(), b"{\"mine\": true}");
 }
 
+/// Opens (creating) a lock file of the output folder, as a run would.
+fn lock_file(s: &Sweep, name: &str) -> fs::File {
+    fs::create_dir_all(s.path("out")).unwrap();
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(s.path(&format!("out/{name}")))
+        .unwrap()
+}
+
 #[test]
 fn a_second_run_into_the_same_folder_is_refused_while_the_first_runs() {
-    let s = Sweep::new(6, 250);
+    // a real run holds the folder: a second one started meanwhile is refused
+    let s = Sweep::new(8, 1000);
     let child = s.spawn(&[]);
     let start = Instant::now();
     while !s.path("out/manifest.json").exists() {
         assert!(start.elapsed() < Duration::from_secs(60), "no manifest");
         std::thread::sleep(Duration::from_millis(10));
     }
-    for extra in [vec![], vec!["--shard-index", "0", "--num-shards", "2"]] {
-        let o = s.run(&extra);
-        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-        assert!(
-            err(&o).contains("in use by another actopo run"),
-            "{}",
-            err(&o)
-        );
-    }
+    let o = s.run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("in use by another actopo run"),
+        "{}",
+        err(&o)
+    );
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", err(&out));
     assert_eq!(
         statuses(&manifest(&s.path("out/manifest.json"))),
-        ["done"; 6]
+        ["done"; 8]
     );
-    // workers of one sharded run may share the folder, but not the same worker twice
-    let s = Sweep::new(4, 250);
-    let w0 = s.spawn(&["--shard-index", "0", "--num-shards", "2"]);
-    let m0 = s.path("out/manifest-00000-of-00002.json");
-    while !m0.exists() {
-        assert!(start.elapsed() < Duration::from_secs(120), "no manifest");
-        std::thread::sleep(Duration::from_millis(10));
+    // the lock rules, held by this test instead of a timed run: a single-process run locks the
+    // folder exclusively, --shard-index workers share it and each locks its own worker file
+    let s = Sweep::new(2, 10);
+    let folder = lock_file(&s, ".actopo.lock");
+    folder.try_lock().unwrap();
+    for extra in [vec![], vec!["--shard-index", "0", "--num-shards", "2"]] {
+        let o = s.run(&extra);
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(
+            err(&o).contains("a single-process run") || extra.is_empty(),
+            "{}",
+            err(&o)
+        );
     }
+    folder.unlock().unwrap();
+    folder.try_lock_shared().unwrap();
+    let worker0 = lock_file(&s, ".manifest-00000-of-00002.json.lock");
+    worker0.try_lock().unwrap();
     let o = s.run(&["--shard-index", "0", "--num-shards", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("the same worker"), "{}", err(&o));
     let o = s.run(&["--shard-index", "1", "--num-shards", "2"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(w0.wait_with_output().unwrap().status.success());
+    let o = s.run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("a run or worker"), "{}", err(&o));
 }
 
 #[test]

@@ -78,3 +78,33 @@ pub fn failures(path: &Path) -> Vec<(Option<u32>, Option<String>, String, String
     }
     rows
 }
+
+/// A zip of the given .npy members (`x`, `y`, ...), as np.savez_compressed writes it.
+pub fn write_npz(path: &Path, members: &[(&str, &[u8])]) {
+    use npyz::zip::write::FileOptions;
+    use npyz::zip::{CompressionMethod, ZipWriter};
+    use std::io::Write;
+    let mut zip = ZipWriter::new(fs::File::create(path).unwrap());
+    let options = FileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .large_file(true);
+    for (name, bytes) in members {
+        zip.start_file(format!("{name}.npy"), options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+/// The .npy header (version 1) of an array; its data follows.
+pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims: String = shape.iter().map(|d| format!("{d}, ")).collect();
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out
+}

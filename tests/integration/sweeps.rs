@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arrow::array::AsArray;
 use arrow::datatypes::UInt32Type;
 
-use crate::support::{failures, read_batches, repo, stderr as err, FASHION};
+use crate::support::{failures, npy_header, read_batches, repo, stderr as err, write_npz, FASHION};
 
 pub(crate) fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -342,7 +342,7 @@ fn bad_samples_and_shards_are_recorded_and_the_sweep_goes_on() {
     let mut x: Vec<f32> = (0..5 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
     x[2 * 784 + 100] = f32::NAN;
     let npy = npy_f32(&x, &[5, 1, 28, 28]);
-    write_npz(&s.path("data/nan.npz"), &npy);
+    write_npz(&s.path("data/nan.npz"), &[("x", &npy)]);
     // Parquet with one undecodable image (index 1)
     write_png_parquet(&s.path("data/pngs.parquet"));
     // an unreadable shard
@@ -417,66 +417,11 @@ fn an_unwritable_output_folder_stops_the_run_with_a_clear_error() {
     );
 }
 
+/// A float32 .npy array.
 pub(crate) fn npy_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }}",
-        dims.join(", ")
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
+    let mut out = npy_header("<f4", shape);
     out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
     out
-}
-
-/// A stored (uncompressed) zip with one member `x.npy`, as np.savez writes.
-pub(crate) fn write_npz(path: &Path, npy: &[u8]) {
-    let name = b"x.npy";
-    let crc = crc32(npy);
-    let mut out = Vec::new();
-    out.extend([0x50, 0x4b, 0x03, 0x04, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend(crc.to_le_bytes());
-    out.extend((npy.len() as u32).to_le_bytes());
-    out.extend((npy.len() as u32).to_le_bytes());
-    out.extend((name.len() as u16).to_le_bytes());
-    out.extend(0u16.to_le_bytes());
-    out.extend(name);
-    out.extend(npy);
-    let central = out.len();
-    out.extend([0x50, 0x4b, 0x01, 0x02, 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out.extend(crc.to_le_bytes());
-    out.extend((npy.len() as u32).to_le_bytes());
-    out.extend((npy.len() as u32).to_le_bytes());
-    out.extend((name.len() as u16).to_le_bytes());
-    out.extend([0u8; 12]);
-    out.extend(0u32.to_le_bytes());
-    out.extend(name);
-    let central_len = out.len() - central;
-    out.extend([0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 1, 0, 1, 0]);
-    out.extend((central_len as u32).to_le_bytes());
-    out.extend((central as u32).to_le_bytes());
-    out.extend(0u16.to_le_bytes());
-    fs::write(path, out).unwrap();
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// Three 28x28 PNGs in a hub-style image struct column; the second is garbage bytes.
