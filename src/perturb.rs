@@ -325,6 +325,85 @@ impl SampleRng {
     }
 }
 
+/// What raw values outside `data.clip` mean for a run with attacks (its shard fails).
+pub const ATTACKED_OUT_OF_CLIP: &str = "attacks clip their inputs to data.clip, which would change these inputs beyond the attack budget";
+/// What they mean for a run without attacks (a warning).
+pub const CLEAN_OUT_OF_CLIP: &str =
+    "clean inputs are used as they are, but an attack added to this config would clip them";
+
+/// Raw input values outside `data.clip`, counted over one or more batches. Attacks clip what they
+/// perturb to `data.clip`, so inputs outside it would be changed beyond the attack budget (the
+/// usual cause: data saved already normalised); clean inputs are used as they are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutOfClip {
+    /// Values below `clip[0]` or above `clip[1]`.
+    pub values: u64,
+    /// Samples holding at least one such value.
+    pub samples: u64,
+    /// Smallest and largest value seen (over every sample counted, inside the range or not).
+    pub min: f32,
+    pub max: f32,
+}
+
+impl Default for OutOfClip {
+    fn default() -> Self {
+        OutOfClip {
+            values: 0,
+            samples: 0,
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+        }
+    }
+}
+
+impl OutOfClip {
+    /// Counts the samples of `x` (sample-major, `sample_len` values each) for which `counted(row)`
+    /// holds. NaN is not counted here: it fails its sample later, naming the layer.
+    pub fn of_batch(
+        x: &[f32],
+        sample_len: usize,
+        clip: [f32; 2],
+        counted: impl Fn(usize) -> bool,
+    ) -> OutOfClip {
+        let mut out = OutOfClip::default();
+        for (row, sample) in x.chunks(sample_len.max(1)).enumerate() {
+            if !counted(row) {
+                continue;
+            }
+            let mut outside = 0u64;
+            for &v in sample {
+                out.min = out.min.min(v);
+                out.max = out.max.max(v);
+                outside += u64::from(v < clip[0] || v > clip[1]);
+            }
+            out.values += outside;
+            out.samples += u64::from(outside > 0);
+        }
+        out
+    }
+
+    pub fn add(&mut self, other: &OutOfClip) {
+        self.values += other.values;
+        self.samples += other.samples;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// What was seen, `consequence`, the likely cause and the fix, for `data.clip` = `clip`.
+    pub fn describe(&self, clip: [f32; 2], consequence: &str) -> String {
+        // A range that holds the data, rounded outwards to two decimals.
+        let lo = (f64::from(self.min) * 100.0).floor() / 100.0;
+        let hi = (f64::from(self.max) * 100.0).ceil() / 100.0;
+        format!(
+            "{} raw input value(s) of {} sample(s) lie outside data.clip = [{}, {}] (observed min {}, max {}); \
+             {consequence}; likely cause: the data was saved already normalised (mean/std applied)\n  \
+             fix: save raw values (8-bit images, or floats in [0, 1]) and set data.mean / data.std, \
+             or set data.clip to the data's range, e.g. data.clip = [{lo}, {hi}]",
+            self.values, self.samples, clip[0], clip[1], self.min, self.max
+        )
+    }
+}
+
 /// Per-sample L-infinity and L2 norms of `adv - x`.
 pub fn norms(x: &[f32], adv: &[f32], sample_len: usize) -> Vec<(f32, f32)> {
     x.chunks(sample_len)
@@ -430,6 +509,21 @@ pub fn matched_noise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_clip_counts_values_and_samples_and_skips_failed_rows() {
+        // Three samples of 3 values; row 2 failed to decode and is not counted.
+        let x = [0.0, 0.5, 1.0, -0.25, 1.5, 0.2, 9.0, -9.0, 0.0];
+        let seen = OutOfClip::of_batch(&x, 3, [0.0, 1.0], |row| row != 2);
+        assert_eq!((seen.values, seen.samples), (2, 1));
+        assert_eq!((seen.min, seen.max), (-0.25, 1.5));
+        let mut total = OutOfClip::default();
+        total.add(&seen);
+        total.add(&OutOfClip::of_batch(&x[..3], 3, [0.0, 1.0], |_| true));
+        assert_eq!((total.values, total.samples), (2, 1));
+        let text = total.describe([0.0, 1.0], "consequence");
+        assert!(text.contains("data.clip = [-0.25, 1.5]"), "{text}");
+    }
 
     fn entry(kind: &str) -> AttackEntry {
         AttackEntry {

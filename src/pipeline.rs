@@ -35,7 +35,7 @@ use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus}
 use crate::model::Model;
 use crate::outdir;
 use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
-use crate::perturb::{self, Attack, AttackKind, AttackStats, SampleRng};
+use crate::perturb::{self, Attack, AttackKind, AttackStats, OutOfClip, SampleRng};
 use crate::progress::Progress;
 use crate::resume::{self, SourceFingerprint};
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
@@ -129,6 +129,9 @@ pub struct RunReport {
     pub workers: usize,
     pub out_dir: PathBuf,
     pub manifest: PathBuf,
+    /// Raw input values outside `data.clip` in the samples processed (runs without attacks only:
+    /// with attacks such a batch fails its shard).
+    pub out_of_clip: OutOfClip,
 }
 
 /// Everything checked before any sample is processed.
@@ -423,7 +426,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         .join()
         .map_err(|_| anyhow!("the writer thread panicked"))??;
     runtime.shutdown_background();
-    model_result?;
+    let out_of_clip = model_result?;
     Ok(RunReport {
         samples: written.samples,
         shards_done: written.shards_done,
@@ -436,6 +439,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         workers,
         out_dir,
         manifest: settings.config.output.dir.join(&manifest_file),
+        out_of_clip,
     })
 }
 
@@ -542,14 +546,16 @@ struct VariantBatch {
 }
 
 impl ModelStage<'_> {
+    /// Returns the raw values outside `data.clip` seen in the batches that went on.
     fn run(
         &self,
         mut rx: tokio::sync::mpsc::Receiver<ReaderMsg>,
         jobs: Sender<Job>,
         results: Sender<Outcome>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<OutOfClip> {
         let n_variants = 1 + self.attacks.len();
         let mut failed = std::collections::HashSet::new();
+        let mut out_of_clip = OutOfClip::default();
         while let Some(msg) = rx.blocking_recv() {
             if self.quit.load(Ordering::SeqCst) {
                 break;
@@ -587,6 +593,26 @@ impl ModelStage<'_> {
                         labels,
                         failed: bad,
                     } = batch;
+                    let seen = OutOfClip::of_batch(&x, self.model.sample_len(), self.clip, |row| {
+                        !bad.iter().any(|(i, _)| *i == start + row)
+                    });
+                    if seen.values > 0 && !self.attacks.is_empty() {
+                        // Checked before any attack runs: clipping would move these inputs
+                        // beyond the attack's budget without a word.
+                        failed.insert(shard);
+                        let error = format!(
+                            "samples {start}..{}: {}",
+                            start + n,
+                            seen.describe(self.clip, perturb::ATTACKED_OUT_OF_CLIP)
+                        );
+                        let stage = "read";
+                        let sent = results.send(Outcome::ShardFailed { shard, stage, error });
+                        if sent.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    out_of_clip.add(&seen);
                     let variants = match self.batch(shard, start, n, &x, &labels) {
                         Ok(v) => v,
                         Err(e) => {
@@ -638,7 +664,7 @@ impl ModelStage<'_> {
                 break; // the writer stopped
             }
         }
-        Ok(())
+        Ok(out_of_clip)
     }
 
     fn batch(

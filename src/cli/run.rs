@@ -7,7 +7,9 @@ use std::sync::Arc;
 use actopo::config::Settings;
 use actopo::data;
 use actopo::forward::{device_name, TchModel};
-use actopo::perturb::{AttackKind, SampleRng};
+use actopo::perturb::{
+    AttackKind, OutOfClip, SampleRng, ATTACKED_OUT_OF_CLIP, CLEAN_OUT_OF_CLIP,
+};
 use actopo::pipeline::{self, RunOptions};
 use anyhow::{bail, Context};
 
@@ -101,6 +103,14 @@ pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<
         },
         report.out_dir.display()
     );
+    if report.out_of_clip.values > 0 {
+        eprintln!(
+            "warning: {}",
+            report
+                .out_of_clip
+                .describe(settings.config.data.clip, CLEAN_OUT_OF_CLIP)
+        );
+    }
     for (_, error) in &report.shard_failures {
         eprintln!("error: {error}");
     }
@@ -160,6 +170,25 @@ pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
         match data::read_shard(shard, &one) {
             Ok(s) if s.n == 0 => println!("shard     {}: empty", shard.path.display()),
             Ok(s) => {
+                let clip = settings.config.data.clip;
+                let seen = OutOfClip::of_batch(&s.x, tch_model.sample_len(), clip, |_| true);
+                if seen.values > 0 {
+                    if settings.attacks.is_empty() {
+                        println!(
+                            "shard     {}: first sample: warning: {}",
+                            shard.path.display(),
+                            seen.describe(clip, CLEAN_OUT_OF_CLIP)
+                        );
+                    } else {
+                        failed += 1;
+                        println!(
+                            "shard     {}: first sample: error: {}",
+                            shard.path.display(),
+                            seen.describe(clip, ATTACKED_OUT_OF_CLIP)
+                        );
+                        continue;
+                    }
+                }
                 tch_model.forward(&s.x, 1)?;
                 let target = s.labels.as_ref().map_or(0, |l| l[0]);
                 for (i, attack) in settings.attacks.iter().enumerate() {

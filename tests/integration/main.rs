@@ -10,3 +10,4 @@ mod safety;
 mod sizes;
 mod support;
 mod sweeps;
+mod traps;
