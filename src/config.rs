@@ -270,6 +270,50 @@ fn unknown_keys(
     }
 }
 
+/// A single value given for a key whose default is a list of values (`--set graph.scopes=layers`,
+/// `ACTOPO_DATA__MEAN=0.5`, or the file) is taken as a one-element list. The value keeps its tag,
+/// so a problem with it still names where it came from.
+fn lists_from_single_values(f: Figment) -> Figment {
+    let mut wrapped = Dict::new();
+    for (section, keys) in known_keys().as_object().into_iter().flatten() {
+        let mut lists = Dict::new();
+        for (key, default) in keys.as_object().into_iter().flatten() {
+            let Some(items) = default.as_array() else {
+                continue;
+            };
+            if items.iter().any(|i| i.is_object() || i.is_array()) {
+                continue; // tables (`[[attacks]]`) are not wrapped
+            }
+            match f.find_value(&format!("{section}.{key}")) {
+                Ok(v @ (Value::String(..) | Value::Char(..) | Value::Bool(..) | Value::Num(..))) => {
+                    lists.insert(key.clone(), Value::Array(v.tag(), vec![v]));
+                }
+                _ => {}
+            }
+        }
+        if !lists.is_empty() {
+            wrapped.insert(section.clone(), Value::from(lists));
+        }
+    }
+    if wrapped.is_empty() {
+        return f;
+    }
+    f.merge(SingleValues(wrapped))
+}
+
+/// The provider of `lists_from_single_values`: merged last (global profile), so it wins.
+struct SingleValues(Dict);
+
+impl figment::Provider for SingleValues {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("a single value for a list key")
+    }
+
+    fn data(&self) -> figment::Result<figment::value::Map<figment::Profile, Dict>> {
+        Ok(figment::Profile::Global.collect(self.0.clone()))
+    }
+}
+
 /// Cores this process may use (affinity and cgroup quota included).
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -499,6 +543,34 @@ fn check_memory(c: &Config) -> Vec<String> {
     limits::check_memory(&ModelSizes::of(&net, &bounds), spec, run, &limit)
 }
 
+/// The problem with a path key whose file is missing: the key, the value, the path it resolves
+/// to and, for a relative value, that it is resolved against the config file's folder.
+fn missing_file(key: &str, written: &Path, base: &Path) -> Option<String> {
+    let resolved = resolve(base, written);
+    let why = match std::fs::metadata(&resolved) {
+        Ok(m) if m.is_file() => return None,
+        Ok(_) => "is not a file",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Err(_) => "cannot be read",
+    };
+    let (relative, fix) = if written.is_relative() {
+        (
+            format!(
+                " (relative paths are resolved against the config file's folder {}, wherever the value came from)",
+                base.display()
+            ),
+            "write the path relative to the config file's folder, or an absolute path",
+        )
+    } else {
+        (String::new(), "correct the path")
+    };
+    Some(format!(
+        "`{key}` = \"{}\": {} {why}{relative}; fix: {fix}",
+        written.display(),
+        resolved.display()
+    ))
+}
+
 /// `p` against `base` when relative, with `.` and `..` folded away (lexically).
 fn resolve(base: &Path, p: &Path) -> PathBuf {
     use std::path::Component;
@@ -549,6 +621,7 @@ impl Settings {
                 Err(e) => problems.push(e),
             }
         }
+        let figment = lists_from_single_values(figment);
         // Unknown keys, all of them.
         match figment.extract::<serde_json::Value>() {
             Ok(value) => {
@@ -628,6 +701,11 @@ impl Settings {
                 None
             }
         };
+        for (key, written) in [("model.spec", &c.model.spec), ("model.weights", &c.model.weights)] {
+            if let Some(written) = written {
+                problems.extend(missing_file(key, written, base));
+            }
+        }
         c.model.spec = spec.clone();
         c.model.weights = c.model.weights.as_ref().map(|p| resolve(base, p));
         let device = match c.model.device.as_str() {

@@ -23,12 +23,16 @@ impl Model {
         let network = Network::resolve(&spec)?;
         let weights_path = match weights_path {
             Some(p) => p.to_path_buf(),
-            None => spec.weights_path().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "model spec {} names no weights file\n  fix: add `weights = \"FILE.safetensors\"` to the spec or set model.weights",
-                    spec_path.display()
-                )
-            })?,
+            None => {
+                let path = spec.weights_path().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "model spec {} names no weights file\n  fix: add `weights = \"FILE.safetensors\"` to the spec or set model.weights",
+                        spec_path.display()
+                    )
+                })?;
+                check_spec_weights(&spec, &path)?;
+                path
+            }
         };
         let weights = Weights::load(&weights_path, &network, spec_path)?;
         Ok(Model {
@@ -38,4 +42,28 @@ impl Model {
             weights_path,
         })
     }
+}
+
+/// The spec's `weights` key names a file that is there; the message says that a spec's relative
+/// paths are resolved against the spec's folder (not the config's, not the current one).
+fn check_spec_weights(spec: &ModelSpec, path: &Path) -> anyhow::Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let folder = match spec.path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    anyhow::bail!(
+        "model spec {}: `weights` = \"{}\": {} {}{}\n  fix: correct `weights` in the spec, or set model.weights in the config (relative to the config file)",
+        spec.path.display(),
+        spec.weights.as_deref().unwrap_or(path).display(),
+        path.display(),
+        if path.exists() { "is not a file" } else { "does not exist" },
+        if spec.weights.as_deref().is_some_and(Path::is_relative) {
+            format!(" (a spec's relative paths are resolved against the spec file's folder {})", folder.display())
+        } else {
+            String::new()
+        }
+    )
 }

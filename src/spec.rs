@@ -15,10 +15,11 @@ pub type Shape = Vec<usize>;
 /// Errors found in a spec, each naming the file, the layer and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read model spec {path}: {source}")]
+    // The io error is shown, not chained as a source: `{:#}` would print it twice.
+    #[error("cannot read model spec {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("model spec {path} is not valid TOML for a spec: {message}\n  fix: see the model spec section of README.md for the keys each op takes")]
     Parse { path: PathBuf, message: String },
@@ -80,9 +81,9 @@ pub struct ModelSpec {
 
 impl ModelSpec {
     pub fn load(path: &Path) -> Result<ModelSpec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| SpecError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut spec = ModelSpec::parse(&text, path)?;
         spec.path = path.to_path_buf();

@@ -30,13 +30,17 @@ pub struct Weights {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("cannot read weights file {path}: {source}\n  fix: set model.weights (or `weights` in the spec) to an existing .safetensors file")]
+    // The io error is shown, not chained as a source: `{:#}` would print it twice.
+    #[error("cannot read safetensors file {path}: {error}\n  fix: check the path and its permissions")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("weights file {path} is not a valid safetensors file: {message}")]
     Format { path: PathBuf, message: String },
+    /// A file of another kind (a PyTorch checkpoint), or tensors this version cannot use.
+    #[error("weights file {path} {message}")]
+    Unsupported { path: PathBuf, message: String },
     #[error("weights file {path} does not fit model spec {spec}:\n  {}", problems.join("\n  "))]
     Mismatch {
         path: PathBuf,
@@ -47,18 +51,78 @@ pub enum WeightsError {
 
 /// Reads every tensor of a safetensors file as f32 (f16, bf16 and f64 are converted).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Read {
+    let bytes = std::fs::read(path).map_err(|error| WeightsError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    parse_safetensors(&bytes).map_err(|message| WeightsError::Format {
+    let unsupported = |message| WeightsError::Unsupported {
+        path: path.to_path_buf(),
+        message,
+    };
+    let st = match SafeTensors::deserialize(&bytes) {
+        Ok(st) => st,
+        Err(e) => {
+            return Err(match pytorch_checkpoint(&bytes) {
+                Some(kind) => unsupported(format!("is a PyTorch checkpoint ({kind}), not a safetensors file\n  fix: {SAVE_SAFETENSORS}")),
+                None => WeightsError::Format {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                },
+            })
+        }
+    };
+    if let Some(message) = batch_norm(&st.names()) {
+        return Err(unsupported(message));
+    }
+    tensors_as_f32(&st).map_err(|message| WeightsError::Format {
         path: path.to_path_buf(),
         message,
     })
 }
 
+/// How to turn a PyTorch model into weights actopo reads.
+const SAVE_SAFETENSORS: &str = "export the weights with safetensors: `from safetensors.torch import save_file; save_file(model.state_dict(), \"model.safetensors\")` (for a checkpoint: `save_file(torch.load(\"model.pt\"), \"model.safetensors\")`, taking its state dict when it holds more), then set model.weights to the new file";
+
+/// What kind of PyTorch file `bytes` is, from its first bytes: `torch.save` writes a zip archive
+/// (`PK\x03\x04`) since PyTorch 1.6, a pickle (protocol 2+ starts with 0x80) before.
+fn pytorch_checkpoint(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [b'P', b'K', 3, 4, ..] => Some("a torch.save zip archive"),
+        [0x80, 2..=5, ..] => Some("a torch.save pickle"),
+        _ => None,
+    }
+}
+
+/// Buffers PyTorch's BatchNorm layers add to a state dict.
+const BATCH_NORM_BUFFERS: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+
+/// Says which batch-norm layers the tensor `names` hold, when they hold any.
+fn batch_norm(names: &[&str]) -> Option<String> {
+    let mut layers: Vec<&str> = names
+        .iter()
+        .filter_map(|n| n.rsplit_once('.'))
+        .filter(|(_, buffer)| BATCH_NORM_BUFFERS.contains(buffer))
+        .map(|(layer, _)| layer)
+        .collect();
+    layers.sort_unstable();
+    layers.dedup();
+    if layers.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = layers.iter().map(|l| format!("`{l}`")).collect();
+    Some(format!(
+        "holds batch-norm layers ({}: their running_mean, running_var and num_batches_tracked buffers), which this version's model spec cannot describe (its ops: conv2d, linear, pools, activations, flatten, dropout)\n  fix: fold each BatchNorm into the conv or linear before it (model.eval(), then torch.nn.utils.fusion.fuse_conv_bn_eval or fuse_linear_bn_eval), drop the BatchNorm layers, and save the fused model's state_dict with safetensors",
+        listed.join(", ")
+    ))
+}
+
+/// Every tensor as f32 (f16, bf16 and f64 are converted); other dtypes are refused.
 pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    tensors_as_f32(&st)
+}
+
+fn tensors_as_f32(st: &SafeTensors) -> Result<BTreeMap<String, Tensor>, String> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
@@ -81,7 +145,7 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, Strin
                 .collect(),
             other => {
                 return Err(format!(
-                    "tensor `{name}` has dtype {other:?}; weights must be f32, f64, f16 or bf16"
+                    "tensor `{name}` has dtype {other:?}: an integer or boolean tensor is a buffer, not a weight; weights must be f32, f64, f16 or bf16\n  fix: save only the model's parameters: `save_file({{k: v.detach() for k, v in model.named_parameters()}}, \"model.safetensors\")`"
                 ))
             }
         };
@@ -130,6 +194,9 @@ impl Weights {
         mut tensors: BTreeMap<String, Tensor>,
         net: &Network,
     ) -> Result<Weights, Vec<String>> {
+        if let Some(problem) = positions_differ(&tensors, net) {
+            return Err(vec![problem]);
+        }
         let mut problems = Vec::new();
         let mut by_layer = BTreeMap::new();
         for layer in &net.layers {
@@ -170,6 +237,129 @@ impl Weights {
     pub fn layer(&self, name: &str) -> Option<&LayerWeights> {
         self.by_layer.get(name)
     }
+}
+
+/// The common trap of an `nn.Sequential` whose positions differ from the spec's (an
+/// `nn.Flatten()` first that the spec leaves out shifts every name by one): when the layers whose
+/// weights are missing would fit exactly the file's unused tensors, taken in the order of their
+/// numeric prefixes, says so in two lines with the `name`s to set, instead of a line per tensor.
+fn positions_differ(tensors: &BTreeMap<String, Tensor>, net: &Network) -> Option<String> {
+    let params: Vec<(usize, &Layer)> = net
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.op.weight_shape().is_some())
+        .collect();
+    let wanted: std::collections::HashSet<String> = params
+        .iter()
+        .flat_map(|(_, l)| [format!("{}.weight", l.name), format!("{}.bias", l.name)])
+        .collect();
+    let fits = |layer: &Layer, prefix: &str| {
+        let fit = |what: &str, shape: Option<Vec<usize>>| {
+            let tensor = tensors.get(&format!("{prefix}.{what}"));
+            tensor.map(|t| &t.shape) == shape.as_ref()
+        };
+        fit("weight", layer.op.weight_shape()) && fit("bias", layer.op.bias_shape())
+    };
+    let (missing, found): (Vec<_>, Vec<_>) = params
+        .into_iter()
+        .partition(|(_, l)| !tensors.contains_key(&format!("{}.weight", l.name)));
+    // Only when the rest of the file fits: otherwise every problem is listed.
+    if !found.iter().all(|(_, l)| fits(l, &l.name)) {
+        return None;
+    }
+    let mut prefixes = Vec::new();
+    for name in tensors.keys().filter(|n| !wanted.contains(*n)) {
+        let (prefix, _) = name.rsplit_once('.')?;
+        prefixes.push(prefix.parse::<usize>().ok()?);
+    }
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    if missing.is_empty() || prefixes.len() != missing.len() {
+        return None;
+    }
+    let mut used = 0;
+    for ((_, layer), prefix) in missing.iter().zip(&prefixes) {
+        if !fits(layer, &prefix.to_string()) {
+            return None;
+        }
+        used += 1 + usize::from(layer.op.bias_shape().is_some());
+    }
+    if used != tensors.keys().filter(|n| !wanted.contains(*n)).count() {
+        return None;
+    }
+    let renames: Vec<(usize, String)> = missing
+        .iter()
+        .zip(&prefixes)
+        .map(|((i, _), p)| (*i, p.to_string()))
+        .collect();
+    let names = layer_names(net, &renames);
+    let unique = if names.len() > renames.len() {
+        " (layer names must be unique)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "{}\n  fix: set each layer's `name` in the spec to its state-dict prefix: {}{unique}",
+        why_positions_differ(&missing, &prefixes),
+        names.join(", ")
+    ))
+}
+
+/// What the file's names say, and the likely cause when they are the spec's positions shifted.
+fn why_positions_differ(missing: &[(usize, &Layer)], prefixes: &[usize]) -> String {
+    let list = |names: Vec<String>| {
+        let shown: Vec<String> = names.iter().take(3).map(|n| format!("`{n}.weight`")).collect();
+        shown.join(", ") + if names.len() > 3 { ", ..." } else { "" }
+    };
+    let found = list(prefixes.iter().map(|p| p.to_string()).collect());
+    let expected = list(missing.iter().map(|(_, l)| l.name.clone()).collect());
+    let shift = prefixes[0] as i64 - missing[0].0 as i64;
+    let shifted = missing
+        .iter()
+        .zip(prefixes)
+        .all(|((i, l), p)| l.name == i.to_string() && *p as i64 - *i as i64 == shift);
+    if shifted && shift > 0 {
+        format!(
+            "the file names its tensors by the PyTorch model's nn.Sequential positions, which are the spec's layer positions shifted by {shift} ({found} where the spec expects {expected}): the PyTorch model has {shift} module(s) the spec leaves out, e.g. an nn.Flatten() first"
+        )
+    } else {
+        format!(
+            "the file names its tensors by nn.Sequential positions that are not the spec's layer names ({found} where the spec expects {expected})"
+        )
+    }
+}
+
+/// The `name = ...` settings that give layer `i` the name `renames[i]`; a layer whose current
+/// name one of them takes gets a new one too (`<op><position>`), since names must be unique.
+fn layer_names(net: &Network, renames: &[(usize, String)]) -> Vec<String> {
+    let mut names: Vec<String> = net.layers.iter().map(|l| l.name.clone()).collect();
+    let mut changed = std::collections::BTreeSet::new();
+    for (i, name) in renames {
+        names[*i] = name.clone();
+        changed.insert(*i);
+    }
+    for i in 0..names.len() {
+        if changed.contains(&i) || !renames.iter().any(|(_, n)| *n == names[i]) {
+            continue;
+        }
+        let mut fresh = format!("{}{i}", net.layers[i].op.kind());
+        while names.contains(&fresh) {
+            fresh.push('_');
+        }
+        names[i] = fresh;
+        changed.insert(i);
+    }
+    changed
+        .iter()
+        .map(|&i| {
+            format!(
+                "layer {i} ({}) `name = \"{}\"`",
+                net.layers[i].op.kind(),
+                names[i]
+            )
+        })
+        .collect()
 }
 
 fn take(
