@@ -7,11 +7,20 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+/// Where the full documentation is, shown after every command's help.
+const DOCS: &str = concat!(
+    "Documentation: README.md (configuration keys, model spec, outputs, analyses) and docs/ in the ",
+    "actopo source folder (",
+    env!("CARGO_MANIFEST_DIR"),
+    "); docs/messages.md lists common mistakes and their fixes."
+);
+
 #[derive(Parser)]
 #[command(
     name = "actopo",
     version,
-    about = "Persistent homology of neural-network activation graphs"
+    about = "Persistent homology of neural-network activation graphs",
+    after_help = DOCS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,6 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the job a config file describes: shards -> forward pass -> graphs -> persistence -> Parquet.
+    #[command(after_help = DOCS)]
     Run {
         /// Config TOML (see config/fashion-mnist.toml).
         config: PathBuf,
@@ -31,21 +41,26 @@ enum Command {
         shard: cli::run::ShardArgs,
     },
     /// Check a config, its model spec and weights, and the first sample of every shard, without running.
+    #[command(after_help = DOCS)]
     Validate {
+        /// Config TOML (see config/fashion-mnist.toml).
         config: PathBuf,
+        /// Override a config key, e.g. --set pipeline.batch_size=64 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
     /// Analyses over a finished run's output folder.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = DOCS)]
     Analyze(AnalyzeCommand),
     /// Show a model spec's layers, output shapes, units and edge bounds.
+    #[command(after_help = DOCS)]
     Inspect {
         /// Model spec TOML.
         spec: PathBuf,
     },
     /// Compute diagrams of activations given in a safetensors file and write them as JSON
     /// (a tool for cross-checking the topology core).
+    #[command(after_help = DOCS)]
     Diagrams(cli::diagrams::Args),
 }
 
@@ -53,6 +68,7 @@ enum Command {
 enum AnalyzeCommand {
     /// Class representatives of persistent subgraphs, overlaps, subgraph predictions, recovery and
     /// retention per variant (needs output.subgraphs = true).
+    #[command(after_help = DOCS)]
     Subgraphs {
         /// The run's output.dir.
         output_dir: PathBuf,
@@ -65,6 +81,7 @@ enum AnalyzeCommand {
         scope: String,
     },
     /// Topological Uncertainty per sample from the `layers` scope diagrams.
+    #[command(after_help = DOCS)]
     Uncertainty {
         /// The run's output.dir.
         output_dir: PathBuf,

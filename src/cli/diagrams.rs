@@ -33,11 +33,13 @@ pub struct Args {
     /// Leave the input units out of the graph (graph.include_input = false).
     #[arg(long)]
     no_input: bool,
-    /// all | argmax
+    /// Max-pool edges: all (every window unit, the reference rule) or argmax (PyTorch's pick).
     #[arg(long, default_value = "all")]
     maxpool_edges: MaxPoolEdges,
+    /// Keep H0 pairs with birth == death (homology.keep_zero_persistence = true).
     #[arg(long)]
     keep_zero_persistence: bool,
+    /// List H1 classes in the diagrams, not only their count (homology.h1_diagram = true).
     #[arg(long)]
     h1_diagram: bool,
 }
