@@ -406,6 +406,96 @@ fn take(
 mod tests {
     use super::*;
 
+    /// A network from spec `layers` (TOML `[[layers]]` tables) over `input_shape`.
+    fn network(input_shape: &str, layers: &str) -> Network {
+        let text = format!("format_version = 1\nname = \"t\"\ninput_shape = {input_shape}\n{layers}");
+        let spec = crate::spec::ModelSpec::parse(&text, Path::new("t.toml")).unwrap();
+        Network::resolve(&spec).unwrap()
+    }
+
+    const MLP: &str = "[[layers]]\nop = \"linear\"\nout_features = 3\n[[layers]]\nop = \"relu\"\n[[layers]]\nop = \"linear\"\nout_features = 2\n";
+
+    fn tensors(list: &[(&str, &[usize])]) -> BTreeMap<String, Tensor> {
+        list.iter()
+            .map(|(name, shape)| {
+                let data = vec![0.5; shape.iter().product()];
+                let shape = shape.to_vec();
+                (name.to_string(), Tensor { shape, data })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequential_positions_shifted_by_a_flatten_are_one_problem_with_the_names_to_set() {
+        let net = network("[4]", MLP);
+        let file = tensors(&[
+            ("1.weight", &[3, 4]),
+            ("1.bias", &[3]),
+            ("3.weight", &[2, 3]),
+            ("3.bias", &[2]),
+        ]);
+        let problems = Weights::from_tensors(file, &net).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert_eq!(p.lines().count(), 2, "{p}");
+        assert!(p.contains("shifted by 1"), "{p}");
+        // Layer 1 (relu) holds the name "1" by position: it is renamed too.
+        assert!(
+            p.contains("layer 0 (linear) `name = \"1\"`, layer 1 (relu) `name = \"relu1\"`, layer 2 (linear) `name = \"3\"` (layer names must be unique)"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn positions_that_differ_unevenly_are_named_without_a_shift() {
+        let net = network("[4]", MLP);
+        let file = tensors(&[
+            ("1.weight", &[3, 4]),
+            ("1.bias", &[3]),
+            ("4.weight", &[2, 3]),
+            ("4.bias", &[2]),
+        ]);
+        let problems = Weights::from_tensors(file, &net).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(!problems[0].contains("shifted"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("layer 0 (linear) `name = \"1\"`, layer 1 (relu) `name = \"relu1\"`, layer 2 (linear) `name = \"4\"`"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn renamed_tensors_that_would_not_fit_keep_the_full_list() {
+        let net = network("[4]", MLP);
+        // Layer 2's tensors are shaped for another model: renaming would not make the file fit.
+        let file = tensors(&[
+            ("1.weight", &[3, 4]),
+            ("1.bias", &[3]),
+            ("3.weight", &[7, 3]),
+            ("3.bias", &[7]),
+        ]);
+        let problems = Weights::from_tensors(file, &net).unwrap_err();
+        assert_eq!(problems.len(), 8, "{problems:?}");
+    }
+
+    #[test]
+    fn pytorch_files_and_batch_norm_buffers_are_recognised() {
+        assert_eq!(
+            pytorch_checkpoint(b"PK\x03\x04rest"),
+            Some("a torch.save zip archive")
+        );
+        assert_eq!(
+            pytorch_checkpoint(&[0x80, 0x02, 0x8a]),
+            Some("a torch.save pickle")
+        );
+        assert_eq!(pytorch_checkpoint(&[8, 0, 0, 0, 0, 0, 0, 0]), None);
+        let names = ["0.weight", "bn0.running_mean", "bn0.num_batches_tracked", "f.bn.running_var"];
+        let message = batch_norm(&names).unwrap();
+        assert!(message.contains("(`bn0`, `f.bn`:"), "{message}");
+        assert_eq!(batch_norm(&["0.weight", "0.bias"]), None);
+    }
+
     #[test]
     fn f16_conversion_matches_known_values() {
         assert_eq!(f16_to_f32(0x3c00), 1.0);

@@ -160,3 +160,289 @@ fn raw_inputs_inside_data_clip_give_no_warning() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("data.clip"), "{err}");
 }
+
+/// A safetensors file of `(name, dtype, shape)` tensors (floats 0.01, integers 0).
+fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, &[usize])]) {
+    let data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, dtype, shape)| {
+            let n: usize = shape.iter().product();
+            let bytes = match dtype {
+                Dtype::F32 => (0..n).flat_map(|_| 0.01f32.to_le_bytes()).collect(),
+                _ => vec![0u8; n * dtype.bitsize() / 8],
+            };
+            (name.to_string(), *dtype, shape.to_vec(), bytes)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = data
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    fs::write(path, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
+}
+
+/// `actopo validate` of the case's config; exit code and stderr.
+fn validate(c: &Case, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec!["validate", "run.toml"];
+    args.extend(extra);
+    let out = c.actopo(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stderr(&out), stdout)
+}
+
+#[test]
+fn a_pytorch_checkpoint_given_as_weights_is_named_with_the_safetensors_fix() {
+    let c = Case::new("");
+    write_float_npz(&c.path("data"), "raw", &raw_pixels(1));
+    // torch.save writes a zip archive (PyTorch >= 1.6) or, before, a pickle (protocol 2).
+    write_npz(&c.path("model.pt"), &[("archive/data", b"\x80\x02}q\x00.")]);
+    fs::write(c.path("legacy.pt"), b"\x80\x02\x8a\x0alp\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
+    for (file, kind) in [
+        ("model.pt", "a torch.save zip archive"),
+        ("legacy.pt", "a torch.save pickle"),
+    ] {
+        let (code, err, _) = validate(&c, &["--set", &format!("model.weights=\"{file}\"")]);
+        assert_eq!(code, Some(2), "{err}");
+        let expected = format!("{file} is a PyTorch checkpoint ({kind}), not a safetensors file");
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+        assert!(
+            err.contains("fix: export the weights with safetensors: `from safetensors.torch import save_file; save_file(model.state_dict(), \"model.safetensors\")`"),
+            "{err}"
+        );
+        assert!(!err.contains("header too large"), "{err}");
+    }
+}
+
+#[test]
+fn a_batch_norm_state_dict_says_batch_norm_is_unsupported_and_how_to_fold_it() {
+    let c = Case::new("");
+    write_float_npz(&c.path("data"), "raw", &raw_pixels(1));
+    write_safetensors(
+        &c.path("bn.safetensors"),
+        &[
+            ("0.weight", Dtype::F32, &[3, 1, 5, 5]),
+            ("bn0.weight", Dtype::F32, &[3]),
+            ("bn0.bias", Dtype::F32, &[3]),
+            ("bn0.running_mean", Dtype::F32, &[3]),
+            ("bn0.running_var", Dtype::F32, &[3]),
+            ("bn0.num_batches_tracked", Dtype::I64, &[]),
+        ],
+    );
+    let (code, err, _) = validate(&c, &["--set", "model.weights=\"bn.safetensors\""]);
+    assert_eq!(code, Some(2), "{err}");
+    for needed in [
+        "holds batch-norm layers (`bn0`: their running_mean, running_var and num_batches_tracked buffers)",
+        "which this version's model spec cannot describe",
+        "fix: fold each BatchNorm into the conv or linear before it",
+        "fuse_conv_bn_eval",
+    ] {
+        assert!(err.contains(needed), "missing {needed:?} in:\n{err}");
+    }
+    assert!(!err.contains("has dtype I64"), "{err}");
+}
+
+#[test]
+fn a_missing_relative_path_names_the_key_the_resolved_path_and_the_config_folder() {
+    let c = Case::new("");
+    write_float_npz(&c.path("data"), "raw", &raw_pixels(1));
+    fs::create_dir(c.path("elsewhere")).unwrap();
+    // Run from another folder: the paths are still relative to the config file.
+    let out = Command::new(env!("CARGO_BIN_EXE_actopo"))
+        .args(["validate", "../run.toml", "--set", "model.spec=\"models/mlp.toml\""])
+        .args(["--set", "model.weights=\"w.safetensors\""])
+        .current_dir(c.path("elsewhere"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let folder = fs::canonicalize(c.dir.path()).unwrap();
+    for (key, written) in [("model.spec", "models/mlp.toml"), ("model.weights", "w.safetensors")] {
+        let expected = format!(
+            "`{key}` = \"{written}\": {} does not exist (relative paths are resolved against the config file's folder {}",
+            folder.join(written).display(),
+            folder.display()
+        );
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(err.contains("has 2 problem(s)"), "{err}");
+    assert!(!err.contains("os error"), "{err}");
+
+    // A spec's `weights` is relative to the spec's folder: said once, with the fix.
+    fs::create_dir(c.path("models")).unwrap();
+    let spec = fs::read_to_string(repo("models/ccff.toml")).unwrap();
+    fs::write(c.path("models/ccff.toml"), spec).unwrap();
+    let (code, err, _) = validate(&c, &["--set", "model.spec=\"models/ccff.toml\""]);
+    assert_eq!(code, Some(2), "{err}");
+    let expected = format!(
+        "`weights` = \"ccff.safetensors\": {} does not exist (a spec's relative paths are resolved against the spec file's folder {})",
+        folder.join("models/ccff.safetensors").display(),
+        folder.join("models").display()
+    );
+    assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+}
+
+#[test]
+fn a_single_value_for_a_list_key_is_a_one_element_list() {
+    let c = Case::new("");
+    write_float_npz(&c.path("data"), "raw", &raw_pixels(2));
+    let manifest_scopes = |dir: &str| {
+        let m: serde_json::Value =
+            serde_json::from_slice(&fs::read(c.path(&format!("{dir}/manifest.json"))).unwrap())
+                .unwrap();
+        (m["config"]["graph"]["scopes"].clone(), m["config"]["data"]["shards"].clone())
+    };
+    let out = c.run(&[
+        "--set",
+        "graph.scopes=layers",
+        "--set",
+        "data.shards=data/raw.npz",
+        "--set",
+        "output.dir=set",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shard = fs::canonicalize(c.path("data/raw.npz")).unwrap();
+    assert_eq!(
+        manifest_scopes("set"),
+        (serde_json::json!(["layers"]), serde_json::json!([shard]))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_actopo"))
+        .args(["run", "run.toml", "--set", "output.dir=env"])
+        .env("ACTOPO_GRAPH__SCOPES", "layers")
+        .current_dir(c.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(manifest_scopes("env").0, serde_json::json!(["layers"]));
+    // A bad single value is still reported with where it came from.
+    let (code, err, _) = validate(&c, &["--set", "data.mean=abc"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`data.mean` = [\"abc\"] (from --set): invalid type"), "{err}");
+}
+
+#[test]
+fn analyze_subgraphs_on_a_run_without_them_names_the_key_to_set() {
+    let c = Case::new("");
+    write_float_npz(&c.path("data"), "raw", &raw_pixels(2));
+    let out = c.run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = c.actopo(&["analyze", "subgraphs", "out"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for needed in [
+        "out holds no `subgraphs/` table: the run that wrote it had output.subgraphs = false",
+        "fix: set `output.subgraphs = true` in the run's config and rerun it",
+    ] {
+        assert!(err.contains(needed), "missing {needed:?} in:\n{err}");
+    }
+    assert!(!err.contains("an actopo output folder?"), "{err}");
+    // A folder that is no run's output is told apart.
+    let out = c.actopo(&["analyze", "uncertainty", "data"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("data is not an actopo output folder (it has no manifest.json)"), "{err}");
+}
+
+/// The argument and option entries of a `--help` text whose description is missing.
+fn entries_without_text(help: &str) -> Vec<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut bare = Vec::new();
+    let mut in_list = false;
+    for (i, line) in lines.iter().enumerate() {
+        if line.ends_with(':') && !line.starts_with(' ') {
+            in_list = *line == "Arguments:" || *line == "Options:";
+            continue;
+        }
+        let entry = line.trim_start();
+        let is_entry = in_list && line.starts_with("  ") && entry.starts_with(['-', '<', '[']);
+        if !is_entry {
+            continue;
+        }
+        // "  --flag <V>  text", or the text on the next, further indented line.
+        let indent = line.len() - entry.len();
+        let text_here = entry.split_once("  ").is_some_and(|(_, t)| !t.trim().is_empty());
+        let text_below = lines.get(i + 1).is_some_and(|next| {
+            let t = next.trim_start();
+            !t.is_empty() && next.len() - t.len() > indent && !t.starts_with(['-', '<', '['])
+        });
+        if !text_here && !text_below {
+            bare.push(entry.to_string());
+        }
+    }
+    bare
+}
+
+#[test]
+fn every_help_describes_each_argument_and_flag_and_points_to_the_readme() {
+    let c = Case::new("");
+    let commands: [&[&str]; 8] = [
+        &[],
+        &["run"],
+        &["validate"],
+        &["analyze"],
+        &["analyze", "subgraphs"],
+        &["analyze", "uncertainty"],
+        &["inspect"],
+        &["diagrams"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = c.actopo(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(help.contains("Options:"), "{args:?}: {help}");
+        assert_eq!(entries_without_text(&help), Vec::<String>::new(), "{args:?}: {help}");
+        assert!(help.contains("README.md"), "{args:?} does not point to README.md: {help}");
+    }
+    // The parser itself: a bare flag is found.
+    let bare = "Options:\n      --h1-diagram\n  -h, --help  Print help\n";
+    assert_eq!(entries_without_text(bare), vec!["--h1-diagram".to_string()]);
+    let wrapped = "Options:\n      --set <KEY=VALUE>\n          Override a key\n";
+    assert!(entries_without_text(wrapped).is_empty());
+}
+
+/// The MLP of the issue: input [784], Linear(784, 8), ReLU, Linear(8, 10).
+const MLP_SPEC: &str = "format_version = 1\nname = \"mlp\"\ninput_shape = [784]\nweights = \"mlp.safetensors\"\n\n[[layers]]\nop = \"linear\"\nout_features = 8\n\n[[layers]]\nop = \"relu\"\n\n[[layers]]\nop = \"linear\"\nout_features = 10\n";
+
+#[test]
+fn state_dict_names_shifted_by_a_flatten_are_said_in_two_lines_with_the_names_to_set() {
+    let c = Case::new("");
+    write_float_npz(&c.path("data"), "raw", &raw_pixels(1));
+    fs::write(c.path("mlp.toml"), MLP_SPEC).unwrap();
+    // nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.ReLU(), nn.Linear(8, 10)).state_dict()
+    write_safetensors(
+        &c.path("mlp.safetensors"),
+        &[
+            ("1.weight", Dtype::F32, &[8, 784]),
+            ("1.bias", Dtype::F32, &[8]),
+            ("3.weight", Dtype::F32, &[10, 8]),
+            ("3.bias", Dtype::F32, &[10]),
+        ],
+    );
+    let (code, err, _) = validate(&c, &["--set", "model.spec=\"mlp.toml\""]);
+    assert_eq!(code, Some(2), "{err}");
+    // The header line, the cause and the fix.
+    assert_eq!(err.trim_end().lines().count(), 3, "{err}");
+    assert!(err.contains("shifted by 1 (`1.weight`, `3.weight` where the spec expects `0.weight`, `2.weight`)"), "{err}");
+    assert!(err.contains("e.g. an nn.Flatten() first"), "{err}");
+    // The fix as given makes the file fit.
+    let names: Vec<(usize, String)> = err
+        .split("layer ")
+        .skip(1)
+        .filter_map(|part| {
+            let (index, rest) = part.split_once(' ')?;
+            let name = rest.split("`name = \"").nth(1)?.split('"').next()?;
+            Some((index.parse().ok()?, name.to_string()))
+        })
+        .collect();
+    assert_eq!(names.len(), 3, "{err}");
+    let mut layers: Vec<String> = MLP_SPEC.split("[[layers]]\n").map(String::from).collect();
+    for (index, name) in &names {
+        layers[index + 1] = format!("name = \"{name}\"\n{}", layers[index + 1]);
+    }
+    fs::write(c.path("mlp.toml"), layers.join("[[layers]]\n")).unwrap();
+    let (code, err, out) = validate(&c, &["--set", "model.spec=\"mlp.toml\""]);
+    assert_eq!(code, Some(0), "{err}\n{out}");
+    assert!(out.contains("mlp.safetensors: ok"), "{out}");
+}
