@@ -284,11 +284,11 @@ fn lists_from_single_values(f: Figment) -> Figment {
             if items.iter().any(|i| i.is_object() || i.is_array()) {
                 continue; // tables (`[[attacks]]`) are not wrapped
             }
-            match f.find_value(&format!("{section}.{key}")) {
-                Ok(v @ (Value::String(..) | Value::Char(..) | Value::Bool(..) | Value::Num(..))) => {
-                    lists.insert(key.clone(), Value::Array(v.tag(), vec![v]));
-                }
-                _ => {}
+            if let Ok(
+                v @ (Value::String(..) | Value::Char(..) | Value::Bool(..) | Value::Num(..)),
+            ) = f.find_value(&format!("{section}.{key}"))
+            {
+                lists.insert(key.clone(), Value::Array(v.tag(), vec![v]));
             }
         }
         if !lists.is_empty() {
@@ -701,7 +701,10 @@ impl Settings {
                 None
             }
         };
-        for (key, written) in [("model.spec", &c.model.spec), ("model.weights", &c.model.weights)] {
+        for (key, written) in [
+            ("model.spec", &c.model.spec),
+            ("model.weights", &c.model.weights),
+        ] {
             if let Some(written) = written {
                 problems.extend(missing_file(key, written, base));
             }

@@ -606,7 +606,11 @@ impl ModelStage<'_> {
                             seen.describe(self.clip, perturb::ATTACKED_OUT_OF_CLIP)
                         );
                         let stage = "read";
-                        let sent = results.send(Outcome::ShardFailed { shard, stage, error });
+                        let sent = results.send(Outcome::ShardFailed {
+                            shard,
+                            stage,
+                            error,
+                        });
                         if sent.is_err() {
                             break;
                         }

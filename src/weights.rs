@@ -31,7 +31,9 @@ pub struct Weights {
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     // The io error is shown, not chained as a source: `{:#}` would print it twice.
-    #[error("cannot read safetensors file {path}: {error}\n  fix: check the path and its permissions")]
+    #[error(
+        "cannot read safetensors file {path}: {error}\n  fix: check the path and its permissions"
+    )]
     Read {
         path: PathBuf,
         error: std::io::Error,
@@ -309,7 +311,11 @@ fn positions_differ(tensors: &BTreeMap<String, Tensor>, net: &Network) -> Option
 /// What the file's names say, and the likely cause when they are the spec's positions shifted.
 fn why_positions_differ(missing: &[(usize, &Layer)], prefixes: &[usize]) -> String {
     let list = |names: Vec<String>| {
-        let shown: Vec<String> = names.iter().take(3).map(|n| format!("`{n}.weight`")).collect();
+        let shown: Vec<String> = names
+            .iter()
+            .take(3)
+            .map(|n| format!("`{n}.weight`"))
+            .collect();
         shown.join(", ") + if names.len() > 3 { ", ..." } else { "" }
     };
     let found = list(prefixes.iter().map(|p| p.to_string()).collect());
@@ -408,7 +414,8 @@ mod tests {
 
     /// A network from spec `layers` (TOML `[[layers]]` tables) over `input_shape`.
     fn network(input_shape: &str, layers: &str) -> Network {
-        let text = format!("format_version = 1\nname = \"t\"\ninput_shape = {input_shape}\n{layers}");
+        let text =
+            format!("format_version = 1\nname = \"t\"\ninput_shape = {input_shape}\n{layers}");
         let spec = crate::spec::ModelSpec::parse(&text, Path::new("t.toml")).unwrap();
         Network::resolve(&spec).unwrap()
     }
@@ -490,7 +497,12 @@ mod tests {
             Some("a torch.save pickle")
         );
         assert_eq!(pytorch_checkpoint(&[8, 0, 0, 0, 0, 0, 0, 0]), None);
-        let names = ["0.weight", "bn0.running_mean", "bn0.num_batches_tracked", "f.bn.running_var"];
+        let names = [
+            "0.weight",
+            "bn0.running_mean",
+            "bn0.num_batches_tracked",
+            "f.bn.running_var",
+        ];
         let message = batch_norm(&names).unwrap();
         assert!(message.contains("(`bn0`, `f.bn`:"), "{message}");
         assert_eq!(batch_norm(&["0.weight", "0.bias"]), None);

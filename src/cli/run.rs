@@ -7,9 +7,7 @@ use std::sync::Arc;
 use actopo::config::Settings;
 use actopo::data;
 use actopo::forward::{device_name, TchModel};
-use actopo::perturb::{
-    AttackKind, OutOfClip, SampleRng, ATTACKED_OUT_OF_CLIP, CLEAN_OUT_OF_CLIP,
-};
+use actopo::perturb::{AttackKind, OutOfClip, SampleRng, ATTACKED_OUT_OF_CLIP, CLEAN_OUT_OF_CLIP};
 use actopo::pipeline::{self, RunOptions};
 use anyhow::{bail, Context};
 

@@ -140,7 +140,12 @@ fn normalised_inputs_warn_an_unattacked_run_with_counts_and_leave_outputs_unchan
     assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
     assert!(err.contains("fix: "), "{err}");
     // Clean inputs are not clipped: the rows equal those of a run whose clip holds the data.
-    let wide = c.run(&["--set", "data.clip=[-3.0, 3.0]", "--set", "output.dir=\"wide\""]);
+    let wide = c.run(&[
+        "--set",
+        "data.clip=[-3.0, 3.0]",
+        "--set",
+        "output.dir=\"wide\"",
+    ]);
     assert_eq!(wide.status.code(), Some(0), "{}", stderr(&wide));
     assert!(!stderr(&wide).contains("warning"), "{}", stderr(&wide));
     for table in ["summary", "diagrams"] {
@@ -196,7 +201,11 @@ fn a_pytorch_checkpoint_given_as_weights_is_named_with_the_safetensors_fix() {
     write_float_npz(&c.path("data"), "raw", &raw_pixels(1));
     // torch.save writes a zip archive (PyTorch >= 1.6) or, before, a pickle (protocol 2).
     write_npz(&c.path("model.pt"), &[("archive/data", b"\x80\x02}q\x00.")]);
-    fs::write(c.path("legacy.pt"), b"\x80\x02\x8a\x0alp\xfc\x9cF\xf9 j\xa8P\x19.").unwrap();
+    fs::write(
+        c.path("legacy.pt"),
+        b"\x80\x02\x8a\x0alp\xfc\x9cF\xf9 j\xa8P\x19.",
+    )
+    .unwrap();
     for (file, kind) in [
         ("model.pt", "a torch.save zip archive"),
         ("legacy.pt", "a torch.save pickle"),
@@ -248,7 +257,12 @@ fn a_missing_relative_path_names_the_key_the_resolved_path_and_the_config_folder
     fs::create_dir(c.path("elsewhere")).unwrap();
     // Run from another folder: the paths are still relative to the config file.
     let out = Command::new(env!("CARGO_BIN_EXE_actopo"))
-        .args(["validate", "../run.toml", "--set", "model.spec=\"models/mlp.toml\""])
+        .args([
+            "validate",
+            "../run.toml",
+            "--set",
+            "model.spec=\"models/mlp.toml\"",
+        ])
         .args(["--set", "model.weights=\"w.safetensors\""])
         .current_dir(c.path("elsewhere"))
         .output()
@@ -256,7 +270,10 @@ fn a_missing_relative_path_names_the_key_the_resolved_path_and_the_config_folder
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let folder = fs::canonicalize(c.dir.path()).unwrap();
-    for (key, written) in [("model.spec", "models/mlp.toml"), ("model.weights", "w.safetensors")] {
+    for (key, written) in [
+        ("model.spec", "models/mlp.toml"),
+        ("model.weights", "w.safetensors"),
+    ] {
         let expected = format!(
             "`{key}` = \"{written}\": {} does not exist (relative paths are resolved against the config file's folder {}",
             folder.join(written).display(),
@@ -290,7 +307,10 @@ fn a_single_value_for_a_list_key_is_a_one_element_list() {
         let m: serde_json::Value =
             serde_json::from_slice(&fs::read(c.path(&format!("{dir}/manifest.json"))).unwrap())
                 .unwrap();
-        (m["config"]["graph"]["scopes"].clone(), m["config"]["data"]["shards"].clone())
+        (
+            m["config"]["graph"]["scopes"].clone(),
+            m["config"]["data"]["shards"].clone(),
+        )
     };
     let out = c.run(&[
         "--set",
@@ -317,7 +337,10 @@ fn a_single_value_for_a_list_key_is_a_one_element_list() {
     // A bad single value is still reported with where it came from.
     let (code, err, _) = validate(&c, &["--set", "data.mean=abc"]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("`data.mean` = [\"abc\"] (from --set): invalid type"), "{err}");
+    assert!(
+        err.contains("`data.mean` = [\"abc\"] (from --set): invalid type"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -340,7 +363,10 @@ fn analyze_subgraphs_on_a_run_without_them_names_the_key_to_set() {
     let out = c.actopo(&["analyze", "uncertainty", "data"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("data is not an actopo output folder (it has no manifest.json)"), "{err}");
+    assert!(
+        err.contains("data is not an actopo output folder (it has no manifest.json)"),
+        "{err}"
+    );
 }
 
 /// The argument and option entries of a `--help` text whose description is missing.
@@ -360,7 +386,9 @@ fn entries_without_text(help: &str) -> Vec<String> {
         }
         // "  --flag <V>  text", or the text on the next, further indented line.
         let indent = line.len() - entry.len();
-        let text_here = entry.split_once("  ").is_some_and(|(_, t)| !t.trim().is_empty());
+        let text_here = entry
+            .split_once("  ")
+            .is_some_and(|(_, t)| !t.trim().is_empty());
         let text_below = lines.get(i + 1).is_some_and(|next| {
             let t = next.trim_start();
             !t.is_empty() && next.len() - t.len() > indent && !t.starts_with(['-', '<', '['])
@@ -392,8 +420,15 @@ fn every_help_describes_each_argument_and_flag_and_points_to_the_readme() {
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let help = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(help.contains("Options:"), "{args:?}: {help}");
-        assert_eq!(entries_without_text(&help), Vec::<String>::new(), "{args:?}: {help}");
-        assert!(help.contains("README.md"), "{args:?} does not point to README.md: {help}");
+        assert_eq!(
+            entries_without_text(&help),
+            Vec::<String>::new(),
+            "{args:?}: {help}"
+        );
+        assert!(
+            help.contains("README.md"),
+            "{args:?} does not point to README.md: {help}"
+        );
     }
     // The parser itself: a bare flag is found.
     let bare = "Options:\n      --h1-diagram\n  -h, --help  Print help\n";
@@ -424,7 +459,12 @@ fn state_dict_names_shifted_by_a_flatten_are_said_in_two_lines_with_the_names_to
     assert_eq!(code, Some(2), "{err}");
     // The header line, the cause and the fix.
     assert_eq!(err.trim_end().lines().count(), 3, "{err}");
-    assert!(err.contains("shifted by 1 (`1.weight`, `3.weight` where the spec expects `0.weight`, `2.weight`)"), "{err}");
+    assert!(
+        err.contains(
+            "shifted by 1 (`1.weight`, `3.weight` where the spec expects `0.weight`, `2.weight`)"
+        ),
+        "{err}"
+    );
     assert!(err.contains("e.g. an nn.Flatten() first"), "{err}");
     // The fix as given makes the file fit.
     let names: Vec<(usize, String)> = err
