@@ -21,3 +21,5 @@ target/release/actopo run config/fashion-mnist-subgraphs.toml --set data.limit=3
 target/release/actopo analyze subgraphs "$tmp_out" --min-fraction 0.2
 target/release/actopo analyze uncertainty "$tmp_out"
 "$PYTHON" scripts/paper_comparison.py "$tmp_out" --min-fraction 0.2 --check
+echo "== the README's Polars and pandas examples on that run"
+"$PYTHON" tests/python/readme_examples.py "$tmp_out"
