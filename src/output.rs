@@ -729,7 +729,7 @@ impl ShardOutput {
         let mut files = Vec::new();
         for (_, file) in closed {
             files.push(file.commit()?);
-            outdir::crash_point("shard-file-renamed");
+            outdir::fault_point("shard-file-renamed");
         }
         for table in tables.iter().chain(Some(&"failures")) {
             let dir = self.layout.dir.join(table);

@@ -354,7 +354,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         .worker_threads(1)
         .max_blocking_threads(2)
         .build()?;
-    runtime.spawn(read_shards(
+    let reader = runtime.spawn(read_shards(
         todo.iter().map(|&i| (i, mine[i].clone())).collect(),
         read_options,
         batch_size,
@@ -416,14 +416,24 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         quit: &options.quit,
     };
     let model_result = stage.run(reader_rx, job_tx, result_tx);
-    for h in worker_handles {
-        h.join().map_err(|_| anyhow!("a worker thread panicked"))?;
-    }
+    // Every stage is joined; a stage that panicked or failed fails the run (exit code 2), so
+    // shards it left pending are never reported as a clean finish.
+    let reader_result = runtime
+        .block_on(reader)
+        .map_err(|_| anyhow!("the reader stage panicked"))
+        .and_then(|r| r);
+    let workers_result = worker_handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| anyhow!("a worker thread panicked")))
+        .collect::<anyhow::Result<Vec<()>>>();
     let written = writer
         .join()
-        .map_err(|_| anyhow!("the writer thread panicked"))??;
+        .map_err(|_| anyhow!("the writer thread panicked"))?;
     runtime.shutdown_background();
+    reader_result?;
+    workers_result?;
     model_result?;
+    let written = written?;
     Ok(RunReport {
         samples: written.samples,
         shards_done: written.shards_done,
@@ -475,9 +485,10 @@ async fn read_shards(
     batch_size: usize,
     tx: tokio::sync::mpsc::Sender<ReaderMsg>,
     quit: Arc<AtomicBool>,
-) {
-    let _ = tokio::task::spawn_blocking(move || {
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
         for (shard, src) in shards {
+            outdir::fault_point("reader-shard");
             if quit.load(Ordering::SeqCst) {
                 return;
             }
@@ -521,7 +532,8 @@ async fn read_shards(
             }
         }
     })
-    .await;
+    .await
+    .map_err(|_| anyhow!("the reader stage panicked"))
 }
 
 /// Model stage: owns tch. Per batch: the clean forward pass, then each attack and its forward

@@ -387,3 +387,25 @@ fn a_write_error_midway_leaves_only_complete_shards_and_a_rerun_completes() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
 }
+
+#[test]
+fn a_stage_that_panics_fails_the_run_and_leaves_its_shards_to_a_rerun() {
+    let s = Sweep::new(3, 20);
+    let want = crate::sweeps::reference(&s);
+    // the reader panics as it starts the second shard
+    let o = s
+        .cmd(&[])
+        .env("ACTOPOTEST_PANIC_AT", "reader-shard:2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("the reader stage panicked"), "{}", err(&o));
+    assert_eq!(
+        statuses(&manifest(&s.path("out/manifest.json"))),
+        ["done", "pending", "pending"]
+    );
+    let o = s.run(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("40 samples in 2 shard(s)"), "{}", err(&o));
+    assert_eq!(tree(&s.path("out")), want);
+}
