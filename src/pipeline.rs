@@ -266,6 +266,9 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
             out_dir.display()
         )
     })?;
+    if !options.overwrite {
+        resume::refuse_unknown_files(&out_dir)?;
+    }
     // Held until the run ends: a second run into the same folder (or worker) is refused.
     let _lock = outdir::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
     outdir::check_table_dirs(&out_dir, &resume::TABLES)?;
