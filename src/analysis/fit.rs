@@ -265,7 +265,7 @@ pub fn report(warnings: &[String]) -> String {
     if warnings.is_empty() {
         return String::new();
     }
-    let mut s = String::from("\nwarnings:");
+    let mut s = String::from("\n\nwarnings:");
     for w in warnings {
         s.push_str("\n  ");
         s.push_str(w);
