@@ -131,7 +131,8 @@ pub fn resolve(
     if a != b {
         bail!(
             "--fit {} and OUTPUT_DIR {} are not comparable runs (key: fit run's value -> scored run's value):\n  {}\n  \
-             fix: fit on a run made with the same model, weights and settings (only the data, attacks and output tables may differ)",
+             fix: redo one of the runs with the other's values for these keys (same model, weights and graph settings; \
+             only the data, attacks and output tables may differ)",
             fit.display(),
             scored.display(),
             resume::differences(&a, &b).join("\n  ")
@@ -141,7 +142,8 @@ pub fn resolve(
         .into_iter()
         .map(|name| {
             format!(
-                "--fit {} and OUTPUT_DIR {} both read input {name} (same SHA-256): those samples are scored in-sample",
+                "--fit {} and OUTPUT_DIR {} both read input {name} (same SHA-256): samples in both are scored by a fit that saw them; \
+                 fix: fit on a run over other data (e.g. the training split)",
                 fit.display(),
                 scored.display()
             )
