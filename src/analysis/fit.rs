@@ -76,14 +76,6 @@ impl Fit {
         }
     }
 
-    /// The folder to fit on.
-    pub fn dir<'a>(&'a self, scored: &'a Path) -> &'a Path {
-        match self {
-            Fit::InSample => scored,
-            Fit::Other(dir) => dir,
-        }
-    }
-
     /// The fix to name when a class was fitted on too little.
     fn more_samples_fix(&self) -> &'static str {
         match self {

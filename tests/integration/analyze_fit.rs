@@ -54,8 +54,11 @@ fn manifest(dir: &Path, identity: &Value, input: &str) {
     .unwrap();
 }
 
-/// The subgraphs table of (index, variant, edges), network scope.
-fn subgraphs(rows: &[(u32, &str, &[(u64, u64)])]) -> RecordBatch {
+/// One sample's subgraph: (index, variant, edges).
+type SubgraphRow<'a> = (u32, &'a str, &'a [(u64, u64)]);
+
+/// The subgraphs table of the given rows, network scope.
+fn subgraphs(rows: &[SubgraphRow]) -> RecordBatch {
     let mut flat: Vec<(u32, &str, u64, u64, u32)> = Vec::new();
     for (i, v, edges) in rows {
         for (rank, (s, d)) in edges.iter().enumerate() {
