@@ -1,4 +1,4 @@
-//! The streaming run (design.md section 6):
+//! The streaming run:
 //!
 //! ```text
 //! reader (tokio: streams and decodes shards batch by batch)
