@@ -276,6 +276,7 @@ fn bench(c: &mut Criterion) {
         variants: vec!["clean".into()],
         vertex_layers: plan.vertex_layers.clone(),
         metadata: vec![],
+        run_identity: String::new(),
     });
     let points: usize = results
         .iter()
@@ -285,7 +286,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(256));
     group.bench_function(format!("256_samples_{points}_points"), |b| {
         b.iter(|| {
-            let mut output = ShardOutput::create(layout.clone(), "bench", "bench").unwrap();
+            let mut output = ShardOutput::create(layout.clone(), "bench", "bench", "").unwrap();
             for (i, scopes) in results.iter().enumerate() {
                 output
                     .add(Entry::Done(SampleResult {

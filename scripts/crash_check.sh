@@ -49,8 +49,15 @@ digest "$work/ref" > "$work/ref.sha256"
 echo "reference: $(wc -l < "$work/ref.sha256") files, $shards shards x $per images"
 
 failed=0
+# What a crash left: shards done in the manifest, final files, hidden temporary files.
+left() {
+  local m="$work/out/manifest.json" done=0
+  [ -s "$m" ] && done=$(grep -c '"status": "done"' "$m" || true)
+  echo "$done of $shards shards done, $(find "$work/out" -mindepth 2 -type f ! -name '.*' 2>/dev/null | wc -l) final files, $(find "$work/out" -mindepth 2 -name '.*' 2>/dev/null | wc -l) temporary"
+}
 check() {
   local name="$1"
+  name="$name (left $(left))"
   if run 2>/dev/null && digest "$work/out" | cmp -s - "$work/ref.sha256"; then
     echo "ok    $name: rerun equals the reference (sha256 of every file)"
   else

@@ -10,42 +10,66 @@ implementations of the same definitions. Both read the same files, so counts (n)
 rates and mean overlaps, f64 means of the same ratios summed in a different order, equal within
 1e-9 absolute (the order changes them by about 1e-16 times the number of samples).
 
-Usage: python scripts/paper_comparison.py OUT_DIR [--min-fraction 0.5] [--scope network] [--check]
+With --fit FIT_DIR the class representatives come from FIT_DIR's clean subgraphs (e.g. a run over
+the training split) and OUT_DIR's samples are scored against them, as `actopo analyze subgraphs
+OUT_DIR --fit FIT_DIR` does; --check then also checks that actopo recorded that fit folder
+(`actopo.fit` metadata; `in-sample` without --fit).
+
+Usage: python scripts/paper_comparison.py OUT_DIR [--fit FIT_DIR] [--min-fraction 0.5] [--scope network] [--check]
 """
 
 import argparse
+import os
 import sys
 
 import polars as pl
+import pyarrow.parquet as pq
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")
 ap.add_argument("--min-fraction", type=float, default=0.5)
 ap.add_argument("--scope", default="network")
+ap.add_argument("--fit", help="fit the representatives on this run's output folder (default: OUT_DIR itself)")
 ap.add_argument("--check", action="store_true")
 args = ap.parse_args()
 keys = ["shard", "index"]
 
 # 1. Each (sample, variant)'s subgraph S: a set of (src, dst) unit ids.
-S = (
-    pl.read_parquet(f"{args.out}/subgraphs/*.parquet")
-    .filter(pl.col("scope") == args.scope)
-    .select(*keys, "variant", "src", "dst")
-    .unique()
-)
-outcome = (
-    pl.read_parquet(f"{args.out}/summary/*.parquet")
-    .filter(pl.col("scope") == "network")
-    .select(*keys, "variant", "label", "pred")
-)
+def subgraphs(out):
+    return (
+        pl.read_parquet(f"{out}/subgraphs/*.parquet")
+        .filter(pl.col("scope") == args.scope)
+        .select(*keys, "variant", "src", "dst")
+        .unique()
+    )
+
+
+def outcomes(out):
+    return (
+        pl.read_parquet(f"{out}/summary/*.parquet")
+        .filter(pl.col("scope") == "network")
+        .select(*keys, "variant", "label", "pred")
+    )
+
+
+def clean_right_of(outcome):
+    return outcome.filter((pl.col("variant") == "clean") & (pl.col("label") == pl.col("pred"))).select(*keys, "label")
+
+
+S = subgraphs(args.out)
+outcome = outcomes(args.out)
+clean_right = clean_right_of(outcome)
 
 # 2. Class representatives R_c: edges in >= min_fraction of the clean subgraphs of samples
-#    labelled c and predicted c.
-clean_right = outcome.filter((pl.col("variant") == "clean") & (pl.col("label") == pl.col("pred"))).select(*keys, "label")
-support = clean_right.group_by("label").agg(pl.len().alias("support"))
+#    labelled c and predicted c, in the fit run (OUT_DIR itself unless --fit).
+fit_dir = args.fit or args.out
+fit_S = subgraphs(fit_dir) if args.fit else S
+fit_clean_right = clean_right_of(outcomes(fit_dir)) if args.fit else clean_right
+print("fit:", f"representatives fitted on {args.fit}" if args.fit else "in-sample")
+support = fit_clean_right.group_by("label").agg(pl.len().alias("support"))
 R = (
-    S.filter(pl.col("variant") == "clean")
-    .join(clean_right, on=keys)
+    fit_S.filter(pl.col("variant") == "clean")
+    .join(fit_clean_right, on=keys)
     .group_by("label", "src", "dst")
     .agg(pl.len().alias("count"))
     .join(support, on="label")
@@ -115,6 +139,10 @@ if args.check:
         diff = both.select((pl.col(col).cast(pl.Float64) - pl.col(f"{col}_rust").cast(pl.Float64)).abs().max()).item()
         if diff is None or diff > 1e-9:
             bad.append(f"{col} differs by {diff}")
+    recorded = (pq.read_metadata(f"{args.out}/analysis/subgraph_variants.parquet").metadata or {}).get(b"actopo.fit", b"").decode()
+    expected = os.path.realpath(args.fit) if args.fit and os.path.realpath(args.fit) != os.path.realpath(args.out) else "in-sample"
+    if recorded != expected:
+        bad.append(f"actopo.fit is {recorded!r}, expected {expected!r}")
     if both.height != rust.height or bad:
         print("paper_comparison: MISMATCH with actopo analyze:", bad or "variant sets differ")
         print("paper_comparison: 0 passed, 1 failed")

@@ -16,8 +16,17 @@ echo "== attacks: FGSM and PGD vs the same attacks in PyTorch"
 "$PYTHON" scripts/crosscheck_attacks.py --bin target/release/actopo --samples 64
 echo "== subgraph analysis: actopo analyze vs the Polars reimplementation"
 tmp_out="$(mktemp -d)"
-trap 'rm -rf "$tmp_out"' EXIT
+tmp_fit="$(mktemp -d)"
+trap 'rm -rf "$tmp_out" "$tmp_fit"' EXIT
 target/release/actopo run config/fashion-mnist-subgraphs.toml --set data.limit=300 --set "output.dir=\"$tmp_out\""
 target/release/actopo analyze subgraphs "$tmp_out" --min-fraction 0.2
 target/release/actopo analyze uncertainty "$tmp_out"
 "$PYTHON" scripts/paper_comparison.py "$tmp_out" --min-fraction 0.2 --check
+echo "== subgraph analysis fitted on the training split (--fit) vs the Polars reimplementation"
+target/release/actopo run config/fashion-mnist-subgraphs.toml --set data.limit=300 --set 'attacks=[]' \
+  --set 'data.shards=["/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"]' --set "output.dir=\"$tmp_fit\""
+target/release/actopo analyze subgraphs "$tmp_out" --fit "$tmp_fit" --min-fraction 0.2
+target/release/actopo analyze uncertainty "$tmp_out" --fit "$tmp_fit"
+"$PYTHON" scripts/paper_comparison.py "$tmp_out" --fit "$tmp_fit" --min-fraction 0.2 --check
+echo "== the README's Polars and pandas examples on that run"
+"$PYTHON" tests/python/readme_examples.py "$tmp_out"

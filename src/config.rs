@@ -1,4 +1,4 @@
-//! Run configuration (design.md section 5): built-in defaults < TOML file < `ACTOPO_` environment
+//! Run configuration: built-in defaults < TOML file < `ACTOPO_` environment
 //! variables (sections split on `__`) < `--set key=value` flags, merged with figment.
 //!
 //! Unknown keys and invalid values are all collected and reported together, each with its key and

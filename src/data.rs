@@ -1,4 +1,4 @@
-//! Input shards (design.md section 5): Parquet (encoded image bytes, an image struct, or float
+//! Input shards: Parquet (encoded image bytes, an image struct, or float
 //! lists), IDX files as distributed for MNIST / Fashion-MNIST (optionally gzipped), and `.npz`.
 //!
 //! `list_shards` expands the globs in sorted order; `read_shard` decodes one shard into raw sample

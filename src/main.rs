@@ -79,13 +79,26 @@ enum AnalyzeCommand {
         /// Which scope's subgraphs to use.
         #[arg(long, default_value = "network")]
         scope: String,
+        #[command(flatten)]
+        fit: FitArg,
     },
     /// Topological Uncertainty per sample from the `layers` scope diagrams.
     #[command(after_help = DOCS)]
     Uncertainty {
         /// The run's output.dir.
         output_dir: PathBuf,
+        #[command(flatten)]
+        fit: FitArg,
     },
+}
+
+#[derive(clap::Args)]
+struct FitArg {
+    /// Fit the class references on this run's output.dir (e.g. the training split, same model
+    /// and settings) and score OUTPUT_DIR; without it they are fitted on OUTPUT_DIR itself
+    /// (in-sample).
+    #[arg(long = "fit", value_name = "FIT_DIR")]
+    dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -101,10 +114,14 @@ fn main() -> ExitCode {
             output_dir,
             min_fraction,
             scope,
-        }) => actopo::analysis::subgraphs::run(output_dir, *min_fraction, scope)
-            .map(|_| cli::run::Outcome::Ok),
-        Command::Analyze(AnalyzeCommand::Uncertainty { output_dir }) => {
-            actopo::analysis::uncertainty::run(output_dir).map(|_| cli::run::Outcome::Ok)
+            fit,
+        }) => {
+            actopo::analysis::subgraphs::run(output_dir, *min_fraction, scope, fit.dir.as_deref())
+                .map(|_| cli::run::Outcome::Ok)
+        }
+        Command::Analyze(AnalyzeCommand::Uncertainty { output_dir, fit }) => {
+            actopo::analysis::uncertainty::run(output_dir, fit.dir.as_deref())
+                .map(|_| cli::run::Outcome::Ok)
         }
         Command::Inspect { spec } => cli::inspect::run(spec).map(|_| cli::run::Outcome::Ok),
         Command::Diagrams(args) => cli::diagrams::run(args).map(|_| cli::run::Outcome::Ok),

@@ -195,7 +195,7 @@ pub fn write_atomically(dir: &Path, file: &str, bytes: &[u8]) -> anyhow::Result<
     let mut temp = temp_file(dir, file, ".partial")?;
     temp.write_all(bytes)
         .with_context(|| format!("cannot write {}; check free space", temp.path().display()))?;
-    crash_point("manifest-written");
+    fault_point("manifest-written");
     persist(temp, &dir.join(file))?;
     sync_dir(dir)
 }
@@ -218,11 +218,22 @@ pub fn check_table_dirs(dir: &Path, tables: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Fault injection for the crash tests: `ACTOPOTEST_CRASH_AT=<point>` (or `<point>:<n>`, the n-th
-/// time it is reached) aborts the process there, as a kill -9 or a power cut would.
-pub fn crash_point(point: &str) {
+/// time it is reached) aborts the process there, as a kill -9 or a power cut would;
+/// `ACTOPOTEST_PANIC_AT` panics the thread that reaches it instead (a stage's bug).
+pub fn fault_point(point: &str) {
+    if reached("ACTOPOTEST_CRASH_AT", point) {
+        std::process::abort();
+    }
+    if reached("ACTOPOTEST_PANIC_AT", point) {
+        panic!("fault injected at {point} (ACTOPOTEST_PANIC_AT)");
+    }
+}
+
+/// Whether `point` is reached for the n-th time the variable `var` asks for.
+fn reached(var: &str, point: &str) -> bool {
     static REACHED: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
-    let Some(wanted) = std::env::var_os("ACTOPOTEST_CRASH_AT") else {
-        return;
+    let Some(wanted) = std::env::var_os(var) else {
+        return false;
     };
     let wanted = wanted.to_string_lossy();
     let (name, nth) = match wanted.rsplit_once(':') {
@@ -230,22 +241,21 @@ pub fn crash_point(point: &str) {
         _ => (wanted.as_ref(), 1),
     };
     if name != point {
-        return;
+        return false;
     }
-    let mut reached = REACHED.lock().unwrap_or_else(|e| e.into_inner());
-    let count = match reached.iter_mut().find(|(p, _)| p == point) {
+    let mut counts = REACHED.lock().unwrap_or_else(|e| e.into_inner());
+    let key = format!("{var}/{point}");
+    let count = match counts.iter_mut().find(|(p, _)| *p == key) {
         Some((_, c)) => {
             *c += 1;
             *c
         }
         None => {
-            reached.push((point.to_string(), 1));
+            counts.push((key, 1));
             1
         }
     };
-    if count == nth {
-        std::process::abort();
-    }
+    count == nth
 }
 
 /// Held while a run writes into a folder. Locks are advisory (flock) and vanish with the process,

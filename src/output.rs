@@ -1,4 +1,4 @@
-//! Parquet output (design.md section 3): per shard, `summary/<stem>.parquet`,
+//! Parquet output: per shard, `summary/<stem>.parquet`,
 //! `diagrams/<stem>.parquet` and, when asked, `subgraphs/<stem>.parquet` (the killing edges of the
 //! most persistent H0 pairs), zstd-compressed, with the graph and persistence conventions in the
 //! key-value metadata.
@@ -729,7 +729,7 @@ impl ShardOutput {
         let mut files = Vec::new();
         for (_, file) in closed {
             files.push(file.commit()?);
-            outdir::crash_point("shard-file-renamed");
+            outdir::fault_point("shard-file-renamed");
         }
         for table in tables.iter().chain(Some(&"failures")) {
             let dir = self.layout.dir.join(table);

@@ -1,4 +1,4 @@
-//! The streaming run (design.md section 6):
+//! The streaming run:
 //!
 //! ```text
 //! reader (tokio: streams and decodes shards batch by batch)
@@ -269,6 +269,9 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
             out_dir.display()
         )
     })?;
+    if !options.overwrite {
+        resume::refuse_unknown_files(&out_dir)?;
+    }
     // Held until the run ends: a second run into the same folder (or worker) is refused.
     let _lock = outdir::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
     outdir::check_table_dirs(&out_dir, &resume::TABLES)?;
@@ -357,7 +360,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         .worker_threads(1)
         .max_blocking_threads(2)
         .build()?;
-    runtime.spawn(read_shards(
+    let reader = runtime.spawn(read_shards(
         todo.iter().map(|&i| (i, mine[i].clone())).collect(),
         read_options,
         batch_size,
@@ -419,14 +422,24 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         quit: &options.quit,
     };
     let model_result = stage.run(reader_rx, job_tx, result_tx);
-    for h in worker_handles {
-        h.join().map_err(|_| anyhow!("a worker thread panicked"))?;
-    }
+    // Every stage is joined; a stage that panicked or failed fails the run (exit code 2), so
+    // shards it left pending are never reported as a clean finish.
+    let reader_result = runtime
+        .block_on(reader)
+        .map_err(|_| anyhow!("the reader stage panicked"))
+        .and_then(|r| r);
+    let workers_result = worker_handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| anyhow!("a worker thread panicked")))
+        .collect::<anyhow::Result<Vec<()>>>();
     let written = writer
         .join()
-        .map_err(|_| anyhow!("the writer thread panicked"))??;
+        .map_err(|_| anyhow!("the writer thread panicked"))?;
     runtime.shutdown_background();
+    reader_result?;
+    workers_result?;
     let out_of_clip = model_result?;
+    let written = written?;
     Ok(RunReport {
         samples: written.samples,
         shards_done: written.shards_done,
@@ -479,9 +492,10 @@ async fn read_shards(
     batch_size: usize,
     tx: tokio::sync::mpsc::Sender<ReaderMsg>,
     quit: Arc<AtomicBool>,
-) {
-    let _ = tokio::task::spawn_blocking(move || {
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
         for (shard, src) in shards {
+            outdir::fault_point("reader-shard");
             if quit.load(Ordering::SeqCst) {
                 return;
             }
@@ -525,7 +539,8 @@ async fn read_shards(
             }
         }
     })
-    .await;
+    .await
+    .map_err(|_| anyhow!("the reader stage panicked"))
 }
 
 /// Model stage: owns tch. Per batch: the clean forward pass, then each attack and its forward

@@ -322,7 +322,18 @@ pub fn check_output_dir(
     }
 }
 
-fn refuse_unknown_files(dir: &Path) -> anyhow::Result<()> {
+/// Refuses a folder that holds visible files but no actopo manifest (checked again under the
+/// lock; this early call keeps actopo from leaving its lock files in someone else's folder).
+pub fn refuse_unknown_files(dir: &Path) -> anyhow::Result<()> {
+    let has_manifest = std::fs::read_dir(dir).is_ok_and(|it| {
+        it.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("manifest") && name.ends_with(".json")
+        })
+    });
+    if has_manifest {
+        return Ok(());
+    }
     let stray: Vec<String> = std::fs::read_dir(dir)
         .map(|it| {
             it.flatten()

@@ -1,4 +1,4 @@
-//! Model spec (design.md section 4): a TOML file that lists a network's ops in order.
+//! Model spec: a TOML file that lists a network's ops in order.
 //!
 //! `ModelSpec::load` parses and checks the file; `Network::resolve` walks the ops with the input
 //! shape, fills in inferred channel and feature counts, and computes every layer's output shape.
@@ -160,7 +160,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// Graph ops create a vertex layer and add edges (design.md section 1).
+    /// Graph ops create a vertex layer and add edges.
     pub fn is_graph_op(&self) -> bool {
         matches!(
             self,

@@ -1,5 +1,5 @@
 //! Model weights: a safetensors file with `<layer>.weight` and `<layer>.bias` tensors, read into
-//! plain f32 arrays and checked against a resolved `Network` (design.md section 4).
+//! plain f32 arrays and checked against a resolved `Network`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

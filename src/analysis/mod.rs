@@ -6,8 +6,10 @@
 //!
 //! Both read `OUTPUT_DIR/<table>/*.parquet`, write `OUTPUT_DIR/analysis/*.parquet` (atomically) and
 //! print a table. The computations are plain functions over in-memory records, tested on small
-//! hand-made inputs.
+//! hand-made inputs. Both fit class references (representatives, class means) on the clean samples
+//! of the run they score, or with `--fit FIT_DIR` on another comparable run (`fit`).
 
+pub mod fit;
 pub mod subgraphs;
 pub mod uncertainty;
 
@@ -251,12 +253,19 @@ pub(crate) fn key_columns<R: SampleRowKey>(rows: &[R]) -> (Vec<Field>, Vec<Array
     (fields, columns)
 }
 
-/// Writes one analysis table atomically under `dir/analysis/<name>.parquet`.
-pub fn write_analysis(dir: &Path, name: &str, batch: RecordBatch) -> anyhow::Result<PathBuf> {
-    let metadata = vec![(
+/// Writes one analysis table atomically under `dir/analysis/<name>.parquet`, with actopo's version
+/// and `extra` in its metadata.
+pub fn write_analysis(
+    dir: &Path,
+    name: &str,
+    batch: RecordBatch,
+    extra: &[(String, String)],
+) -> anyhow::Result<PathBuf> {
+    let mut metadata = vec![(
         "actopo.version".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
     )];
+    metadata.extend_from_slice(extra);
     let mut file = PendingFile::create(&dir.join("analysis"), name, batch.schema(), &metadata)?;
     file.write(batch.columns().to_vec())?;
     Ok(file.finish()?.path)

@@ -12,6 +12,9 @@
 //! Per variant, rates are over samples whose clean prediction is right and, for perturbed variants,
 //! whose prediction the perturbation changed: recovery = subgraph prediction is the true class,
 //! retention = it is the (new) predicted class.
+//!
+//! The representatives are fitted on the run scored (in-sample) or, with `--fit`, on another run's
+//! clean subgraphs (`super::fit`); the rates always use the scored run's outcomes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use super::fit::{self, Fit};
 use super::{
     f64_col, key_columns, read_table, write_analysis, Columns, Outcome, Records, SampleRowKey,
 };
@@ -174,8 +178,13 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
+/// In-sample analysis: representatives fitted on `records` themselves.
 pub fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
-    let reps = representatives(records, min_fraction);
+    score(records, representatives(records, min_fraction))
+}
+
+/// Scores `records` against representatives fitted elsewhere (or on them).
+pub fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) -> Analysis {
     let clean: HashMap<(&str, u32), &SubgraphRecord> = records
         .iter()
         .filter(|r| r.variant == "clean")
@@ -255,8 +264,13 @@ pub fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
     }
 }
 
-/// Reads `subgraphs/` (one scope) and `summary/` into records.
-pub fn read_records(dir: &Path, scope: &str) -> anyhow::Result<Vec<SubgraphRecord>> {
+/// Reads `subgraphs/` (one scope; only the clean variant with `clean_only`, as a fit needs) and
+/// `summary/` into records.
+pub fn read_records(
+    dir: &Path,
+    scope: &str,
+    clean_only: bool,
+) -> anyhow::Result<Vec<SubgraphRecord>> {
     let mut records = Records::new(dir)?;
     let batches = read_table(dir, "subgraphs").map_err(|e| {
         e.context("run with `output.subgraphs = true` to write the subgraphs table")
@@ -271,7 +285,7 @@ pub fn read_records(dir: &Path, scope: &str) -> anyhow::Result<Vec<SubgraphRecor
         );
         let (src, dst) = (c.u64("src")?, c.u64("dst")?);
         for i in 0..b.num_rows() {
-            if sc[i] != scope {
+            if sc[i] != scope || (clean_only && variant[i] != "clean") {
                 continue;
             }
             let record = records.get(
@@ -302,14 +316,58 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or("-".into(), |x| format!("{x:.3}"))
 }
 
-/// `actopo analyze subgraphs`: writes analysis/subgraph_*.parquet and prints the per-variant table.
-pub fn run(dir: &Path, min_fraction: f64, scope: &str) -> anyhow::Result<Analysis> {
+/// The warnings about what the representatives were fitted on: empty ones, and classes with fewer
+/// than `fit::MIN_FIT_SAMPLES` samples (among those fitted and those the scored run has).
+fn fit_warnings(
+    a: &Analysis,
+    records: &[SubgraphRecord],
+    min_fraction: f64,
+    fit: &Fit,
+) -> Vec<String> {
+    let support = a
+        .representatives
+        .iter()
+        .map(|(&c, r)| (c, r.support))
+        .collect();
+    let scored: BTreeSet<i64> = records
+        .iter()
+        .flat_map(|r| r.outcome.label.into_iter().chain([r.outcome.pred]))
+        .collect();
+    let sizes = a
+        .representatives
+        .iter()
+        .map(|(&c, r)| (c, (r.support, r.edges.len())))
+        .collect();
+    let mut w = fit::few_samples_warnings(&support, &scored, fit, "representative");
+    w.extend(fit::empty_representative_warnings(
+        &sizes,
+        min_fraction,
+        fit,
+    ));
+    w
+}
+
+/// `actopo analyze subgraphs`: fits the class representatives (on `dir`, or on `fit_dir`), writes
+/// analysis/subgraph_*.parquet and prints the per-variant table.
+pub fn run(
+    dir: &Path,
+    min_fraction: f64,
+    scope: &str,
+    fit_dir: Option<&Path>,
+) -> anyhow::Result<Analysis> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&min_fraction) && min_fraction > 0.0,
         "--min-fraction must be in (0, 1]"
     );
-    let records = read_records(dir, scope)?;
-    let a = analyze(&records, min_fraction);
+    let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::Kind::Subgraphs)?;
+    let records = read_records(dir, scope, false)?;
+    let reps = match &fit {
+        Fit::InSample => representatives(&records, min_fraction),
+        Fit::Other(f) => representatives(&read_records(f, scope, true)?, min_fraction),
+    };
+    let a = score(&records, reps);
+    warnings.extend(fit_warnings(&a, &records, min_fraction, &fit));
+    let metadata = fit::metadata(&fit, &warnings);
 
     let mut rep_rows: Vec<(i64, u64, u64, u64, f64)> = Vec::new();
     for (&c, r) in &a.representatives {
@@ -398,9 +456,10 @@ pub fn run(dir: &Path, min_fraction: f64, scope: &str) -> anyhow::Result<Analysi
         ("subgraph_samples", samples),
         ("subgraph_variants", variants),
     ] {
-        write_analysis(dir, name, batch)?;
+        write_analysis(dir, name, batch, &metadata)?;
     }
 
+    println!("{}", fit.describe("class representatives"));
     println!(
         "class representatives (scope `{scope}`, edges in >= {min_fraction} of correctly classified clean subgraphs):"
     );
@@ -432,8 +491,9 @@ pub fn run(dir: &Path, min_fraction: f64, scope: &str) -> anyhow::Result<Analysi
         "\nn: clean samples predicted right (perturbed variants: of those, the ones whose prediction changed).\n\
          recovery: nearest representative is the true class; retention: it is the predicted class.\n\
          ovl_*: |S ∩ R| / |S| with the true / predicted class representative; diff_*: the same for the\n\
-         edges a variant gained over its clean subgraph. Tables: {}/analysis/subgraph_*.parquet",
-        dir.display()
+         edges a variant gained over its clean subgraph. Tables: {}/analysis/subgraph_*.parquet{}",
+        dir.display(),
+        fit::report(&warnings)
     );
     Ok(a)
 }

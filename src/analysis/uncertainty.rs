@@ -8,14 +8,18 @@
 //! layers. High TU flags inputs whose activations look unlike those the network gets right.
 //! Lacombe et al. use every edge of the layer's maximum spanning tree; that is this definition with
 //! `homology.keep_zero_persistence = true` (without it, zero-persistence pairs are left out).
+//!
+//! The class means are fitted on the run scored (in-sample) or, with `--fit`, on another run's
+//! clean samples (`super::fit`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, RecordBatch};
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 
+use super::fit::{self, Fit};
 use super::{
     f64_col, key_columns, read_table, write_analysis, Columns, Outcome, Records, SampleRowKey,
 };
@@ -48,13 +52,23 @@ fn padded(v: &[f32], len: usize) -> impl Iterator<Item = f64> + '_ {
         .take(len)
 }
 
-/// Mean sorted death vector per (class, layer) over correctly classified clean samples.
-pub fn class_means(records: &[DeathRecord]) -> HashMap<(i64, String), Vec<f64>> {
+/// The fitted reference: mean sorted death vector per (class, layer), and how many samples each
+/// class's means average.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClassMeans {
+    pub means: HashMap<(i64, String), Vec<f64>>,
+    pub support: BTreeMap<i64, usize>,
+}
+
+/// Class means over the correctly classified clean samples of `records`.
+pub fn class_means(records: &[DeathRecord]) -> ClassMeans {
     let mut groups: HashMap<(i64, String), Vec<&Vec<f32>>> = HashMap::new();
+    let mut support: BTreeMap<i64, usize> = BTreeMap::new();
     for r in records
         .iter()
         .filter(|r| r.variant == "clean" && r.outcome.label == Some(r.outcome.pred))
     {
+        *support.entry(r.outcome.pred).or_default() += 1;
         for (layer, deaths) in &r.layers {
             groups
                 .entry((r.outcome.pred, layer.clone()))
@@ -62,7 +76,7 @@ pub fn class_means(records: &[DeathRecord]) -> HashMap<(i64, String), Vec<f64>> 
                 .push(deaths);
         }
     }
-    groups
+    let means = groups
         .into_iter()
         .map(|(key, vs)| {
             let len = vs.iter().map(|v| v.len()).max().unwrap_or(0);
@@ -75,7 +89,8 @@ pub fn class_means(records: &[DeathRecord]) -> HashMap<(i64, String), Vec<f64>> 
             mean.iter_mut().for_each(|m| *m /= vs.len() as f64);
             (key, mean)
         })
-        .collect()
+        .collect();
+    ClassMeans { means, support }
 }
 
 impl SampleRowKey for TuRow {
@@ -90,8 +105,13 @@ impl SampleRowKey for TuRow {
     }
 }
 
+/// In-sample TU: class means fitted on `records` themselves.
 pub fn topological_uncertainty(records: &[DeathRecord]) -> Vec<TuRow> {
-    let means = class_means(records);
+    score(records, &class_means(records).means)
+}
+
+/// TU of every record against class means fitted elsewhere (or on them).
+pub fn score(records: &[DeathRecord], means: &HashMap<(i64, String), Vec<f64>>) -> Vec<TuRow> {
     records
         .iter()
         .map(|r| {
@@ -142,8 +162,9 @@ pub fn auroc(right: &[f64], wrong: &[f64]) -> Option<f64> {
     Some(score / (right.len() * wrong.len()) as f64)
 }
 
-/// Reads the `layers` scopes of `diagrams/` and the outcomes of `summary/`.
-pub fn read_records(dir: &Path) -> anyhow::Result<Vec<DeathRecord>> {
+/// Reads the `layers` scopes of `diagrams/` (only the clean variant with `clean_only`, as a fit
+/// needs) and the outcomes of `summary/`.
+pub fn read_records(dir: &Path, clean_only: bool) -> anyhow::Result<Vec<DeathRecord>> {
     let mut records = Records::new(dir)?;
     for b in read_table(dir, "diagrams")? {
         let c = Columns::new(&b, "diagrams");
@@ -155,7 +176,7 @@ pub fn read_records(dir: &Path) -> anyhow::Result<Vec<DeathRecord>> {
         );
         let (dim, death) = (c.u8("dim")?, c.opt_f32("death")?);
         for i in 0..b.num_rows() {
-            if scope[i] == "network" || dim[i] != 0 {
+            if scope[i] == "network" || dim[i] != 0 || (clean_only && variant[i] != "clean") {
                 continue;
             }
             let record = records.get(
@@ -191,11 +212,84 @@ pub fn read_records(dir: &Path) -> anyhow::Result<Vec<DeathRecord>> {
     Ok(records)
 }
 
-/// `actopo analyze uncertainty`: writes analysis/uncertainty.parquet and prints a table per variant.
-pub fn run(dir: &Path) -> anyhow::Result<Vec<TuRow>> {
-    let records = read_records(dir)?;
-    let rows = topological_uncertainty(&records);
-    let (mut fields, mut columns) = key_columns(&rows);
+/// Right and wrong predictions of one variant, over every class (`class` None) or one true class:
+/// counts over labelled samples, TU means and AUROC over those of them with a TU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counts {
+    pub variant: String,
+    pub class: Option<i64>,
+    pub right: u64,
+    pub wrong: u64,
+    /// Labelled samples without a TU (their predicted class has no fitted mean).
+    pub no_tu: u64,
+    pub mean_tu_right: Option<f64>,
+    pub mean_tu_wrong: Option<f64>,
+    pub auroc: Option<f64>,
+}
+
+fn mean(x: &[f64]) -> Option<f64> {
+    (!x.is_empty()).then(|| x.iter().sum::<f64>() / x.len() as f64)
+}
+
+fn counts_of<'a>(
+    variant: &str,
+    class: Option<i64>,
+    rows: impl Iterator<Item = &'a TuRow>,
+) -> Counts {
+    let (mut right, mut wrong) = (Vec::new(), Vec::new());
+    let (mut n_right, mut n_wrong, mut no_tu) = (0, 0, 0);
+    for r in rows {
+        let Some(label) = r.label else { continue };
+        let is_right = label == r.pred;
+        if is_right {
+            n_right += 1;
+        } else {
+            n_wrong += 1;
+        }
+        match (r.tu, is_right) {
+            (Some(tu), true) => right.push(tu),
+            (Some(tu), false) => wrong.push(tu),
+            (None, _) => no_tu += 1,
+        }
+    }
+    Counts {
+        variant: variant.to_string(),
+        class,
+        right: n_right,
+        wrong: n_wrong,
+        no_tu,
+        mean_tu_right: mean(&right),
+        mean_tu_wrong: mean(&wrong),
+        auroc: auroc(&right, &wrong),
+    }
+}
+
+/// Per variant (first-seen order): the total over classes, then each true class in order.
+pub fn counts(rows: &[TuRow]) -> Vec<Counts> {
+    let mut order: Vec<&str> = Vec::new();
+    for r in rows {
+        if !order.contains(&r.variant.as_str()) {
+            order.push(&r.variant);
+        }
+    }
+    let mut out = Vec::new();
+    for v in order {
+        let of_variant = || rows.iter().filter(move |r| r.variant == v);
+        out.push(counts_of(v, None, of_variant()));
+        let classes: BTreeSet<i64> = of_variant().filter_map(|r| r.label).collect();
+        for c in classes {
+            out.push(counts_of(
+                v,
+                Some(c),
+                of_variant().filter(|r| r.label == Some(c)),
+            ));
+        }
+    }
+    out
+}
+
+fn per_sample_table(rows: &[TuRow]) -> anyhow::Result<RecordBatch> {
+    let (mut fields, mut columns) = key_columns(rows);
     fields.push(Field::new("correct", DataType::Boolean, true));
     fields.push(Field::new(
         "topological_uncertainty",
@@ -208,51 +302,116 @@ pub fn run(dir: &Path) -> anyhow::Result<Vec<TuRow>> {
             .collect::<Vec<_>>(),
     )));
     columns.push(f64_col(&rows.iter().map(|r| r.tu).collect::<Vec<_>>()));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    write_analysis(dir, "uncertainty", batch)?;
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
 
-    let mut order: Vec<&str> = Vec::new();
-    for r in &rows {
-        if !order.contains(&r.variant.as_str()) {
-            order.push(&r.variant);
-        }
-    }
+fn counts_table(counts: &[Counts]) -> anyhow::Result<RecordBatch> {
+    let u64s = |f: fn(&Counts) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(counts.iter().map(f)))
+    };
+    let f64s = |f: fn(&Counts) -> Option<f64>| f64_col(&counts.iter().map(f).collect::<Vec<_>>());
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("variant", DataType::Utf8, false),
+            Field::new("class", DataType::Int64, true),
+            Field::new("right", DataType::UInt64, false),
+            Field::new("wrong", DataType::UInt64, false),
+            Field::new("no_tu", DataType::UInt64, false),
+            Field::new("mean_tu_right", DataType::Float64, true),
+            Field::new("mean_tu_wrong", DataType::Float64, true),
+            Field::new("auroc", DataType::Float64, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                counts.iter().map(|c| c.variant.as_str()),
+            )),
+            Arc::new(Int64Array::from(
+                counts.iter().map(|c| c.class).collect::<Vec<_>>(),
+            )),
+            u64s(|c| c.right),
+            u64s(|c| c.wrong),
+            u64s(|c| c.no_tu),
+            f64s(|c| c.mean_tu_right),
+            f64s(|c| c.mean_tu_wrong),
+            f64s(|c| c.auroc),
+        ],
+    )?)
+}
+
+fn print_counts(first: &str, rows: &[&Counts], label: impl Fn(&Counts) -> String) {
+    let f = |x: Option<f64>, digits: usize| x.map_or("-".into(), |x| format!("{x:.digits$}"));
     println!(
-        "{:<30} {:>6} {:>12} {:>12} {:>8}",
-        "variant", "n", "TU right", "TU wrong", "AUROC"
+        "{:<30} {:>6} {:>6} {:>6} {:>12} {:>12} {:>8}",
+        first, "n", "right", "wrong", "TU right", "TU wrong", "AUROC"
     );
-    for v in order {
-        let (mut right, mut wrong) = (Vec::new(), Vec::new());
-        for r in rows.iter().filter(|r| r.variant == v) {
-            if let (Some(tu), Some(label)) = (r.tu, r.label) {
-                if label == r.pred {
-                    right.push(tu)
-                } else {
-                    wrong.push(tu)
-                }
-            }
-        }
-        let m = |x: &[f64]| {
-            if x.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.4}", x.iter().sum::<f64>() / x.len() as f64)
-            }
-        };
+    for c in rows {
         println!(
-            "{:<30} {:>6} {:>12} {:>12} {:>8}",
-            v,
-            right.len() + wrong.len(),
-            m(&right),
-            m(&wrong),
-            auroc(&right, &wrong).map_or("-".into(), |a| format!("{a:.3}"))
+            "{:<30} {:>6} {:>6} {:>6} {:>12} {:>12} {:>8}",
+            label(c),
+            c.right + c.wrong - c.no_tu,
+            c.right,
+            c.wrong,
+            f(c.mean_tu_right, 4),
+            f(c.mean_tu_wrong, 4),
+            f(c.auroc, 3)
         );
     }
+}
+
+/// `actopo analyze uncertainty`: fits the class means (on `dir`, or on `fit_dir`), writes
+/// analysis/uncertainty.parquet (per sample) and analysis/uncertainty_counts.parquet (right and
+/// wrong per variant and class), and prints both.
+pub fn run(dir: &Path, fit_dir: Option<&Path>) -> anyhow::Result<Vec<TuRow>> {
+    let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::Kind::Uncertainty)?;
+    let records = read_records(dir, false)?;
+    let means = match &fit {
+        Fit::InSample => class_means(&records),
+        Fit::Other(f) => class_means(&read_records(f, true)?),
+    };
+    let rows = score(&records, &means.means);
+    let scored: BTreeSet<i64> = rows
+        .iter()
+        .flat_map(|r| r.label.into_iter().chain([r.pred]))
+        .collect();
+    warnings.extend(fit::few_samples_warnings(
+        &means.support,
+        &scored,
+        &fit,
+        "class mean",
+    ));
+    let metadata = fit::metadata(&fit, &warnings);
+    let counts = counts(&rows);
+    write_analysis(dir, "uncertainty", per_sample_table(&rows)?, &metadata)?;
+    write_analysis(dir, "uncertainty_counts", counts_table(&counts)?, &metadata)?;
+
+    println!("{}", fit.describe("class means"));
+    let totals: Vec<&Counts> = counts.iter().filter(|c| c.class.is_none()).collect();
+    print_counts("variant", &totals, |c| c.variant.clone());
+    let clean: Vec<&Counts> = counts
+        .iter()
+        .filter(|c| c.variant == "clean" && c.class.is_some())
+        .collect();
+    if !clean.is_empty() {
+        println!(
+            "
+clean samples by true class:"
+        );
+        print_counts("class", &clean, |c| {
+            c.class.map_or(String::new(), |k| k.to_string())
+        });
+    }
     println!(
-        "\nTU: mean over layers of the L1 distance between sorted H0 death values and the mean of the\n\
-         predicted class's correctly classified clean samples. AUROC: how well TU separates wrong from\n\
-         right predictions (0.5 = not at all). Table: {}/analysis/uncertainty.parquet",
-        dir.display()
+        "
+TU: mean over layers of the L1 distance between sorted H0 death values and the mean of the\n\
+         predicted class's correctly classified clean samples. right / wrong: labelled samples whose\n\
+         prediction is / is not the label; n: those with a TU (a predicted class without a fitted mean\n\
+         gives none). AUROC: how well TU separates wrong from right predictions (0.5 = not at all).\n\
+         Tables: {}/analysis/uncertainty.parquet (per sample), uncertainty_counts.parquet{}",
+        dir.display(),
+        fit::report(&warnings)
     );
     Ok(rows)
 }

@@ -1,4 +1,4 @@
-//! Activation graphs (design.md section 1), built sparsely straight from layer geometry.
+//! Activation graphs, built sparsely straight from layer geometry.
 //!
 //! A `GraphPlan` is made once per model: it numbers the units of every vertex layer and keeps each
 //! graph op's geometry and weights. `GraphPlan::op_edges` then appends one sample's edges for one op

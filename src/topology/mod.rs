@@ -20,7 +20,7 @@ pub use graph::{
 pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;
 
-/// Which scopes to compute (design.md section 1).
+/// Which scopes to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scopes {
     pub network: bool,

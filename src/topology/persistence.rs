@@ -1,4 +1,4 @@
-//! Superlevel persistence of a weighted graph (design.md section 2).
+//! Superlevel persistence of a weighted graph.
 //!
 //! Edges are sorted heaviest first (a stable radix sort on the f32 bits) and swept once while
 //! tracking connected components. Only edges that merge components need meeting in order, so

@@ -1,4 +1,4 @@
-//! Summary statistics of a diagram (the `summary` table of design.md section 3).
+//! Summary statistics of a diagram (the `summary` table, README "Output").
 
 use super::persistence::Diagram;
 

@@ -15,7 +15,7 @@ use parquet::arrow::ArrowWriter;
 
 use crate::support::read_batches;
 
-fn write(dir: &Path, table: &str, batch: RecordBatch) {
+pub(crate) fn write(dir: &Path, table: &str, batch: RecordBatch) {
     fs::create_dir_all(dir.join(table)).unwrap();
     let mut w = ArrowWriter::try_new(
         fs::File::create(dir.join(table).join("s.parquet")).unwrap(),
@@ -28,7 +28,7 @@ fn write(dir: &Path, table: &str, batch: RecordBatch) {
 }
 
 /// Summary rows: (index, variant, label, pred), network scope.
-fn summary(rows: &[(u32, &str, i64, i64)]) -> RecordBatch {
+pub(crate) fn summary(rows: &[(u32, &str, i64, i64)]) -> RecordBatch {
     let n = rows.len();
     let u64s = || Arc::new(UInt64Array::from(vec![1u64; n])) as ArrayRef;
     let f64s = || Arc::new(Float64Array::from(vec![0.0; n])) as ArrayRef;
@@ -62,7 +62,7 @@ fn summary(rows: &[(u32, &str, i64, i64)]) -> RecordBatch {
     .unwrap()
 }
 
-fn actopo(args: &[&str]) -> std::process::Output {
+pub(crate) fn actopo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_actopo"))
         .args(args)
         .output()

@@ -74,7 +74,7 @@ fn network(case: &Case) -> Network {
 }
 
 /// For every (output unit, input unit) pair, looks for a kernel tap that reads the input when
-/// computing the output: the definition of design.md section 1, with no index arithmetic shared
+/// computing the output: the definition in the README ("Conventions"), with no index arithmetic shared
 /// with the sparse builder.
 fn naive_edges(
     case: &Case,

@@ -1,6 +1,7 @@
 //! The one integration test binary (each test binary links everything, so there is only one).
 
 mod analyze;
+mod analyze_fit;
 mod attacks;
 mod bad_inputs;
 mod cli;

@@ -78,10 +78,10 @@ fn links_in_the_output_folder_are_never_followed() {
         "{}",
         err(&o)
     );
-    fs::remove_file(s.path("links/manifest.json")).unwrap();
-    fs::remove_dir(s.path("links/summary-elsewhere")).unwrap();
-    std::os::unix::fs::symlink(s.path("data"), s.path("links/summary")).unwrap();
-    let o = s.run(&["--set", "output.dir=\"links\""]);
+    // a table folder replaced by a link (in a folder with its manifest): refused
+    fs::rename(s.path("out/summary"), s.path("summary-moved")).unwrap();
+    std::os::unix::fs::symlink(s.path("summary-moved"), s.path("out/summary")).unwrap();
+    let o = s.run(&["--overwrite"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
         err(&o).contains("summary is a symbolic link"),
@@ -386,4 +386,41 @@ fn a_write_error_midway_leaves_only_complete_shards_and_a_rerun_completes() {
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
+}
+
+#[test]
+fn a_stage_that_panics_fails_the_run_and_leaves_its_shards_to_a_rerun() {
+    let s = Sweep::new(3, 20);
+    let want = crate::sweeps::reference(&s);
+    // the reader panics as it starts the second shard
+    let o = s
+        .cmd(&[])
+        .env("ACTOPOTEST_PANIC_AT", "reader-shard:2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("the reader stage panicked"), "{}", err(&o));
+    assert_eq!(
+        statuses(&manifest(&s.path("out/manifest.json"))),
+        ["done", "pending", "pending"]
+    );
+    let o = s.run(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("40 samples in 2 shard(s)"), "{}", err(&o));
+    assert_eq!(tree(&s.path("out")), want);
+}
+
+#[test]
+fn a_refused_folder_is_left_as_it_was() {
+    let s = Sweep::new(1, 5);
+    fs::create_dir_all(s.path("theirs")).unwrap();
+    fs::write(s.path("theirs/notes.txt"), "mine").unwrap();
+    let o = s.run(&["--set", "output.dir=\"theirs\""]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no actopo manifest"), "{}", err(&o));
+    let names: Vec<String> = fs::read_dir(s.path("theirs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["notes.txt"]);
 }
