@@ -272,9 +272,8 @@ pub fn read_records(
     clean_only: bool,
 ) -> anyhow::Result<Vec<SubgraphRecord>> {
     let mut records = Records::new(dir)?;
-    let batches = read_table(dir, "subgraphs").map_err(|e| {
-        e.context("run with `output.subgraphs = true` to write the subgraphs table")
-    })?;
+    // read_table's error already names `output.subgraphs` and the fix.
+    let batches = read_table(dir, "subgraphs")?;
     for b in batches {
         let c = Columns::new(&b, "subgraphs");
         let (shard, index, variant, sc) = (
