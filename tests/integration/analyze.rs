@@ -252,6 +252,13 @@ fn uncertainty_analysis_reads_layer_diagrams() {
 fn analyze_without_subgraphs_says_how_to_get_them() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "summary", summary(&[(0, "clean", 0, 0)]));
+    // without a manifest it is not an output folder at all
+    let o = actopo(&["analyze", "subgraphs", dir.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("is not an actopo output folder"), "{e}");
+    // a run's folder without the table: the key to set
+    fs::write(dir.path().join("manifest.json"), "{}").unwrap();
     let o = actopo(&["analyze", "subgraphs", dir.path().to_str().unwrap()]);
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);

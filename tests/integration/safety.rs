@@ -198,6 +198,11 @@ fn a_stale_failure_file_goes_when_the_shard_succeeds() {
     assert_eq!(m["shards"][0]["outputs"].as_array().unwrap().len(), 2);
 }
 
+/// Runs with fault injection: `var` (ACTOPOTEST_CRASH_AT or _PANIC_AT) set to `point`.
+fn faulted(s: &Sweep, var: &str, point: &str, extra: &[&str]) -> std::process::Output {
+    s.cmd(extra).env(var, point).output().unwrap()
+}
+
 /// Per shard of a 3-shard sweep: (manifest status, summary present, diagrams present).
 fn shard_states(s: &Sweep) -> Vec<(String, bool, bool)> {
     let st = statuses(&manifest(&s.path("out/manifest.json")));
@@ -217,11 +222,7 @@ fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
     let s = Sweep::new(3, 40);
     let want = crate::sweeps::reference(&s);
     // killed after the first file of the second shard to finish is renamed into place
-    let o = s
-        .cmd(&[])
-        .env("ACTOPOTEST_CRASH_AT", "shard-file-renamed:3")
-        .output()
-        .unwrap();
+    let o = faulted(&s, "ACTOPOTEST_CRASH_AT", "shard-file-renamed:3", &[]);
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
     let states = shard_states(&s);
     let torn: Vec<_> = states.iter().filter(|(_, s, d)| s != d).collect();
@@ -237,11 +238,12 @@ fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
     assert!(err(&o).contains("80 samples in 2 shard(s)"), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
     // killed with a second shard's files all in place but its manifest entry not yet written
-    let o = s
-        .cmd(&["--overwrite"])
-        .env("ACTOPOTEST_CRASH_AT", "manifest-written:3")
-        .output()
-        .unwrap();
+    let o = faulted(
+        &s,
+        "ACTOPOTEST_CRASH_AT",
+        "manifest-written:3",
+        &["--overwrite"],
+    );
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
     let states = shard_states(&s);
     let whole_but_pending = states
@@ -393,11 +395,7 @@ fn a_stage_that_panics_fails_the_run_and_leaves_its_shards_to_a_rerun() {
     let s = Sweep::new(3, 20);
     let want = crate::sweeps::reference(&s);
     // the reader panics as it starts the second shard
-    let o = s
-        .cmd(&[])
-        .env("ACTOPOTEST_PANIC_AT", "reader-shard:2")
-        .output()
-        .unwrap();
+    let o = faulted(&s, "ACTOPOTEST_PANIC_AT", "reader-shard:2", &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("the reader stage panicked"), "{}", err(&o));
     assert_eq!(
