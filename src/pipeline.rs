@@ -291,6 +291,7 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         eprintln!("actopo: {note}");
     }
     resume::clear_unfinished(&out_dir, &mine, &previous)?;
+    resume::remove_stale_manifest_temps(&out_dir, &manifest_file);
 
     let tch_model = TchModel::new(&model, settings.device, &mean, &std)?;
     let device = device_name(tch_model.device());

@@ -506,6 +506,19 @@ pub fn clear_unfinished(dir: &Path, mine: &[ShardSource], plan: &Plan) -> anyhow
     Ok(())
 }
 
+/// Deletes the temporary manifest (`.<manifest>.XXXXXX.partial`) a killed run of this worker left.
+pub fn remove_stale_manifest_temps(dir: &Path, manifest_file: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if outdir::is_temp_name(&name, manifest_file, ".partial") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Deletes the hidden temporary files (`.<stem>.XXXXXX.parquet.partial`) a killed run of this
 /// worker left behind. Only this worker's stems: other workers sharing the folder may be writing
 /// theirs right now.

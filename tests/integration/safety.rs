@@ -245,6 +245,21 @@ fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
         &["--overwrite"],
     );
     assert_eq!(o.status.code(), None, "expected an abort: {}", err(&o));
+    let manifest_temps = || {
+        fs::read_dir(s.path("out"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy().into_owned();
+                name.starts_with(".manifest.json.") && name.ends_with(".partial")
+            })
+            .count()
+    };
+    assert_eq!(
+        manifest_temps(),
+        1,
+        "the crash leaves the manifest's temporary file"
+    );
     let states = shard_states(&s);
     let whole_but_pending = states
         .iter()
@@ -260,6 +275,7 @@ fn a_crash_between_a_shards_renames_or_before_its_manifest_entry_is_redone() {
     assert!(o.status.success(), "{}", err(&o));
     assert!(err(&o).contains("80 samples in 2 shard(s)"), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
+    assert_eq!(manifest_temps(), 0, "the rerun removes it");
 }
 
 #[test]
