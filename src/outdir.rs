@@ -81,7 +81,7 @@ pub fn existing(path: &Path) -> Existing {
     let ours = if name.ends_with(".parquet") {
         parquet_is_ours(path)
     } else if name.ends_with(".json") {
-        std::fs::read(path).is_ok_and(|b| manifest_is_ours(&b))
+        read_start(path, MANIFEST_START.len()).is_ok_and(|b| manifest_is_ours(&b))
     } else {
         false
     };
@@ -108,6 +108,14 @@ pub fn parquet_metadata(path: &Path) -> Option<Vec<(String, String)>> {
             .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
             .collect(),
     )
+}
+
+/// Up to `n` first bytes of a file (a manifest is recognised by its start alone).
+fn read_start(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(n);
+    File::open(path)?.take(n as u64).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The start every manifest actopo writes has (pretty-printed JSON, `tool` first).

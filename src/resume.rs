@@ -85,6 +85,20 @@ pub fn differences(old: &Value, new: &Value) -> Vec<String> {
         .collect()
 }
 
+/// True for the names manifests have (`manifest.json`, `manifest-IIIII-of-NNNNN.json`).
+pub fn is_manifest_name(name: &str) -> bool {
+    name.starts_with("manifest") && name.ends_with(".json")
+}
+
+/// Whether `dir` holds a manifest (of any worker).
+pub fn has_manifest(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| is_manifest_name(&e.file_name().to_string_lossy()))
+    })
+}
+
 /// The manifest file of worker `index` of `count`.
 pub fn manifest_name(index: usize, count: usize) -> String {
     if count <= 1 {
@@ -127,10 +141,17 @@ fn size_and_mtime(path: &Path) -> std::io::Result<(u64, u64)> {
     Ok((meta.len(), modified))
 }
 
+/// The files reading a shard opens: the data file, then an IDX image file's labels.
+fn source_files(src: &ShardSource) -> Vec<PathBuf> {
+    std::iter::once(src.path.clone())
+        .chain(data::companion_files(src))
+        .collect()
+}
+
 /// Reads a shard's files once to fingerprint them.
 pub fn fingerprint(src: &ShardSource) -> std::io::Result<SourceFingerprint> {
     let mut files = Vec::new();
-    for path in std::iter::once(src.path.clone()).chain(data::companion_files(src)) {
+    for path in source_files(src) {
         let (bytes, modified_ns) = size_and_mtime(&path)?;
         files.push(FileFingerprint {
             sha256: sha256_file(&path)?,
@@ -151,9 +172,7 @@ impl SourceFingerprint {
     /// are as recorded are taken as unchanged (like make and rsync); others are hashed again, so
     /// a copied dataset (new times, same bytes) is not redone.
     pub fn unchanged(&self, src: &ShardSource) -> bool {
-        let paths: Vec<PathBuf> = std::iter::once(src.path.clone())
-            .chain(data::companion_files(src))
-            .collect();
+        let paths = source_files(src);
         paths.len() == self.files.len()
             && paths
                 .iter()
@@ -212,18 +231,28 @@ pub fn read_manifests(dir: &Path) -> anyhow::Result<Vec<(PathBuf, FoundManifest)
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("manifest") && name.ends_with(".json")) {
+        if !is_manifest_name(&name) {
             continue;
         }
         let path = e.path();
-        if let Existing::Foreign(why) = outdir::existing(&path) {
-            anyhow::bail!(
+        let foreign = |why: &str| {
+            anyhow::anyhow!(
                 "{} {why}, but actopo keeps its run record under that name; fix: move it away, or choose another output.dir",
                 path.display()
-            );
+            )
+        };
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            return Err(foreign("is a symbolic link"));
+        }
+        if !meta.is_file() {
+            return Err(foreign("is not a regular file"));
         }
         let bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if !outdir::manifest_is_ours(&bytes) {
+            return Err(foreign("was not written by actopo"));
+        }
         let found = match serde_json::from_slice::<ManifestView>(&bytes) {
             Ok(view) => FoundManifest::Intact(view),
             Err(e) if e.is_eof() || bytes.is_empty() => FoundManifest::Damaged,
@@ -298,9 +327,6 @@ pub fn check_output_dir(
             );
         }
     }
-    if manifests.is_empty() {
-        refuse_unknown_files(dir)?;
-    }
     for (path, m) in &intact {
         check_stems(dir, path, m, mine)?;
     }
@@ -322,16 +348,10 @@ pub fn check_output_dir(
     }
 }
 
-/// Refuses a folder that holds visible files but no actopo manifest (checked again under the
-/// lock; this early call keeps actopo from leaving its lock files in someone else's folder).
+/// Refuses a folder that holds visible files but no actopo manifest. The run calls it before
+/// taking its lock, so actopo leaves no lock file in someone else's folder.
 pub fn refuse_unknown_files(dir: &Path) -> anyhow::Result<()> {
-    let has_manifest = std::fs::read_dir(dir).is_ok_and(|it| {
-        it.flatten().any(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("manifest") && name.ends_with(".json")
-        })
-    });
-    if has_manifest {
+    if has_manifest(dir) {
         return Ok(());
     }
     let stray: Vec<String> = std::fs::read_dir(dir)
