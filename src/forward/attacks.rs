@@ -215,21 +215,13 @@ impl Chunk<'_> {
         search_steps: usize,
         initial_const: f32,
     ) -> anyhow::Result<Tensor> {
-        let (lo, hi) = (self.clip[0] as f64, self.clip[1] as f64);
+        let tanh_box = TanhBox {
+            lo: self.clip[0] as f64,
+            hi: self.clip[1] as f64,
+        };
         let b = self.x.size()[0];
         let dev = self.x.device();
-        let to_tanh = |t: &Tensor| {
-            t.f_sub_scalar(lo)?
-                .f_div_scalar(hi - lo)?
-                .f_mul_scalar(2.0)?
-                .f_sub_scalar(1.0)?
-                .f_clamp(-1.0 + 1e-6, 1.0 - 1e-6)?
-                .f_atanh()
-        };
-        let from_tanh = |w: &Tensor| -> anyhow::Result<Tensor> {
-            Ok((w.f_tanh()? + 1.0) * ((hi - lo) / 2.0) + lo)
-        };
-        let w0 = tch::no_grad(|| to_tanh(self.x))?;
+        let w0 = tch::no_grad(|| tanh_box.to_tanh(self.x))?;
         let real = self.real_rows();
         let mut c = Tensor::f_full([b], initial_const as f64, (Kind::Float, dev))?;
         let mut lower = Tensor::f_zeros([b], (Kind::Float, dev))?;
@@ -245,12 +237,9 @@ impl Chunk<'_> {
             let mut succeeded = Tensor::f_zeros([b], (Kind::Bool, dev))?;
             for t in 1..=steps {
                 let wv = w.detach().set_requires_grad(true);
-                let xa = from_tanh(&wv)?;
+                let xa = tanh_box.from_tanh(&wv)?;
                 let logits = self.model.logits(&xa)?;
-                let real_logit =
-                    (&logits * &onehot).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-                let other = (&logits - &onehot * 1e9).amax([1i64].as_slice(), false);
-                let margin = (real_logit - &other + confidence as f64).clamp_min(0.0);
+                let margin = cw_margin(&logits, &onehot, confidence);
                 let l2sq = (&xa - self.x).square().flatten(1, -1).sum_dim_intlist(
                     [1i64].as_slice(),
                     false,
@@ -275,15 +264,7 @@ impl Chunk<'_> {
                     Ok(())
                 })?;
             }
-            tch::no_grad(|| {
-                // success: the bound above comes down to c; failure: the bound below goes up to
-                // c, and c grows tenfold until some success gives an upper bound.
-                upper = upper.minimum(&c).where_self(&succeeded, &upper);
-                lower = lower.where_self(&succeeded, &lower.maximum(&c));
-                let mid = (&lower + &upper) / 2.0;
-                let on_failure = mid.where_self(&upper.lt(1e9), &(&c * 10.0));
-                c = mid.where_self(&succeeded, &on_failure);
-            });
+            tch::no_grad(|| search_const(&mut c, &mut lower, &mut upper, &succeeded));
         }
         Ok(best)
     }
@@ -390,4 +371,45 @@ impl Chunk<'_> {
             self.clip(&h)
         })
     }
+}
+
+/// Carlini-Wagner's change of variables: x = lo + (tanh(w) + 1) / 2 * (hi - lo) keeps every
+/// iterate inside the clip range without clipping.
+struct TanhBox {
+    lo: f64,
+    hi: f64,
+}
+
+impl TanhBox {
+    fn to_tanh(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        x.f_sub_scalar(self.lo)?
+            .f_div_scalar(self.hi - self.lo)?
+            .f_mul_scalar(2.0)?
+            .f_sub_scalar(1.0)?
+            .f_clamp(-1.0 + 1e-6, 1.0 - 1e-6)?
+            .f_atanh()
+    }
+
+    fn from_tanh(&self, w: &Tensor) -> anyhow::Result<Tensor> {
+        Ok((w.f_tanh()? + 1.0) * ((self.hi - self.lo) / 2.0) + self.lo)
+    }
+}
+
+/// How far each row's true-class logit stays above the best other class, plus the confidence
+/// margin; zero once the attack has won by that margin.
+fn cw_margin(logits: &Tensor, onehot: &Tensor, confidence: f32) -> Tensor {
+    let real_logit = (logits * onehot).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let other = (logits - onehot * 1e9).amax([1i64].as_slice(), false);
+    (real_logit - &other + confidence as f64).clamp_min(0.0)
+}
+
+/// One binary-search step on each row's constant c: success brings the bound above down to c;
+/// failure raises the bound below to c, and c grows tenfold until some success gives an upper
+/// bound.
+fn search_const(c: &mut Tensor, lower: &mut Tensor, upper: &mut Tensor, succeeded: &Tensor) {
+    *upper = upper.minimum(c).where_self(succeeded, upper);
+    *lower = lower.where_self(succeeded, &lower.maximum(c));
+    let mid = (&*lower + &*upper) / 2.0;
+    let on_failure = mid.where_self(&upper.lt(1e9), &(&*c * 10.0));
+    *c = mid.where_self(succeeded, &on_failure);
 }

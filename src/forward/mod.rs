@@ -15,14 +15,14 @@ use tch::{Device as TchDevice, Kind, Tensor};
 
 use crate::config::Device;
 use crate::model::Model;
-use crate::spec::Op;
+use crate::spec::{self, Op};
 
 pub mod attacks;
 
 /// Samples per forward call; every call sees exactly this many rows.
 pub const FORWARD_CHUNK: usize = 32;
 
-enum Layer {
+enum TchLayer {
     Conv {
         weight: Tensor,
         bias: Option<Tensor>,
@@ -54,7 +54,7 @@ enum Layer {
 
 /// A model on a device, ready for batched forward passes.
 pub struct TchModel {
-    layers: Vec<(Layer, bool)>,
+    layers: Vec<(TchLayer, bool)>,
     device: TchDevice,
     input_shape: Vec<i64>,
     capture_lens: Vec<usize>,
@@ -78,6 +78,85 @@ pub struct ForwardOutput {
 
 fn i2(v: [usize; 2]) -> [i64; 2] {
     [v[0] as i64, v[1] as i64]
+}
+
+/// A layer's weight or bias from the checked weights, as a tensor on `device`.
+fn parameter(model: &Model, layer: &str, param: Param, device: TchDevice) -> Option<Tensor> {
+    let weights = model.weights.layer(layer)?;
+    let t = match param {
+        Param::Weight => &weights.weight,
+        Param::Bias => weights.bias.as_ref()?,
+    };
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    Some(
+        Tensor::from_slice(&t.data)
+            .view(shape.as_slice())
+            .to_device(device),
+    )
+}
+
+#[derive(Clone, Copy)]
+enum Param {
+    Weight,
+    Bias,
+}
+
+/// The tch form of one resolved spec layer.
+fn build_layer(model: &Model, layer: &spec::Layer, device: TchDevice) -> anyhow::Result<TchLayer> {
+    let tensor = |param| parameter(model, &layer.name, param, device);
+    Ok(match &layer.op {
+        Op::Conv2d(c) => TchLayer::Conv {
+            weight: tensor(Param::Weight).context("conv weight")?,
+            bias: tensor(Param::Bias),
+            stride: i2(c.stride),
+            padding: i2(c.padding),
+            dilation: i2(c.dilation),
+        },
+        Op::Linear(_) => TchLayer::Linear {
+            weight: tensor(Param::Weight).context("linear weight")?,
+            bias: tensor(Param::Bias),
+        },
+        Op::MaxPool2d(p) => TchLayer::MaxPool {
+            kernel: i2(p.kernel),
+            stride: i2(p.stride),
+            padding: i2(p.padding),
+        },
+        Op::AvgPool2d(p) => TchLayer::AvgPool {
+            kernel: i2(p.kernel),
+            stride: i2(p.stride),
+            padding: i2(p.padding),
+        },
+        Op::Relu => TchLayer::Relu,
+        Op::LeakyRelu { negative_slope } => TchLayer::LeakyRelu(*negative_slope as f64),
+        Op::Sigmoid => TchLayer::Sigmoid,
+        Op::Tanh => TchLayer::Tanh,
+        Op::Flatten => TchLayer::Flatten,
+        Op::Dropout => TchLayer::Identity,
+    })
+}
+
+/// Per-channel mean and std shaped to broadcast over a [N, C, H, W] (or [N, F]) batch.
+fn normalisation(
+    mean: &[f32],
+    std: &[f32],
+    input_shape: &[i64],
+    device: TchDevice,
+) -> anyhow::Result<(Tensor, Tensor)> {
+    anyhow::ensure!(
+        mean.len() == std.len() && (mean.len() == 1 || input_shape.len() == 3),
+        "data.mean/data.std must have one value, or one per input channel"
+    );
+    let stat_shape: Vec<i64> = if input_shape.len() == 3 {
+        vec![1, mean.len() as i64, 1, 1]
+    } else {
+        vec![1, 1]
+    };
+    let tensor = |v: &[f32]| {
+        Tensor::from_slice(v)
+            .view(stat_shape.as_slice())
+            .to_device(device)
+    };
+    Ok((tensor(mean), tensor(std)))
 }
 
 /// Picks the torch device for a configured one.
@@ -118,19 +197,6 @@ impl TchModel {
             // The topology workers need the cores more than this small forward pass does.
             tch::set_num_threads(1);
         }
-        let tensor = |name: &str, what: &str| -> Option<Tensor> {
-            let w = model.weights.layer(name)?;
-            let t = match what {
-                "weight" => &w.weight,
-                _ => w.bias.as_ref()?,
-            };
-            let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-            Some(
-                Tensor::from_slice(&t.data)
-                    .view(shape.as_slice())
-                    .to_device(device),
-            )
-        };
         let mut layers = Vec::new();
         let mut capture_lens = Vec::new();
         for layer in &model.network.layers {
@@ -138,36 +204,7 @@ impl TchModel {
             if is_graph_op {
                 capture_lens.push(layer.in_shape.iter().product());
             }
-            let built = match &layer.op {
-                Op::Conv2d(c) => Layer::Conv {
-                    weight: tensor(&layer.name, "weight").context("conv weight")?,
-                    bias: tensor(&layer.name, "bias"),
-                    stride: i2(c.stride),
-                    padding: i2(c.padding),
-                    dilation: i2(c.dilation),
-                },
-                Op::Linear(_) => Layer::Linear {
-                    weight: tensor(&layer.name, "weight").context("linear weight")?,
-                    bias: tensor(&layer.name, "bias"),
-                },
-                Op::MaxPool2d(p) => Layer::MaxPool {
-                    kernel: i2(p.kernel),
-                    stride: i2(p.stride),
-                    padding: i2(p.padding),
-                },
-                Op::AvgPool2d(p) => Layer::AvgPool {
-                    kernel: i2(p.kernel),
-                    stride: i2(p.stride),
-                    padding: i2(p.padding),
-                },
-                Op::Relu => Layer::Relu,
-                Op::LeakyRelu { negative_slope } => Layer::LeakyRelu(*negative_slope as f64),
-                Op::Sigmoid => Layer::Sigmoid,
-                Op::Tanh => Layer::Tanh,
-                Op::Flatten => Layer::Flatten,
-                Op::Dropout => Layer::Identity,
-            };
-            layers.push((built, is_graph_op));
+            layers.push((build_layer(model, layer, device)?, is_graph_op));
         }
         let input_shape: Vec<i64> = model
             .network
@@ -175,26 +212,14 @@ impl TchModel {
             .iter()
             .map(|&d| d as i64)
             .collect();
-        anyhow::ensure!(
-            mean.len() == std.len() && (mean.len() == 1 || input_shape.len() == 3),
-            "data.mean/data.std must have one value, or one per input channel"
-        );
-        let stat_shape: Vec<i64> = if input_shape.len() == 3 {
-            vec![1, mean.len() as i64, 1, 1]
-        } else {
-            vec![1, 1]
-        };
+        let (mean, std) = normalisation(mean, std, &input_shape, device)?;
         Ok(TchModel {
             layers,
             device,
             input_shape,
             capture_lens,
-            mean: Tensor::from_slice(mean)
-                .view(stat_shape.as_slice())
-                .to_device(device),
-            std: Tensor::from_slice(std)
-                .view(stat_shape.as_slice())
-                .to_device(device),
+            mean,
+            std,
         })
     }
 
@@ -277,35 +302,35 @@ impl TchModel {
     }
 }
 
-fn apply(layer: &Layer, h: Tensor) -> anyhow::Result<Tensor> {
+fn apply(layer: &TchLayer, h: Tensor) -> anyhow::Result<Tensor> {
     Ok(match layer {
-        Layer::Conv {
+        TchLayer::Conv {
             weight,
             bias,
             stride,
             padding,
             dilation,
         } => h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, 1)?,
-        Layer::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
-        Layer::MaxPool {
+        TchLayer::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
+        TchLayer::MaxPool {
             kernel,
             stride,
             padding,
         } => h.f_max_pool2d(kernel, stride, padding, [1, 1], false)?,
-        Layer::AvgPool {
+        TchLayer::AvgPool {
             kernel,
             stride,
             padding,
         } => h.f_avg_pool2d(kernel, stride, padding, false, true, None::<i64>)?,
-        Layer::Relu => h.f_relu()?,
-        Layer::LeakyRelu(slope) => {
+        TchLayer::Relu => h.f_relu()?,
+        TchLayer::LeakyRelu(slope) => {
             let neg = h.f_mul_scalar(*slope)?;
             h.f_where_self(&h.f_gt(0.0)?, &neg)?
         }
-        Layer::Sigmoid => h.f_sigmoid()?,
-        Layer::Tanh => h.f_tanh()?,
-        Layer::Flatten => h.f_flatten(1, -1)?,
-        Layer::Identity => h,
+        TchLayer::Sigmoid => h.f_sigmoid()?,
+        TchLayer::Tanh => h.f_tanh()?,
+        TchLayer::Flatten => h.f_flatten(1, -1)?,
+        TchLayer::Identity => h,
     })
 }
 
