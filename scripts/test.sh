@@ -4,6 +4,14 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 scripts/setup.sh
+echo "== lints: clippy with warnings as errors; docs/maintaining.md's source tree is current"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --release --all-targets --quiet -- -D warnings
+else
+  echo "test.sh: cargo clippy is not installed (rustup component add clippy); the lint step FAILS" >&2
+  exit 1
+fi
+"$PYTHON" scripts/source_tree.py --check
 echo "== cargo test"
 cargo test --release
 echo "== crash consistency: kill -9, aborts between renames, full disk; reruns equal a reference"

@@ -69,11 +69,14 @@ pub(crate) fn actopo(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A sample's index, variant and the (source, target) unit ids of its subgraph's edges.
+type SampleEdges<'a> = (u32, &'a str, &'a [(u64, u64)]);
+
 #[test]
 fn subgraph_analysis_finds_known_representatives_and_predictions() {
     let dir = tempfile::tempdir().unwrap();
     // class 0 lives on edges 1->2, 2->3; class 1 on 5->6, 6->7 (same data as the unit tests)
-    let subgraphs: Vec<(u32, &str, &[(u64, u64)])> = vec![
+    let subgraphs: Vec<SampleEdges> = vec![
         (0, "clean", &[(1, 2), (2, 3), (9, 9)]),
         (1, "clean", &[(1, 2), (2, 3)]),
         (2, "clean", &[(5, 6), (6, 7)]),
