@@ -31,13 +31,13 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::config::Settings;
 use crate::data::{self, ReadOptions, SampleBatch, ShardEvent, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
-use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
+use crate::output::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
 use crate::model::Model;
-use crate::outdir;
+use crate::output::folder;
 use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, OutOfClip, SampleRng};
 use crate::progress::Progress;
-use crate::resume::{self, SourceFingerprint};
+use crate::output::resume::{self, SourceFingerprint};
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
 
 /// How this process takes part in a run.
@@ -273,8 +273,8 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         resume::refuse_unknown_files(&out_dir)?;
     }
     // Held until the run ends: a second run into the same folder (or worker) is refused.
-    let _lock = outdir::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
-    outdir::check_table_dirs(&out_dir, &resume::TABLES)?;
+    let _lock = folder::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
+    folder::check_table_dirs(&out_dir, &resume::TABLES)?;
     let spec_sha256 = sha256_file(&model.spec.path)?;
     let weights_sha256 = sha256_file(&model.weights_path)?;
     let identity = resume::identity(&settings.config, &spec_sha256, &weights_sha256);
@@ -458,8 +458,8 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
 }
 
 /// Every file the run reads, which it must never write over.
-fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> outdir::Inputs {
-    let mut inputs = outdir::Inputs::default();
+fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> folder::Inputs {
+    let mut inputs = folder::Inputs::default();
     inputs.add(&settings.config_path, "the config file");
     inputs.add(&model.spec.path, "the model spec");
     inputs.add(&model.weights_path, "the weights file");
@@ -496,7 +496,7 @@ async fn read_shards(
 ) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || {
         for (shard, src) in shards {
-            outdir::fault_point("reader-shard");
+            folder::fault_point("reader-shard");
             if quit.load(Ordering::SeqCst) {
                 return;
             }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::resume::{self, FoundManifest, ManifestView};
+use crate::output::resume::{self, FoundManifest, ManifestView};
 
 /// A class fitted on fewer correctly classified clean samples than this gets a warning.
 pub const MIN_FIT_SAMPLES: usize = 10;

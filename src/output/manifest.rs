@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::outdir;
+use crate::output::folder;
 use crate::perturb::Attack;
-use crate::resume::{OutputFile, SourceFingerprint};
+use crate::output::resume::{OutputFile, SourceFingerprint};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
@@ -100,6 +100,6 @@ fn hex(digest: &[u8]) -> String {
 impl Manifest {
     /// Writes `dir/<file>` atomically and durably.
     pub fn write(&self, dir: &Path, file: &str) -> anyhow::Result<()> {
-        outdir::write_atomically(dir, file, &serde_json::to_vec_pretty(self)?)
+        folder::write_atomically(dir, file, &serde_json::to_vec_pretty(self)?)
     }
 }

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::data::{self, ShardSource};
-use crate::manifest::{hex_sha256, sha256_file, ShardEntry, ShardStatus};
-use crate::outdir::{self, Existing};
+use crate::output::manifest::{hex_sha256, sha256_file, ShardEntry, ShardStatus};
+use crate::output::folder::{self, Existing};
 use crate::output;
 
 /// Output folders a shard writes into.
@@ -250,7 +250,7 @@ pub fn read_manifests(dir: &Path) -> anyhow::Result<Vec<(PathBuf, FoundManifest)
         }
         let bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        if !outdir::manifest_is_ours(&bytes) {
+        if !folder::manifest_is_ours(&bytes) {
             return Err(foreign("was not written by actopo"));
         }
         let found = match serde_json::from_slice::<ManifestView>(&bytes) {
@@ -306,7 +306,7 @@ pub fn check_output_dir(
     let manifests = read_manifests(dir)?;
     if overwrite {
         remove_outputs(dir, mine)?;
-        outdir::remove_ours(&dir.join(manifest_file))?;
+        folder::remove_ours(&dir.join(manifest_file))?;
         return Ok(Plan::default());
     }
     let intact: Vec<(&PathBuf, &ManifestView)> = manifests
@@ -437,7 +437,7 @@ fn rebuild(
         let mut present = Vec::new();
         for table in TABLES {
             let path = output::table_path(dir, table, &src.stem);
-            match outdir::existing(&path) {
+            match folder::existing(&path) {
                 Existing::Absent => {}
                 Existing::Ours => present.push((table, path)),
                 Existing::Foreign(why) => anyhow::bail!(
@@ -454,7 +454,7 @@ fn rebuild(
         };
         let stamps: Vec<Vec<(String, String)>> = present
             .iter()
-            .map(|(_, p)| outdir::parquet_metadata(p).unwrap_or_default())
+            .map(|(_, p)| folder::parquet_metadata(p).unwrap_or_default())
             .collect();
         let get = |kv: &[(String, String)], key: &str| {
             kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
@@ -507,7 +507,7 @@ fn rebuild(
 fn remove_outputs(dir: &Path, mine: &[ShardSource]) -> anyhow::Result<()> {
     for src in mine {
         for table in TABLES {
-            outdir::remove_ours(&output::table_path(dir, table, &src.stem))?;
+            folder::remove_ours(&output::table_path(dir, table, &src.stem))?;
         }
     }
     remove_stale_partials(dir, mine);
@@ -519,7 +519,7 @@ fn remove_outputs(dir: &Path, mine: &[ShardSource]) -> anyhow::Result<()> {
 pub fn clear_unfinished(dir: &Path, mine: &[ShardSource], plan: &Plan) -> anyhow::Result<()> {
     for src in mine.iter().filter(|s| !plan.is_complete(&s.name)) {
         for table in TABLES {
-            outdir::remove_ours(&output::table_path(dir, table, &src.stem))?;
+            folder::remove_ours(&output::table_path(dir, table, &src.stem))?;
         }
     }
     remove_stale_partials(dir, mine);
@@ -533,7 +533,7 @@ pub fn remove_stale_manifest_temps(dir: &Path, manifest_file: &str) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if outdir::is_temp_name(&name, manifest_file, ".partial") {
+        if folder::is_temp_name(&name, manifest_file, ".partial") {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -551,7 +551,7 @@ pub fn remove_stale_partials(dir: &Path, mine: &[ShardSource]) {
             let name = e.file_name().to_string_lossy().into_owned();
             if mine
                 .iter()
-                .any(|s| outdir::is_temp_name(&name, &s.stem, ".parquet.partial"))
+                .any(|s| folder::is_temp_name(&name, &s.stem, ".parquet.partial"))
             {
                 let _ = std::fs::remove_file(e.path());
             }

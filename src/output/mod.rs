@@ -8,6 +8,10 @@
 //! hidden temporary name in their final folder and renamed only by `finish`; dropping an unfinished
 //! `ShardOutput` deletes them.
 
+pub mod folder;
+pub mod manifest;
+pub mod resume;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -26,10 +30,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use tempfile::NamedTempFile;
 
-use crate::outdir;
 
 use crate::perturb::AttackStats;
-use crate::resume::OutputFile;
+use crate::output::resume::OutputFile;
 use crate::topology::graph::layer_of_unit;
 use crate::topology::{H0Pair, ScopeDiagram, Summary, VertexLayer};
 
@@ -182,8 +185,8 @@ pub fn write_shard_failure(
     failure: Failure,
 ) -> anyhow::Result<OutputFile> {
     for table in ["summary", "diagrams", "subgraphs"] {
-        if outdir::remove_ours(&table_path(&layout.dir, table, stem))? {
-            outdir::sync_dir(&layout.dir.join(table))?;
+        if folder::remove_ours(&table_path(&layout.dir, table, stem))? {
+            folder::sync_dir(&layout.dir.join(table))?;
         }
     }
     let mut file = PendingFile::create(
@@ -196,7 +199,7 @@ pub fn write_shard_failure(
     let out = file
         .close(&commit_metadata(layout, source, &["failures"]))?
         .commit()?;
-    outdir::sync_dir(&layout.dir.join("failures"))?;
+    folder::sync_dir(&layout.dir.join("failures"))?;
     Ok(out)
 }
 
@@ -453,7 +456,7 @@ impl PendingFile {
                 dir.display()
             )
         })?;
-        let temp = outdir::temp_file(dir, stem, ".parquet.partial")?;
+        let temp = folder::temp_file(dir, stem, ".parquet.partial")?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .set_key_value_metadata(Some(
@@ -503,7 +506,7 @@ impl PendingFile {
     /// `close` and `commit`, then syncs the folder: for a file that stands alone.
     pub fn finish(self) -> anyhow::Result<OutputFile> {
         let file = self.close(&[])?.commit()?;
-        outdir::sync_dir(file.path.parent().unwrap_or(Path::new(".")))?;
+        folder::sync_dir(file.path.parent().unwrap_or(Path::new(".")))?;
         Ok(file)
     }
 }
@@ -512,7 +515,7 @@ impl ClosedFile {
     /// Renames the file to its final name (refusing to replace a file actopo did not write). The
     /// caller syncs the folder.
     pub fn commit(self) -> anyhow::Result<OutputFile> {
-        outdir::persist(self.temp, &self.final_path)?;
+        folder::persist(self.temp, &self.final_path)?;
         let bytes = std::fs::metadata(&self.final_path)?.len();
         Ok(OutputFile {
             path: self.final_path,
@@ -724,17 +727,17 @@ impl ShardOutput {
             .map(|(table, file)| Ok((table, file.close(&meta)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         if !tables.contains(&"failures") {
-            outdir::remove_ours(&table_path(&self.layout.dir, "failures", &self.stem))?;
+            folder::remove_ours(&table_path(&self.layout.dir, "failures", &self.stem))?;
         }
         let mut files = Vec::new();
         for (_, file) in closed {
             files.push(file.commit()?);
-            outdir::fault_point("shard-file-renamed");
+            folder::fault_point("shard-file-renamed");
         }
         for table in tables.iter().chain(Some(&"failures")) {
             let dir = self.layout.dir.join(table);
             if dir.is_dir() {
-                outdir::sync_dir(&dir)?;
+                folder::sync_dir(&dir)?;
             }
         }
         Ok(files)
