@@ -290,7 +290,6 @@ fn bench(c: &mut Criterion) {
             for (i, scopes) in results.iter().enumerate() {
                 output
                     .add(SampleOutcome::Done(SampleResult {
-                        shard: 0,
                         index: i,
                         variant: 0,
                         label: Some(1),

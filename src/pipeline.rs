@@ -775,7 +775,6 @@ fn worker_loop(
             .collect();
         let entry = match workspace.run(plan, &inputs, scopes, homology, &mut diagrams) {
             Ok(()) => SampleOutcome::Done(SampleResult {
-                shard: job.shard,
                 index: job.index,
                 variant: job.variant,
                 label: job.label,

@@ -5,6 +5,7 @@
 //! - it follows no symbolic link inside the folder (temporary files are created new, never opened);
 //! - renames are durable: the file is synced before, its folder after;
 //! - one process at a time writes a worker's share of the folder (a lock file: `lock.rs`).
+//!
 //! Reasons and details: `docs/data-safety.md`.
 
 use std::fs::File;
@@ -18,7 +19,7 @@ use super::manifest;
 use super::tables::Table;
 
 /// Metadata key every Parquet file actopo writes carries; the mark of "ours".
-pub(crate) const VERSION_KEY: &str = "actopo.version";
+const VERSION_KEY: &str = "actopo.version";
 
 /// The files a run reads, by canonical path, with what each one is (for the message).
 #[derive(Debug, Default)]
@@ -116,7 +117,7 @@ pub(crate) fn parquet_metadata(path: &Path) -> Option<Vec<(String, String)>> {
 }
 
 /// Refuses to touch `path` unless it is absent or actopo's own.
-pub(crate) fn ensure_ours(path: &Path) -> anyhow::Result<()> {
+fn ensure_ours(path: &Path) -> anyhow::Result<()> {
     match existing(path) {
         Existing::Absent | Existing::Ours => Ok(()),
         Existing::Foreign(why) => bail!(

@@ -96,7 +96,7 @@ impl Manifest {
 }
 
 /// True for the names manifests have (`manifest.json`, `manifest-IIIII-of-NNNNN.json`).
-pub(crate) fn is_manifest_name(name: &str) -> bool {
+fn is_manifest_name(name: &str) -> bool {
     name.starts_with("manifest") && name.ends_with(".json")
 }
 
@@ -122,7 +122,7 @@ pub(crate) fn manifest_name(index: usize, count: usize) -> String {
 const MANIFEST_START: &[u8] = b"{\n  \"tool\": \"actopo\"";
 
 /// An actopo manifest, or what is left of one cut short by a crash (empty or truncated).
-pub(crate) fn manifest_is_ours(bytes: &[u8]) -> bool {
+fn manifest_is_ours(bytes: &[u8]) -> bool {
     let n = bytes.len().min(MANIFEST_START.len());
     bytes[..n] == MANIFEST_START[..n]
 }

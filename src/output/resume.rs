@@ -198,18 +198,7 @@ fn rebuild(
     let run = identity_sha256(identity);
     let mut plan = Plan::default();
     for src in mine {
-        let mut present = Vec::new();
-        for table in Table::ALL {
-            let path = table.path(dir, &src.stem);
-            match folder::existing(&path) {
-                Existing::Absent => {}
-                Existing::Ours => present.push((table, path)),
-                Existing::Foreign(why) => anyhow::bail!(
-                    "{} {why}; fix: move it away, or choose another output.dir",
-                    path.display()
-                ),
-            }
-        }
+        let present = files_present(dir, src)?;
         if present.is_empty() {
             continue;
         }
@@ -220,11 +209,8 @@ fn rebuild(
             .iter()
             .map(|(_, p)| folder::parquet_metadata(p).unwrap_or_default())
             .collect();
-        let get = |kv: &[(String, String)], key: &str| {
-            kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
-        };
         for (kv, (_, path)) in stamps.iter().zip(&present) {
-            if get(kv, RUN_IDENTITY_KEY).is_some_and(|r| r != run) {
+            if stamp(kv, RUN_IDENTITY_KEY).is_some_and(|r| r != run) {
                 anyhow::bail!(
                     "output.dir {} holds {} from a different run; fix: use another output.dir, or rerun with --overwrite",
                     dir.display(),
@@ -232,15 +218,8 @@ fn rebuild(
                 );
             }
         }
-        let listed = get(&stamps[0], SHARD_FILES_KEY).unwrap_or_default();
-        let names: Vec<&str> = present.iter().map(|(t, _)| t.name()).collect();
-        let one_commit = stamps.iter().all(|kv| {
-            get(kv, RUN_IDENTITY_KEY).as_deref() == Some(run.as_str())
-                && get(kv, SOURCE_KEY).as_deref() == Some(source.sha256.as_str())
-                && get(kv, SHARD_FILES_KEY).as_deref() == Some(listed.as_str())
-        });
-        let whole = listed == names.join(",") && tables.iter().all(|t| names.contains(&t.name()));
-        if !(one_commit && whole) {
+        let present_tables: Vec<Table> = present.iter().map(|(t, _)| *t).collect();
+        if !one_whole_commit(&stamps, &present_tables, tables, &run, &source.sha256) {
             continue;
         }
         let outputs = present
@@ -265,6 +244,47 @@ fn rebuild(
         });
     }
     Ok(plan)
+}
+
+/// The shard's files actopo wrote, by table; refuses a file in their place that it did not write.
+fn files_present(dir: &Path, src: &ShardSource) -> anyhow::Result<Vec<(Table, PathBuf)>> {
+    let mut present = Vec::new();
+    for table in Table::ALL {
+        let path = table.path(dir, &src.stem);
+        match folder::existing(&path) {
+            Existing::Absent => {}
+            Existing::Ours => present.push((table, path)),
+            Existing::Foreign(why) => anyhow::bail!(
+                "{} {why}; fix: move it away, or choose another output.dir",
+                path.display()
+            ),
+        }
+    }
+    Ok(present)
+}
+
+/// The value of `key` in a file's footer metadata.
+fn stamp(kv: &[(String, String)], key: &str) -> Option<String> {
+    kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// Whether the files (`stamps`, of the `present` tables) are one commit of this run for the
+/// shard's current content, with every file it listed and every table this run writes.
+fn one_whole_commit(
+    stamps: &[Vec<(String, String)>],
+    present: &[Table],
+    tables: &[Table],
+    run: &str,
+    source: &str,
+) -> bool {
+    let listed = stamp(&stamps[0], SHARD_FILES_KEY).unwrap_or_default();
+    let names: Vec<&str> = present.iter().map(|t| t.name()).collect();
+    let one_commit = stamps.iter().all(|kv| {
+        stamp(kv, RUN_IDENTITY_KEY).as_deref() == Some(run)
+            && stamp(kv, SOURCE_KEY).as_deref() == Some(source)
+            && stamp(kv, SHARD_FILES_KEY).as_deref() == Some(listed.as_str())
+    });
+    one_commit && listed == names.join(",") && tables.iter().all(|t| present.contains(t))
 }
 
 /// Deletes this worker's final and partial output files (only files actopo wrote).
@@ -310,7 +330,7 @@ pub(crate) fn remove_stale_manifest_temps(dir: &Path, manifest_file: &str) {
 /// Deletes the hidden temporary files (`.<stem>.XXXXXX.parquet.partial`) a killed run of this
 /// worker left behind. Only this worker's stems: other workers sharing the folder may be writing
 /// theirs right now.
-pub(crate) fn remove_stale_partials(dir: &Path, mine: &[ShardSource]) {
+fn remove_stale_partials(dir: &Path, mine: &[ShardSource]) {
     for table in Table::ALL {
         let Ok(entries) = std::fs::read_dir(table.dir(dir)) else {
             continue;

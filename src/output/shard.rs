@@ -54,10 +54,9 @@ fn commit_metadata(layout: &OutputLayout, source: &str, tables: &[Table]) -> Vec
     ]
 }
 
-/// One sample's results, as the workers send them.
+/// One (sample, variant)'s results, as the workers send them (the shard travels with the message).
 #[derive(Debug, Clone)]
 pub struct SampleResult {
-    pub shard: usize,
     pub index: usize,
     /// Position in the variant list (0 = clean).
     pub variant: usize,
