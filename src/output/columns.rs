@@ -1,8 +1,8 @@
-//! The one place a table's columns are declared. `table_columns!` turns a list of
+//! How a table's columns are declared once. `table_columns!` turns a list of
 //! `name: required|nullable ArrowType` into the row type (one field per column), the Arrow
-//! schema, the column builders (arrow's own), `push` and the flush, so the three cannot drift
-//! apart. The tables themselves are declared in `tables.rs`; `docs/output-schema.md` documents
-//! them, and a test keeps the two in step.
+//! schema, the column builders (arrow's own), `push` and `finish` (the arrays of one batch), so
+//! they cannot drift apart. The tables themselves are declared in `tables.rs`;
+//! `docs/output-schema.md` documents them, and a test keeps the two in step.
 
 use arrow::array::ArrayRef;
 use arrow::datatypes::{Field, Schema, SchemaRef};

@@ -303,13 +303,9 @@ impl ShardOutput {
             pending.push(table.into_file()?);
         }
         if !self.failures.is_empty() {
-            let layout = &self.layout;
-            pending.push(failures_file(
-                layout,
-                &self.shard_name,
-                &self.stem,
-                &self.failures,
-            )?);
+            let failures = &self.failures;
+            let file = failures_file(&self.layout, &self.shard_name, &self.stem, failures)?;
+            pending.push(file);
         }
         self.commit(pending)
     }
