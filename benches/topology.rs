@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use actopo::output::{Entry, OutputLayout, SampleResult, ShardOutput};
+use actopo::output::{OutputLayout, SampleOutcome, SampleResult, ShardOutput};
 use actopo::spec::{ModelSpec, Network, Op};
 use actopo::topology::persistence::sort_heaviest_first;
 use actopo::topology::{
@@ -289,8 +289,7 @@ fn bench(c: &mut Criterion) {
             let mut output = ShardOutput::create(layout.clone(), "bench", "bench", "").unwrap();
             for (i, scopes) in results.iter().enumerate() {
                 output
-                    .add(Entry::Done(SampleResult {
-                        shard: 0,
+                    .add(SampleOutcome::Done(SampleResult {
                         index: i,
                         variant: 0,
                         label: Some(1),

@@ -6,9 +6,9 @@
 //! - `forward`: the forward pass and gradient attacks, the only module that uses tch;
 //! - `perturb`: attack definitions, seeded noise, norms (no tch);
 //! - `topology`: activation graphs and persistence, pure Rust;
-//! - `output`: Parquet writing in index order with atomic renames; `manifest`: the run record;
-//! - `outdir`: what actopo may touch in its output folder (never an input, never a file it did
-//!   not write, no links followed), durable renames and the run lock; `resume`: what is done;
+//! - `output`: the output folder: tables written in index order with atomic renames, the
+//!   manifest (the run record), resume (what is done), and what actopo may touch there (never an
+//!   input, never a file it did not write, no links followed); see `docs/output-schema.md`;
 //! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars;
 //! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
 //!
@@ -20,14 +20,11 @@ pub mod config;
 pub mod data;
 pub mod forward;
 pub mod limits;
-pub mod manifest;
 pub mod model;
-pub mod outdir;
 pub mod output;
 pub mod perturb;
 pub mod pipeline;
 pub mod progress;
-pub mod resume;
 pub mod spec;
 pub mod topology;
 pub mod weights;

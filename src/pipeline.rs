@@ -31,13 +31,16 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use crate::config::Settings;
 use crate::data::{self, ReadOptions, SampleBatch, ShardEvent, ShardSource};
 use crate::forward::{device_name, ForwardOutput, TchModel};
-use crate::manifest::{sha256_file, Manifest, ModelInfo, ShardEntry, ShardStatus};
 use crate::model::Model;
-use crate::outdir;
-use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
+use crate::output::fingerprint::{self, sha256_file, SourceFingerprint};
+use crate::output::manifest::{self, Manifest, ModelInfo, ShardRecord, ShardStatus};
+use crate::output::{folder, identity, lock, resume};
+use crate::output::{
+    write_shard_failure, Failure, FailureStage, OutputLayout, SampleOutcome, SampleResult,
+    ShardOutput, Table,
+};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, OutOfClip, SampleRng};
 use crate::progress::Progress;
-use crate::resume::{self, SourceFingerprint};
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
 
 /// How this process takes part in a run.
@@ -102,12 +105,12 @@ enum Outcome {
     /// A shard could not be processed at all.
     ShardFailed {
         shard: usize,
-        stage: &'static str,
+        stage: FailureStage,
         error: String,
     },
     Sample {
         shard: usize,
-        entry: Entry,
+        entry: SampleOutcome,
     },
 }
 
@@ -255,12 +258,12 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
     );
     let mine = resume::split(&shards, options.shard_index, options.num_shards);
     let out_dir = settings.config.output.dir.clone();
-    let manifest_file = resume::manifest_name(options.shard_index, options.num_shards);
+    let manifest_file = manifest::manifest_name(options.shard_index, options.num_shards);
     let inputs = run_inputs(settings, &model, &shards);
     inputs.check_output(&out_dir.join(&manifest_file))?;
     for src in &mine {
-        for table in resume::TABLES {
-            inputs.check_output(&crate::output::table_path(&out_dir, table, &src.stem))?;
+        for table in Table::ALL {
+            inputs.check_output(&table.path(&out_dir, &src.stem))?;
         }
     }
     std::fs::create_dir_all(&out_dir).with_context(|| {
@@ -273,12 +276,12 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         resume::refuse_unknown_files(&out_dir)?;
     }
     // Held until the run ends: a second run into the same folder (or worker) is refused.
-    let _lock = outdir::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
-    outdir::check_table_dirs(&out_dir, &resume::TABLES)?;
+    let _lock = lock::lock(&out_dir, &manifest_file, options.num_shards > 1)?;
+    folder::check_table_dirs(&out_dir, &Table::ALL)?;
     let spec_sha256 = sha256_file(&model.spec.path)?;
     let weights_sha256 = sha256_file(&model.weights_path)?;
-    let identity = resume::identity(&settings.config, &spec_sha256, &weights_sha256);
-    let run_identity = resume::identity_sha256(&identity);
+    let identity = identity::identity(&settings.config, &spec_sha256, &weights_sha256);
+    let run_identity = identity::identity_sha256(&identity);
     let previous = resume::check_output_dir(
         &out_dir,
         &identity,
@@ -325,11 +328,11 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
             .iter()
             .map(
                 |s| match previous.complete.iter().find(|e| e.name == s.name) {
-                    Some(done) => ShardEntry {
+                    Some(done) => ShardRecord {
                         path: s.path.clone(),
                         ..done.clone()
                     },
-                    None => ShardEntry {
+                    None => ShardRecord {
                         name: s.name.clone(),
                         stem: s.stem.clone(),
                         path: s.path.clone(),
@@ -458,8 +461,8 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
 }
 
 /// Every file the run reads, which it must never write over.
-fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> outdir::Inputs {
-    let mut inputs = outdir::Inputs::default();
+fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> folder::Inputs {
+    let mut inputs = folder::Inputs::default();
     inputs.add(&settings.config_path, "the config file");
     inputs.add(&model.spec.path, "the model spec");
     inputs.add(&model.weights_path, "the weights file");
@@ -473,12 +476,12 @@ fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> out
 }
 
 /// The result tables this run writes for every shard (`failures` only when something fails).
-fn result_tables(settings: &Settings) -> Vec<&'static str> {
+fn result_tables(settings: &Settings) -> Vec<Table> {
     let out = &settings.config.output;
     [
-        (out.summary, "summary"),
-        (out.diagrams, "diagrams"),
-        (out.subgraphs, "subgraphs"),
+        (out.summary, Table::Summary),
+        (out.diagrams, Table::Diagrams),
+        (out.subgraphs, Table::Subgraphs),
     ]
     .into_iter()
     .filter_map(|(on, table)| on.then_some(table))
@@ -496,13 +499,13 @@ async fn read_shards(
 ) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || {
         for (shard, src) in shards {
-            outdir::fault_point("reader-shard");
+            crate::output::fault_point("reader-shard");
             if quit.load(Ordering::SeqCst) {
                 return;
             }
             let mut open = true;
             // Fingerprinted before it is read, so the manifest records what was processed.
-            let source = match resume::fingerprint(&src) {
+            let source = match fingerprint::fingerprint(&src) {
                 Ok(fp) => fp,
                 Err(e) => {
                     let error = format!("cannot read: {e}");
@@ -593,7 +596,7 @@ impl ModelStage<'_> {
                     results
                         .send(Outcome::ShardFailed {
                             shard,
-                            stage: "read",
+                            stage: FailureStage::Read,
                             error,
                         })
                         .is_ok()
@@ -621,7 +624,7 @@ impl ModelStage<'_> {
                             start + n,
                             seen.describe(self.clip, perturb::ATTACKED_OUT_OF_CLIP)
                         );
-                        let stage = "read";
+                        let stage = FailureStage::Read;
                         let sent = results.send(Outcome::ShardFailed {
                             shard,
                             stage,
@@ -641,7 +644,7 @@ impl ModelStage<'_> {
                             results
                                 .send(Outcome::ShardFailed {
                                     shard,
-                                    stage: "forward",
+                                    stage: FailureStage::Forward,
                                     error,
                                 })
                                 .ok();
@@ -654,10 +657,10 @@ impl ModelStage<'_> {
                         if let Some((_, error)) = bad.iter().find(|(i, _)| *i == index) {
                             // Undecodable sample: a failure row per variant, no jobs.
                             for variant in 0..n_variants {
-                                let entry = Entry::Failed {
+                                let entry = SampleOutcome::Failed {
                                     index,
                                     variant,
-                                    stage: "read",
+                                    stage: FailureStage::Read,
                                     error: error.clone(),
                                 };
                                 ok &= results.send(Outcome::Sample { shard, entry }).is_ok();
@@ -771,8 +774,7 @@ fn worker_loop(
             .map(|(c, &len)| &c[job.row * len..(job.row + 1) * len])
             .collect();
         let entry = match workspace.run(plan, &inputs, scopes, homology, &mut diagrams) {
-            Ok(()) => Entry::Done(SampleResult {
-                shard: job.shard,
+            Ok(()) => SampleOutcome::Done(SampleResult {
                 index: job.index,
                 variant: job.variant,
                 label: job.label,
@@ -781,10 +783,10 @@ fn worker_loop(
                 attack: job.attack,
                 scopes: diagrams,
             }),
-            Err(e) => Entry::Failed {
+            Err(e) => SampleOutcome::Failed {
                 index: job.index,
                 variant: job.variant,
-                stage: "topology",
+                stage: FailureStage::Topology,
                 error: e.to_string(),
             },
         };

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::resume::{self, FoundManifest, ManifestView};
+use crate::output::identity::differences;
+use crate::output::manifest::{read_manifests, FoundManifest, ManifestView};
 
 /// A class fitted on fewer correctly classified clean samples than this gets a warning.
 pub const MIN_FIT_SAMPLES: usize = 10;
@@ -127,7 +128,7 @@ pub fn resolve(
              only the data, attacks and output tables may differ)",
             fit.display(),
             scored.display(),
-            resume::differences(&a, &b).join("\n  ")
+            differences(&a, &b).join("\n  ")
         );
     }
     let warnings = shared_inputs(&fit_view, &scored_view)
@@ -147,7 +148,7 @@ pub fn resolve(
 /// The identity and shards of the run in `dir`, from its manifest(s) (one per worker; all share
 /// the identity).
 fn run_manifest(dir: &Path, what: &str) -> anyhow::Result<ManifestView> {
-    let mut views = resume::read_manifests(dir)?
+    let mut views = read_manifests(dir)?
         .into_iter()
         .filter_map(|(_, m)| match m {
             FoundManifest::Intact(v) => Some(v),

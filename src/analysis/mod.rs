@@ -29,7 +29,7 @@ use crate::output::PendingFile;
 /// Why `dir/table` is missing, and the fix: the run did not write that table (naming the key to
 /// set), or `dir` is not a run's output folder at all.
 fn missing_table(dir: &Path, table: &str) -> anyhow::Error {
-    if crate::resume::has_manifest(dir) {
+    if crate::output::manifest::has_manifest(dir) {
         anyhow::anyhow!(
             "{} holds no `{table}/` table: the run that wrote it had output.{table} = false\n  fix: set `output.{table} = true` in the run's config and rerun it (into a new output.dir, or with --overwrite: the setting changes the run), then analyze that folder",
             dir.display()
