@@ -147,15 +147,15 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// label and pred of one (shard, index, variant), from the summary table.
+/// The label and the model's prediction for one (shard, index, variant), from the summary table.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Outcome {
+pub struct Prediction {
     pub label: Option<i64>,
     pub pred: i64,
 }
 
-/// (shard, index, variant) -> outcome, from `summary/`.
-pub fn read_outcomes(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String), Outcome>> {
+/// (shard, index, variant) -> prediction, from `summary/`.
+pub fn read_predictions(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String), Prediction>> {
     let mut out = HashMap::new();
     for b in read_table(dir, "summary")? {
         let c = Columns::new(&b, "summary");
@@ -163,7 +163,7 @@ pub fn read_outcomes(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String)
         let (label, pred) = (c.opt_i64("label")?, c.opt_i64("pred")?);
         for i in 0..b.num_rows() {
             out.entry((shard[i].to_string(), index[i], variant[i].to_string()))
-                .or_insert(Outcome {
+                .or_insert(Prediction {
                     label: label[i],
                     pred: pred[i].unwrap_or(-1),
                 });
@@ -173,10 +173,10 @@ pub fn read_outcomes(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String)
 }
 
 /// Collects one record per (shard, index, variant) while reading a table row by row, each made
-/// with that sample's outcome from `summary/`.
+/// with that sample's prediction from `summary/`.
 pub(crate) struct Records<R> {
     dir: PathBuf,
-    outcomes: HashMap<(String, u32, String), Outcome>,
+    predictions: HashMap<(String, u32, String), Prediction>,
     at: HashMap<(String, u32, String), usize>,
     pub(crate) list: Vec<R>,
 }
@@ -185,33 +185,33 @@ impl<R> Records<R> {
     pub(crate) fn new(dir: &Path) -> anyhow::Result<Self> {
         Ok(Records {
             dir: dir.to_path_buf(),
-            outcomes: read_outcomes(dir)?,
+            predictions: read_predictions(dir)?,
             at: HashMap::new(),
             list: Vec::new(),
         })
     }
 
-    /// The record of (shard, index, variant), made by `make(shard, index, variant, outcome)` on
+    /// The record of (shard, index, variant), made by `make(shard, index, variant, prediction)` on
     /// first sight.
     pub(crate) fn get(
         &mut self,
         shard: &str,
         index: u32,
         variant: &str,
-        make: impl FnOnce(String, u32, String, Outcome) -> R,
+        make: impl FnOnce(String, u32, String, Prediction) -> R,
     ) -> anyhow::Result<&mut R> {
         let key = (shard.to_string(), index, variant.to_string());
         let slot = match self.at.get(&key) {
             Some(&s) => s,
             None => {
-                let outcome = *self.outcomes.get(&key).ok_or_else(|| {
+                let prediction = *self.predictions.get(&key).ok_or_else(|| {
                     anyhow::anyhow!(
                         "{}: no summary row for shard {shard} index {index} variant {variant}",
                         self.dir.display()
                     )
                 })?;
                 self.list
-                    .push(make(key.0.clone(), index, key.2.clone(), outcome));
+                    .push(make(key.0.clone(), index, key.2.clone(), prediction));
                 self.at.insert(key, self.list.len() - 1);
                 self.list.len() - 1
             }

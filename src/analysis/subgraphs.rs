@@ -14,7 +14,7 @@
 //! retention = it is the (new) predicted class.
 //!
 //! The representatives are fitted on the run scored (in-sample) or, with `--fit`, on another run's
-//! clean subgraphs (`super::fit`); the rates always use the scored run's outcomes.
+//! clean subgraphs (`super::fit`); the rates always use the scored run's predictions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -25,18 +25,18 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::fit::{self, Fit};
 use super::{
-    f64_col, key_columns, read_table, write_analysis, Columns, Outcome, Records, SampleRowKey,
+    f64_col, key_columns, read_table, write_analysis, Columns, Prediction, Records, SampleRowKey,
 };
 
 pub type Edge = (u64, u64);
 
-/// One (sample, variant) subgraph with its outcome.
+/// One (sample, variant) subgraph with its prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubgraphRecord {
     pub shard: String,
     pub index: u32,
     pub variant: String,
-    pub outcome: Outcome,
+    pub prediction: Prediction,
     pub edges: BTreeSet<Edge>,
 }
 
@@ -112,10 +112,10 @@ pub fn representatives(
 ) -> BTreeMap<i64, Representative> {
     let mut counts: BTreeMap<i64, (usize, HashMap<Edge, usize>)> = BTreeMap::new();
     for r in records.iter().filter(|r| r.variant == "clean") {
-        let Some(label) = r.outcome.label else {
+        let Some(label) = r.prediction.label else {
             continue;
         };
-        if label != r.outcome.pred {
+        if label != r.prediction.pred {
             continue;
         }
         let (n, edges) = counts.entry(label).or_default();
@@ -192,8 +192,8 @@ pub fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) ->
         .collect();
     let mut samples = Vec::with_capacity(records.len());
     for r in records {
-        let rep_true = r.outcome.label.and_then(|c| reps.get(&c));
-        let rep_pred = reps.get(&r.outcome.pred);
+        let rep_true = r.prediction.label.and_then(|c| reps.get(&c));
+        let rep_pred = reps.get(&r.prediction.pred);
         let diff: Option<BTreeSet<Edge>> = (r.variant != "clean")
             .then(|| clean.get(&(r.shard.as_str(), r.index)))
             .flatten()
@@ -202,8 +202,8 @@ pub fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) ->
             shard: r.shard.clone(),
             index: r.index,
             variant: r.variant.clone(),
-            label: r.outcome.label,
-            pred: r.outcome.pred,
+            label: r.prediction.label,
+            pred: r.prediction.pred,
             subgraph_pred: nearest(&r.edges, &reps),
             overlap_true: rep_true.and_then(|rep| overlap(&r.edges, rep)),
             jaccard_true: rep_true.map(|rep| jaccard(&r.edges, rep)),
@@ -291,11 +291,11 @@ pub fn read_records(
                 shard[i],
                 index[i],
                 variant[i],
-                |shard, index, variant, outcome| SubgraphRecord {
+                |shard, index, variant, prediction| SubgraphRecord {
                     shard,
                     index,
                     variant,
-                    outcome,
+                    prediction,
                     edges: BTreeSet::new(),
                 },
             )?;
@@ -330,7 +330,7 @@ fn fit_warnings(
         .collect();
     let scored: BTreeSet<i64> = records
         .iter()
-        .flat_map(|r| r.outcome.label.into_iter().chain([r.outcome.pred]))
+        .flat_map(|r| r.prediction.label.into_iter().chain([r.prediction.pred]))
         .collect();
     let sizes = a
         .representatives
@@ -506,7 +506,7 @@ mod tests {
             shard: "s".into(),
             index,
             variant: variant.into(),
-            outcome: Outcome {
+            prediction: Prediction {
                 label: Some(label),
                 pred,
             },

@@ -21,7 +21,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::fit::{self, Fit};
 use super::{
-    f64_col, key_columns, read_table, write_analysis, Columns, Outcome, Records, SampleRowKey,
+    f64_col, key_columns, read_table, write_analysis, Columns, Prediction, Records, SampleRowKey,
 };
 
 /// One (sample, variant): its per-layer death values, sorted in decreasing order.
@@ -30,7 +30,7 @@ pub struct DeathRecord {
     pub shard: String,
     pub index: u32,
     pub variant: String,
-    pub outcome: Outcome,
+    pub prediction: Prediction,
     pub layers: BTreeMap<String, Vec<f32>>,
 }
 
@@ -66,12 +66,12 @@ pub fn class_means(records: &[DeathRecord]) -> ClassMeans {
     let mut support: BTreeMap<i64, usize> = BTreeMap::new();
     for r in records
         .iter()
-        .filter(|r| r.variant == "clean" && r.outcome.label == Some(r.outcome.pred))
+        .filter(|r| r.variant == "clean" && r.prediction.label == Some(r.prediction.pred))
     {
-        *support.entry(r.outcome.pred).or_default() += 1;
+        *support.entry(r.prediction.pred).or_default() += 1;
         for (layer, deaths) in &r.layers {
             groups
-                .entry((r.outcome.pred, layer.clone()))
+                .entry((r.prediction.pred, layer.clone()))
                 .or_default()
                 .push(deaths);
         }
@@ -118,7 +118,7 @@ pub fn score(records: &[DeathRecord], means: &HashMap<(i64, String), Vec<f64>>) 
             let mut dists = Vec::new();
             let mut complete = !r.layers.is_empty();
             for (layer, deaths) in &r.layers {
-                match means.get(&(r.outcome.pred, layer.clone())) {
+                match means.get(&(r.prediction.pred, layer.clone())) {
                     Some(mean) => {
                         let len = deaths.len().max(mean.len());
                         let d: f64 = padded(deaths, len)
@@ -134,8 +134,8 @@ pub fn score(records: &[DeathRecord], means: &HashMap<(i64, String), Vec<f64>>) 
                 shard: r.shard.clone(),
                 index: r.index,
                 variant: r.variant.clone(),
-                label: r.outcome.label,
-                pred: r.outcome.pred,
+                label: r.prediction.label,
+                pred: r.prediction.pred,
                 tu: complete.then(|| dists.iter().sum::<f64>() / dists.len() as f64),
             }
         })
@@ -163,7 +163,7 @@ pub fn auroc(right: &[f64], wrong: &[f64]) -> Option<f64> {
 }
 
 /// Reads the `layers` scopes of `diagrams/` (only the clean variant with `clean_only`, as a fit
-/// needs) and the outcomes of `summary/`.
+/// needs) and the predictions of `summary/`.
 pub fn read_records(dir: &Path, clean_only: bool) -> anyhow::Result<Vec<DeathRecord>> {
     let mut records = Records::new(dir)?;
     for b in read_table(dir, "diagrams")? {
@@ -183,11 +183,11 @@ pub fn read_records(dir: &Path, clean_only: bool) -> anyhow::Result<Vec<DeathRec
                 shard[i],
                 index[i],
                 variant[i],
-                |shard, index, variant, outcome| DeathRecord {
+                |shard, index, variant, prediction| DeathRecord {
                     shard,
                     index,
                     variant,
-                    outcome,
+                    prediction,
                     layers: BTreeMap::new(),
                 },
             )?;
@@ -431,7 +431,7 @@ mod tests {
             shard: "s".into(),
             index,
             variant: variant.into(),
-            outcome: Outcome {
+            prediction: Prediction {
                 label: Some(label),
                 pred,
             },
