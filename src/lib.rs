@@ -9,7 +9,7 @@
 //! - `output`: Parquet writing in index order with atomic renames; `manifest`: the run record;
 //! - `outdir`: what actopo may touch in its output folder (never an input, never a file it did
 //!   not write, no links followed), durable renames and the run lock; `resume`: what is done;
-//! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars;
+//! - `pipeline`: the stages wired together with bounded channels, and their progress bars;
 //! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
 //!
 //! `spec`, `weights` and `model` describe the network; like `topology` they are free of tch.
@@ -26,7 +26,6 @@ pub mod outdir;
 pub mod output;
 pub mod perturb;
 pub mod pipeline;
-pub mod progress;
 pub mod resume;
 pub mod spec;
 pub mod topology;

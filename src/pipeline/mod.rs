@@ -36,9 +36,12 @@ use crate::model::Model;
 use crate::outdir;
 use crate::output::{write_shard_failure, Entry, Failure, OutputLayout, SampleResult, ShardOutput};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, OutOfClip, SampleRng};
-use crate::progress::Progress;
 use crate::resume::{self, SourceFingerprint};
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
+
+mod progress;
+
+use progress::Progress;
 
 /// How this process takes part in a run.
 #[derive(Debug, Clone)]
