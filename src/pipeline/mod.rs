@@ -11,9 +11,10 @@
 //! Every queue is bounded, so memory stays flat whatever the dataset size. Stages stop by
 //! dropping their senders: when the reader is done the model loop ends, the job channel closes,
 //! workers drain and exit, the result channel closes, and the writer finishes. The `quit` flag
-//! (SIGINT/SIGTERM, a fatal write error, or a stage that panicked) makes the reader and model stop
-//! early; shards not finished by then are abandoned (their partial files deleted) and stay
-//! `pending` in the manifest. Every stage is joined: one that panicked or failed fails the run.
+//! (SIGINT/SIGTERM, or a fatal write error) makes the reader and model stop early; shards not
+//! finished by then are abandoned (their partial files deleted) and stay `pending` in the
+//! manifest. Every stage is joined; one that panicked or failed fails the run (exit code 2), and
+//! its panic drops its channel ends, so the others end as after a normal finish.
 //!
 //! A sample that fails (undecodable, wrong size, NaN activations) is recorded in
 //! `failures/<stem>.parquet` and the shard goes on; a shard that cannot be read at all is recorded
@@ -161,12 +162,11 @@ impl Stages<'_> {
             let (job_tx, job_rx) = bounded(batch_size.max(64) * 2);
             let (result_tx, result_rx) = bounded(workers * 64 + batch_size);
             let task = self.worker_task();
-            let worker_handles =
-                workers::spawn(scope, workers, task, &job_rx, &result_tx, self.quit)?;
+            let worker_handles = workers::spawn(scope, workers, task, &job_rx, &result_tx)?;
             drop(job_rx);
-            let writer = writer.spawn(scope, result_rx, self.quit)?;
+            let writer = writer.spawn(scope, result_rx)?;
             let reader = reader::spawn(&runtime, self.reader_task(), reader_tx, self.quit.clone());
-            let model_result = stage::guarded(Stage::Model, self.quit, || {
+            let model_result = stage::guarded(Stage::Model, || {
                 self.model_stage().run(reader_rx, job_tx, result_tx)
             });
             let reader_result = reader::join(&runtime, reader);

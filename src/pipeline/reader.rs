@@ -49,7 +49,7 @@ pub(super) fn spawn(
     quit: Arc<AtomicBool>,
 ) -> JoinHandle<anyhow::Result<()>> {
     runtime.spawn_blocking(move || {
-        stage::guarded(Stage::Reader, &quit, || {
+        stage::guarded(Stage::Reader, || {
             for (shard, src) in &task.shards {
                 outdir::fault_point("reader-shard");
                 if quit.load(Ordering::SeqCst) {

@@ -3,7 +3,6 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::ScopedJoinHandle;
 
 use anyhow::anyhow;
@@ -28,18 +27,16 @@ impl fmt::Display for Stage {
     }
 }
 
-/// Runs a stage's body, turning a panic into an error that names the stage. The panic also sets
-/// `quit`, so the other stages stop early instead of working for a run that has already failed.
+/// Runs a stage's body, turning a panic into an error that names the stage. Unwinding drops the
+/// stage's channel ends, so the other stages end as they do after a normal finish: the stages
+/// before it stop when their sends fail, the ones after it drain what was sent.
 pub(super) fn guarded<T>(
     stage: Stage,
-    quit: &AtomicBool,
     body: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     // The stage's state is dropped while unwinding and never used again.
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
-        quit.store(true, Ordering::SeqCst);
-        Err(panicked(stage, payload.as_ref()))
-    })
+    catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|payload| Err(panicked(stage, payload.as_ref())))
 }
 
 /// The error of a stage that panicked, with the panic's message (the panic hook has already

@@ -1,7 +1,6 @@
 //! Worker stage: graph building and persistence, one (sample, variant) at a time, each worker
 //! with its own topology buffers.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
@@ -43,7 +42,6 @@ pub(super) fn spawn<'scope>(
     task: WorkerTask<'scope>,
     jobs: &Receiver<Job>,
     results: &Sender<WriterMsg>,
-    quit: &'scope AtomicBool,
 ) -> anyhow::Result<Vec<ScopedJoinHandle<'scope, anyhow::Result<()>>>> {
     (0..count)
         .map(|i| {
@@ -51,7 +49,7 @@ pub(super) fn spawn<'scope>(
             std::thread::Builder::new()
                 .name(format!("actopo-worker-{i}"))
                 .spawn_scoped(scope, move || {
-                    stage::guarded(Stage::Worker, quit, || {
+                    stage::guarded(Stage::Worker, || {
                         work(task, jobs, results);
                         Ok(())
                     })

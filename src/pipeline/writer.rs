@@ -95,12 +95,11 @@ impl Writer {
         self,
         scope: &'scope Scope<'scope, '_>,
         messages: Receiver<WriterMsg>,
-        quit: &'scope AtomicBool,
     ) -> anyhow::Result<ScopedJoinHandle<'scope, anyhow::Result<Written>>> {
         std::thread::Builder::new()
             .name("actopo-writer".into())
             .spawn_scoped(scope, move || {
-                stage::guarded(Stage::Writer, quit, || self.run(messages))
+                stage::guarded(Stage::Writer, || self.run(messages))
             })
             .context("cannot start the writer thread")
     }
