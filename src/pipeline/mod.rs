@@ -62,17 +62,6 @@ pub struct RunOptions {
     pub quit: Arc<AtomicBool>,
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            shard_index: 0,
-            num_shards: 1,
-            overwrite: false,
-            quit: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
