@@ -156,7 +156,7 @@ impl Stages<'_> {
             let writer = writer.spawn(scope, result_rx)?;
             let reader = reader::spawn(&runtime, self.reader_task(), reader_tx, self.quit.clone());
             let model_result = stage::guarded(Stage::Model, || {
-                self.model_stage().run(reader_rx, job_tx, result_tx)
+                Ok(self.model_stage().run(reader_rx, job_tx, result_tx))
             });
             let reader_result = reader::join(&runtime, reader);
             let workers_result: anyhow::Result<Vec<()>> = worker_handles

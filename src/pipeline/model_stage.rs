@@ -81,7 +81,7 @@ impl ModelStage<'_> {
         mut rx: tokio::sync::mpsc::Receiver<ReaderMsg>,
         jobs: Sender<Job>,
         results: Sender<WriterMsg>,
-    ) -> anyhow::Result<OutOfClip> {
+    ) -> OutOfClip {
         let out = Downstream { jobs, results };
         let mut state = ModelState::default();
         while let Some(msg) = rx.blocking_recv() {
@@ -92,7 +92,7 @@ impl ModelStage<'_> {
                 break;
             }
         }
-        Ok(state.out_of_clip)
+        state.out_of_clip
     }
 
     fn handle(
