@@ -9,7 +9,8 @@
 //! - `output`: the output folder: tables written in index order with atomic renames, the
 //!   manifest (the run record), resume (what is done), and what actopo may touch there (never an
 //!   input, never a file it did not write, no links followed); see `docs/output-schema.md`;
-//! - `pipeline`: the stages wired together with bounded channels; `progress`: indicatif bars;
+//! - `pipeline`: the stages wired together with bounded channels, and their progress bars
+//!   (`docs/architecture.md`);
 //! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
 //!
 //! `spec`, `weights` and `model` describe the network; like `topology` they are free of tch.
@@ -24,7 +25,6 @@ pub mod model;
 pub mod output;
 pub mod perturb;
 pub mod pipeline;
-pub mod progress;
 pub mod spec;
 pub mod topology;
 pub mod weights;

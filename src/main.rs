@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+use cli::CommandOutcome;
+
 /// Where the full documentation is, shown after every command's help.
 const DOCS: &str = concat!(
     "Documentation: README.md (configuration keys, model spec, outputs, analyses) and docs/ in the ",
@@ -117,19 +119,17 @@ fn main() -> ExitCode {
             fit,
         }) => {
             actopo::analysis::subgraphs::run(output_dir, *min_fraction, scope, fit.dir.as_deref())
-                .map(|_| cli::run::Outcome::Ok)
+                .map(|_| CommandOutcome::Ok)
         }
         Command::Analyze(AnalyzeCommand::Uncertainty { output_dir, fit }) => {
             actopo::analysis::uncertainty::run(output_dir, fit.dir.as_deref())
-                .map(|_| cli::run::Outcome::Ok)
+                .map(|_| CommandOutcome::Ok)
         }
-        Command::Inspect { spec } => cli::inspect::run(spec).map(|_| cli::run::Outcome::Ok),
-        Command::Diagrams(args) => cli::diagrams::run(args).map(|_| cli::run::Outcome::Ok),
+        Command::Inspect { spec } => cli::inspect::run(spec).map(|_| CommandOutcome::Ok),
+        Command::Diagrams(args) => cli::diagrams::run(args).map(|_| CommandOutcome::Ok),
     };
     match result {
-        Ok(cli::run::Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(cli::run::Outcome::Failures) => ExitCode::from(1),
-        Ok(cli::run::Outcome::Interrupted) => ExitCode::from(130),
+        Ok(outcome) => outcome.exit_code(),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

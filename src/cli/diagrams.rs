@@ -2,18 +2,20 @@
 //! the topology core on activations computed elsewhere (e.g. by PyTorch hooks), so the core can be
 //! cross-checked against other implementations without the forward pass.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use actopo::model::Model;
 use actopo::topology::{
-    GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, Scopes, Summary, Workspace,
+    GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram, Scopes, Summary,
+    Workspace,
 };
-use actopo::weights::read_safetensors;
+use actopo::weights::{read_safetensors, Tensor};
 use anyhow::{bail, Context};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Model spec TOML.
     #[arg(long)]
     spec: PathBuf,
@@ -29,7 +31,7 @@ pub struct Args {
     out: PathBuf,
     /// Scopes to compute: network, layers, or both (comma-separated).
     #[arg(long, default_value = "network", value_delimiter = ',')]
-    scopes: Vec<String>,
+    scopes: Vec<ScopeArg>,
     /// Leave the input units out of the graph (graph.include_input = false).
     #[arg(long)]
     no_input: bool,
@@ -44,7 +46,14 @@ pub struct Args {
     h1_diagram: bool,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<()> {
+/// A scope `--scopes` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScopeArg {
+    Network,
+    Layers,
+}
+
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let model = Model::load(&args.spec, args.weights.as_deref())?;
     let options = GraphOptions {
         include_input: !args.no_input,
@@ -52,22 +61,47 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let plan = GraphPlan::new(&model.network, &model.weights, options)?;
-    let mut scopes = Scopes {
-        network: false,
-        layers: false,
+    let scopes = Scopes {
+        network: args.scopes.contains(&ScopeArg::Network),
+        layers: args.scopes.contains(&ScopeArg::Layers),
     };
-    for s in &args.scopes {
-        match s.as_str() {
-            "network" => scopes.network = true,
-            "layers" => scopes.layers = true,
-            other => bail!("--scopes: `{other}` is not a scope; use network and/or layers"),
-        }
-    }
     let homology = HomologyOptions {
         keep_zero_persistence: args.keep_zero_persistence,
         h1_diagram: args.h1_diagram,
     };
     let tensors = read_safetensors(&args.activations)?;
+    let (per_op, n_samples) = op_inputs(args, &model, &plan, &tensors)?;
+    let mut workspace = Workspace::new();
+    let mut results = Vec::new();
+    let mut samples = Vec::with_capacity(n_samples);
+    for i in 0..n_samples {
+        let inputs: Vec<&[f32]> = plan
+            .ops
+            .iter()
+            .zip(&per_op)
+            .map(|(op, t)| &t.data[i * op.input_len()..(i + 1) * op.input_len()])
+            .collect();
+        workspace
+            .run(&plan, &inputs, scopes, homology, &mut results)
+            .with_context(|| format!("sample {i}"))?;
+        samples.push(json!({"index": i, "scopes": scopes_json(&results)}));
+    }
+    let vertex_layers: Vec<_> = plan
+        .vertex_layers
+        .iter()
+        .map(|l| json!({"name": l.name, "offset": l.offset, "len": l.len}))
+        .collect();
+    let doc = json!({"vertex_layers": vertex_layers, "samples": samples});
+    write_new(&args.out, &serde_json::to_vec(&doc)?)
+}
+
+/// Per graph op, its input tensor, and the number of samples they all hold.
+fn op_inputs<'t>(
+    args: &Args,
+    model: &Model,
+    plan: &GraphPlan,
+    tensors: &'t BTreeMap<String, Tensor>,
+) -> anyhow::Result<(Vec<&'t Tensor>, usize)> {
     let mut per_op = Vec::new();
     let mut n_samples = None;
     for op in &plan.ops {
@@ -91,51 +125,38 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         per_op.push(t);
     }
-    let n_samples = n_samples.unwrap_or(0);
-    let mut workspace = Workspace::new();
-    let mut results = Vec::new();
-    let mut samples = Vec::with_capacity(n_samples);
-    for i in 0..n_samples {
-        let inputs: Vec<&[f32]> = plan
-            .ops
-            .iter()
-            .zip(&per_op)
-            .map(|(op, t)| &t.data[i * op.input_len()..(i + 1) * op.input_len()])
-            .collect();
-        workspace
-            .run(&plan, &inputs, scopes, homology, &mut results)
-            .with_context(|| format!("sample {i}"))?;
-        let scopes_json: Vec<_> = results
-            .iter()
-            .map(|r| {
-                let d = &r.diagram;
-                json!({
-                    "scope": r.scope,
-                    "summary": Summary::of(d),
-                    "h0": d.h0.iter().map(|p| json!([p.birth, p.death, p.src, p.dst])).collect::<Vec<_>>(),
-                    "h0_essential": d.h0_essential,
-                    "h1": d.h1,
-                })
-            })
-            .collect();
-        samples.push(json!({"index": i, "scopes": scopes_json}));
-    }
-    let vertex_layers: Vec<_> = plan
-        .vertex_layers
+    Ok((per_op, n_samples.unwrap_or(0)))
+}
+
+/// One sample's diagrams, per scope.
+fn scopes_json(results: &[ScopeDiagram]) -> Vec<serde_json::Value> {
+    results
         .iter()
-        .map(|l| json!({"name": l.name, "offset": l.offset, "len": l.len}))
-        .collect();
-    let doc = json!({"vertex_layers": vertex_layers, "samples": samples});
-    // A new temporary file beside the target (never an existing file or link), then a rename.
-    let dir = match args.out.parent() {
+        .map(|r| {
+            let d = &r.diagram;
+            json!({
+                "scope": r.scope,
+                "summary": Summary::of(d),
+                "h0": d.h0.iter().map(|p| json!([p.birth, p.death, p.src, p.dst])).collect::<Vec<_>>(),
+                "h0_essential": d.h0_essential,
+                "h1": d.h1,
+            })
+        })
+        .collect()
+}
+
+/// Writes `out` through a new temporary file beside it (never an existing file or link), then
+/// a rename.
+fn write_new(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+        _ => PathBuf::from("."),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, &serde_json::to_vec(&doc)?)
+    std::io::Write::write_all(&mut tmp, bytes)
         .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    tmp.persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use actopo::spec::{numel, ModelSpec, Network};
 use actopo::topology::{GraphBounds, GraphOptions};
 use anyhow::{anyhow, bail};
 
-pub fn run(spec_path: &Path) -> anyhow::Result<()> {
+pub(crate) fn run(spec_path: &Path) -> anyhow::Result<()> {
     let spec = ModelSpec::load(spec_path)?;
     let net = Network::resolve(&spec)?;
     let bounds = GraphBounds::new(&net, GraphOptions::default())
@@ -39,6 +39,22 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
         net.input_shape,
         numel(&net.input_shape)
     );
+    print_layers(&net, &bounds);
+    println!(
+        "network scope: {} units, at most {} edges per input (fewer where activations or weights are 0)",
+        bounds.n_units, bounds.max_edges
+    );
+    println!(
+        "memory: weights {}, each topology worker about {}, each sample of a batch {} per variant (docs/limits.md)",
+        Bytes(sizes.weight_bytes()),
+        Bytes(sizes.worker_bytes(false)),
+        Bytes(sizes.capture_bytes())
+    );
+    Ok(())
+}
+
+/// One line per layer: its op, output shape, and for graph ops its units and edge bound.
+fn print_layers(net: &Network, bounds: &GraphBounds) {
     println!(
         "{:<4} {:<12} {:<11} {:>16} {:>10} {:>14}",
         "#", "name", "op", "output", "units", "max edges"
@@ -61,15 +77,4 @@ pub fn run(spec_path: &Path) -> anyhow::Result<()> {
             edges
         );
     }
-    println!(
-        "network scope: {} units, at most {} edges per input (fewer where activations or weights are 0)",
-        bounds.n_units, bounds.max_edges
-    );
-    println!(
-        "memory: weights {}, each topology worker about {}, each sample of a batch {} per variant (docs/limits.md)",
-        Bytes(sizes.weight_bytes()),
-        Bytes(sizes.worker_bytes(false)),
-        Bytes(sizes.capture_bytes())
-    );
-    Ok(())
 }

@@ -5,24 +5,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use actopo::config::Settings;
-use actopo::data;
+use actopo::data::{self, Samples, ShardSource};
 use actopo::forward::{device_name, TchModel};
 use actopo::perturb::{AttackKind, OutOfClip, SampleRng, ATTACKED_OUT_OF_CLIP, CLEAN_OUT_OF_CLIP};
-use actopo::pipeline::{self, RunOptions};
+use actopo::pipeline::{self, RunOptions, RunReport};
 use anyhow::{bail, Context};
 
-/// Exit codes: 0 all done; 1 some sample or shard failed (see failures/); 2 bad configuration,
-/// spec, weights or output folder (nothing processed) or a fatal write error; 130 interrupted.
-pub enum Outcome {
-    Ok,
-    Failures,
-    Interrupted,
-}
+use super::CommandOutcome;
 
 /// Which share of the shard list this process takes (`--shard-index I --num-shards N`), with
 /// defaults from Slurm job arrays or Kubernetes Indexed Jobs.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ShardArgs {
+pub(crate) struct ShardArgs {
     /// This worker's index (default: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, or JOB_COMPLETION_INDEX).
     #[arg(long)]
     shard_index: Option<usize>,
@@ -69,7 +63,14 @@ impl ShardArgs {
     }
 }
 
-pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<Outcome> {
+/// Exit codes: 0 all done; 1 some sample or shard failed (see failures/); 2 bad configuration,
+/// spec, weights or output folder (nothing processed), a fatal write error or a stage that
+/// panicked; 130 interrupted.
+pub(crate) fn run(
+    config: &Path,
+    sets: &[String],
+    shard: &ShardArgs,
+) -> anyhow::Result<CommandOutcome> {
     let settings = Settings::load(config, sets)?;
     let (shard_index, num_shards) = shard.resolve()?;
     // First SIGINT/SIGTERM: stop cleanly; a second one: exit at once.
@@ -85,6 +86,11 @@ pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<
         quit,
     };
     let report = pipeline::run(&settings, &options)?;
+    Ok(summarize(&report, settings.config.data.clip))
+}
+
+/// Tells what the run did; its outcome.
+fn summarize(report: &RunReport, clip: [f32; 2]) -> CommandOutcome {
     let secs = report.elapsed.as_secs_f64();
     eprintln!(
         "actopo: {} samples in {} shard(s) in {:.1} s ({:.0} samples/s; device {}, {} workers){} -> {}",
@@ -104,9 +110,7 @@ pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<
     if report.out_of_clip.values > 0 {
         eprintln!(
             "warning: {}",
-            report
-                .out_of_clip
-                .describe(settings.config.data.clip, CLEAN_OUT_OF_CLIP)
+            report.out_of_clip.describe(clip, CLEAN_OUT_OF_CLIP)
         );
     }
     for (_, error) in &report.shard_failures {
@@ -117,7 +121,7 @@ pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<
             "actopo: interrupted; finished shards are kept and listed in {}, unfinished ones left no files. Rerun the same command to resume.",
             report.manifest.display()
         );
-        return Ok(Outcome::Interrupted);
+        return CommandOutcome::Interrupted;
     }
     if report.sample_failures > 0 || !report.shard_failures.is_empty() {
         eprintln!(
@@ -127,9 +131,9 @@ pub fn run(config: &Path, sets: &[String], shard: &ShardArgs) -> anyhow::Result<
             report.shard_failures.len(),
             report.out_dir.display()
         );
-        return Ok(Outcome::Failures);
+        return CommandOutcome::Failures;
     }
-    Ok(Outcome::Ok)
+    CommandOutcome::Ok
 }
 
 fn attacks_needing_model(kind: &AttackKind) -> Option<&AttackKind> {
@@ -139,7 +143,7 @@ fn attacks_needing_model(kind: &AttackKind) -> Option<&AttackKind> {
     }
 }
 
-pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
+pub(crate) fn validate(config: &Path, sets: &[String]) -> anyhow::Result<CommandOutcome> {
     let settings = Settings::load(config, sets)?;
     let prepared = pipeline::prepare(&settings)?;
     println!("config    {}: ok", config.display());
@@ -168,53 +172,9 @@ pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
         match data::read_shard(shard, &one) {
             Ok(s) if s.n == 0 => println!("shard     {}: empty", shard.path.display()),
             Ok(s) => {
-                let clip = settings.config.data.clip;
-                let seen = OutOfClip::of_batch(&s.x, tch_model.sample_len(), clip, |_| true);
-                if seen.values > 0 {
-                    if settings.attacks.is_empty() {
-                        println!(
-                            "shard     {}: first sample: warning: {}",
-                            shard.path.display(),
-                            seen.describe(clip, CLEAN_OUT_OF_CLIP)
-                        );
-                    } else {
-                        failed += 1;
-                        println!(
-                            "shard     {}: first sample: error: {}",
-                            shard.path.display(),
-                            seen.describe(clip, ATTACKED_OUT_OF_CLIP)
-                        );
-                        continue;
-                    }
+                if !check_first_sample(&settings, &tch_model, shard, &s)? {
+                    failed += 1;
                 }
-                tch_model.forward(&s.x, 1)?;
-                let target = s.labels.as_ref().map_or(0, |l| l[0]);
-                for (i, attack) in settings.attacks.iter().enumerate() {
-                    if let Some(kind) = attacks_needing_model(&attack.kind) {
-                        let mut rng = vec![SampleRng::for_sample(0, &shard.name, 0, i)];
-                        tch_model
-                            .attack(
-                                kind,
-                                &s.x,
-                                1,
-                                &[target],
-                                settings.config.data.clip,
-                                &mut rng,
-                            )
-                            .with_context(|| {
-                                format!("attack `{}` on {}", attack.name, shard.path.display())
-                            })?;
-                    }
-                }
-                println!(
-                    "shard     {}: first sample ok{}",
-                    shard.path.display(),
-                    if s.labels.is_some() {
-                        " (labelled)"
-                    } else {
-                        " (no labels)"
-                    }
-                );
             }
             Err(e) => {
                 failed += 1;
@@ -223,8 +183,56 @@ pub fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Outcome> {
         }
     }
     Ok(if failed == 0 {
-        Outcome::Ok
+        CommandOutcome::Ok
     } else {
-        Outcome::Failures
+        CommandOutcome::Failures
     })
+}
+
+/// Checks a shard's first sample: its values against `data.clip`, the forward pass and every
+/// attack that needs the model. False when the shard would fail its run.
+fn check_first_sample(
+    settings: &Settings,
+    tch_model: &TchModel,
+    shard: &ShardSource,
+    s: &Samples,
+) -> anyhow::Result<bool> {
+    let clip = settings.config.data.clip;
+    let seen = OutOfClip::of_batch(&s.x, tch_model.sample_len(), clip, |_| true);
+    if seen.values > 0 {
+        if settings.attacks.is_empty() {
+            println!(
+                "shard     {}: first sample: warning: {}",
+                shard.path.display(),
+                seen.describe(clip, CLEAN_OUT_OF_CLIP)
+            );
+        } else {
+            println!(
+                "shard     {}: first sample: error: {}",
+                shard.path.display(),
+                seen.describe(clip, ATTACKED_OUT_OF_CLIP)
+            );
+            return Ok(false);
+        }
+    }
+    tch_model.forward(&s.x, 1)?;
+    let target = s.labels.as_ref().map_or(0, |l| l[0]);
+    for (i, attack) in settings.attacks.iter().enumerate() {
+        if let Some(kind) = attacks_needing_model(&attack.kind) {
+            let mut rng = vec![SampleRng::for_sample(0, &shard.name, 0, i)];
+            tch_model
+                .attack(kind, &s.x, 1, &[target], clip, &mut rng)
+                .with_context(|| format!("attack `{}` on {}", attack.name, shard.path.display()))?;
+        }
+    }
+    println!(
+        "shard     {}: first sample ok{}",
+        shard.path.display(),
+        if s.labels.is_some() {
+            " (labelled)"
+        } else {
+            " (no labels)"
+        }
+    );
+    Ok(true)
 }

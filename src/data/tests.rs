@@ -218,9 +218,12 @@ fn a_corrupt_label_file_fails_the_shard() {
 
 fn write_parquet(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) {
     let batch = arrow::record_batch::RecordBatch::try_from_iter(columns).unwrap();
-    let mut w =
-        ::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None)
-            .unwrap();
+    let mut w = ::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }

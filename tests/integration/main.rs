@@ -9,6 +9,7 @@ mod graph_props;
 mod persistence_props;
 mod safety;
 mod sizes;
+mod stage_failures;
 mod support;
 mod sweeps;
 mod traps;

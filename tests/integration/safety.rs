@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::support::write_npz;
-use crate::support::{failures, stderr as err};
+use crate::support::{failures, faulted, stderr as err};
 use crate::sweeps::{manifest, npy_f32, statuses, tree, write_png_parquet, Sweep};
 
 fn shards(list: &str) -> String {
@@ -196,11 +196,6 @@ fn a_stale_failure_file_goes_when_the_shard_succeeds() {
     assert_eq!(m["shards"][0]["status"], "done");
     assert_eq!(m["shards"][0]["failures"], 0);
     assert_eq!(m["shards"][0]["outputs"].as_array().unwrap().len(), 2);
-}
-
-/// Runs with fault injection: `var` (ACTOPOTEST_CRASH_AT or _PANIC_AT) set to `point`.
-fn faulted(s: &Sweep, var: &str, point: &str, extra: &[&str]) -> std::process::Output {
-    s.cmd(extra).env(var, point).output().unwrap()
 }
 
 /// Per shard of a 3-shard sweep: (manifest status, summary present, diagrams present).
@@ -403,24 +398,6 @@ fn a_write_error_midway_leaves_only_complete_shards_and_a_rerun_completes() {
     );
     let o = s.run(&[]);
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(tree(&s.path("out")), want);
-}
-
-#[test]
-fn a_stage_that_panics_fails_the_run_and_leaves_its_shards_to_a_rerun() {
-    let s = Sweep::new(3, 20);
-    let want = crate::sweeps::reference(&s);
-    // the reader panics as it starts the second shard
-    let o = faulted(&s, "ACTOPOTEST_PANIC_AT", "reader-shard:2", &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    assert!(err(&o).contains("the reader stage panicked"), "{}", err(&o));
-    assert_eq!(
-        statuses(&manifest(&s.path("out/manifest.json"))),
-        ["done", "pending", "pending"]
-    );
-    let o = s.run(&[]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(err(&o).contains("40 samples in 2 shard(s)"), "{}", err(&o));
     assert_eq!(tree(&s.path("out")), want);
 }
 

@@ -10,6 +10,8 @@ use arrow::datatypes::UInt32Type;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::sweeps::Sweep;
+
 /// The Fashion-MNIST test images from the Debian package (scripts/setup.sh installs it).
 pub const FASHION: &str = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 
@@ -20,6 +22,11 @@ pub fn repo(p: &str) -> PathBuf {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs with fault injection: `var` (ACTOPOTEST_CRASH_AT or _PANIC_AT) set to `point`.
+pub fn faulted(s: &Sweep, var: &str, point: &str, extra: &[&str]) -> Output {
+    s.cmd(extra).env(var, point).output().unwrap()
 }
 
 /// Every record batch of a Parquet file.

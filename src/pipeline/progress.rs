@@ -6,14 +6,14 @@ use std::io::IsTerminal;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub struct Progress {
+pub(super) struct Progress {
     multi: MultiProgress,
     overall: ProgressBar,
     shards: HashMap<usize, ProgressBar>,
 }
 
 impl Progress {
-    pub fn new(total_shards: usize) -> Progress {
+    pub(super) fn new(total_shards: usize) -> Progress {
         let target = if std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
         } else {
@@ -39,7 +39,7 @@ impl Progress {
     }
 
     /// A shard was read: its samples join the totals.
-    pub fn shard_started(&mut self, shard: usize, name: &str, samples: usize) {
+    pub(super) fn shard_started(&mut self, shard: usize, name: &str, samples: usize) {
         self.overall.inc_length(samples as u64);
         let bar = self.multi.add(ProgressBar::new(samples as u64));
         bar.set_style(
@@ -53,14 +53,14 @@ impl Progress {
         self.shards.insert(shard, bar);
     }
 
-    pub fn sample_done(&self, shard: usize) {
+    pub(super) fn sample_done(&self, shard: usize) {
         self.overall.inc(1);
         if let Some(bar) = self.shards.get(&shard) {
             bar.inc(1);
         }
     }
 
-    pub fn shard_ended(&mut self, shard: usize, done: usize, total: usize) {
+    pub(super) fn shard_ended(&mut self, shard: usize, done: usize, total: usize) {
         if let Some(bar) = self.shards.remove(&shard) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
@@ -68,7 +68,7 @@ impl Progress {
         self.overall.set_message(format!("{done}/{total} shards"));
     }
 
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         self.overall.finish_and_clear();
     }
 }
