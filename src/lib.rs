@@ -29,5 +29,6 @@ pub mod pipeline;
 pub mod progress;
 pub mod resume;
 pub mod spec;
+mod tagged;
 pub mod topology;
 pub mod weights;

@@ -7,7 +7,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
+
+mod layer_table;
+mod ops;
+
+use layer_table::LayerTable;
+pub use ops::{Conv2d, Linear, Op, Pool2d};
+use ops::OpKeys;
 
 /// A shape without the batch dimension: `[C, H, W]` for images, `[F]` for feature vectors.
 pub type Shape = Vec<usize>;
@@ -27,43 +36,6 @@ pub enum SpecError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// An int, or a pair `[h, w]`, as PyTorch accepts for kernel sizes, strides and paddings.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum IntOrPair {
-    One(usize),
-    Two([usize; 2]),
-}
-
-impl IntOrPair {
-    fn pair(self) -> [usize; 2] {
-        match self {
-            IntOrPair::One(v) => [v, v],
-            IntOrPair::Two(p) => p,
-        }
-    }
-}
-
-/// One `[[layers]]` table as written. Every key any op can take is listed so that unknown keys are
-/// rejected by serde, and keys that do not apply to an op are rejected by `Network::resolve`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LayerEntry {
-    pub name: Option<String>,
-    pub op: String,
-    pub out_channels: Option<usize>,
-    pub out_features: Option<usize>,
-    pub in_channels: Option<usize>,
-    pub in_features: Option<usize>,
-    pub kernel_size: Option<IntOrPair>,
-    pub stride: Option<IntOrPair>,
-    pub padding: Option<IntOrPair>,
-    pub dilation: Option<IntOrPair>,
-    pub bias: Option<bool>,
-    pub negative_slope: Option<f32>,
-    pub p: Option<f32>,
-}
-
 /// The spec file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +45,9 @@ pub struct ModelSpec {
     pub input_shape: Vec<usize>,
     /// Weights file named by the spec, relative to the spec file.
     pub weights: Option<PathBuf>,
-    pub layers: Vec<LayerEntry>,
+    /// The `[[layers]]` tables, read one by one by `Network::resolve` so that every problem of
+    /// every table is reported.
+    layers: Vec<toml::Table>,
     /// Where the spec was read from (not a TOML key).
     #[serde(skip)]
     pub path: PathBuf,
@@ -108,102 +82,17 @@ impl ModelSpec {
         Ok(spec)
     }
 
+    fn invalid(&self, problems: &[String]) -> SpecError {
+        SpecError::Invalid {
+            path: self.path.clone(),
+            message: problems.join("\n  "),
+        }
+    }
+
     /// The weights file the spec names, resolved against the spec's folder.
     pub fn weights_path(&self) -> Option<PathBuf> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         self.weights.as_ref().map(|w| dir.join(w))
-    }
-}
-
-/// Geometry of a 2-d convolution (PyTorch semantics, no groups).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conv2d {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-    pub dilation: [usize; 2],
-    pub bias: bool,
-}
-
-/// Geometry of a fully connected layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Linear {
-    pub in_features: usize,
-    pub out_features: usize,
-    pub bias: bool,
-}
-
-/// Geometry of a max or average pool (PyTorch defaults: floor mode; padded cells count in the
-/// average's divisor).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pool2d {
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-}
-
-/// A resolved op.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    Conv2d(Conv2d),
-    Linear(Linear),
-    MaxPool2d(Pool2d),
-    AvgPool2d(Pool2d),
-    Relu,
-    LeakyRelu { negative_slope: f32 },
-    Sigmoid,
-    Tanh,
-    Flatten,
-    Dropout,
-}
-
-impl Op {
-    /// Graph ops create a vertex layer and add edges.
-    pub fn is_graph_op(&self) -> bool {
-        matches!(
-            self,
-            Op::Conv2d(_) | Op::Linear(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_)
-        )
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Op::Conv2d(_) => "conv2d",
-            Op::Linear(_) => "linear",
-            Op::MaxPool2d(_) => "max_pool2d",
-            Op::AvgPool2d(_) => "avg_pool2d",
-            Op::Relu => "relu",
-            Op::LeakyRelu { .. } => "leaky_relu",
-            Op::Sigmoid => "sigmoid",
-            Op::Tanh => "tanh",
-            Op::Flatten => "flatten",
-            Op::Dropout => "dropout",
-        }
-    }
-
-    /// Shape of the weight tensor `<name>.weight`, if the op has one.
-    pub fn weight_shape(&self) -> Option<Vec<usize>> {
-        match self {
-            Op::Conv2d(c) => Some(vec![
-                c.out_channels,
-                c.in_channels,
-                c.kernel[0],
-                c.kernel[1],
-            ]),
-            Op::Linear(l) => Some(vec![l.out_features, l.in_features]),
-            _ => None,
-        }
-    }
-
-    /// Shape of the bias tensor `<name>.bias`, if the op has one.
-    pub fn bias_shape(&self) -> Option<Vec<usize>> {
-        match self {
-            Op::Conv2d(c) if c.bias => Some(vec![c.out_channels]),
-            Op::Linear(l) if l.bias => Some(vec![l.out_features]),
-            _ => None,
-        }
     }
 }
 
@@ -265,140 +154,36 @@ impl fmt::Display for ShapeStr<'_> {
     }
 }
 
-/// Keys each op accepts besides `name` and `op`.
-fn allowed_keys(op: &str) -> Option<&'static [&'static str]> {
-    Some(match op {
-        "conv2d" => &[
-            "out_channels",
-            "in_channels",
-            "kernel_size",
-            "stride",
-            "padding",
-            "dilation",
-            "bias",
-        ],
-        "linear" => &["out_features", "in_features", "bias"],
-        "max_pool2d" | "avg_pool2d" => &["kernel_size", "stride", "padding"],
-        "leaky_relu" => &["negative_slope"],
-        "dropout" => &["p"],
-        "relu" | "sigmoid" | "tanh" | "flatten" => &[],
-        _ => return None,
-    })
-}
-
-const OPS: &str =
-    "conv2d, linear, max_pool2d, avg_pool2d, relu, leaky_relu, sigmoid, tanh, flatten, dropout";
-
-fn present_keys(e: &LayerEntry) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let checks: [(&'static str, bool); 11] = [
-        ("out_channels", e.out_channels.is_some()),
-        ("out_features", e.out_features.is_some()),
-        ("in_channels", e.in_channels.is_some()),
-        ("in_features", e.in_features.is_some()),
-        ("kernel_size", e.kernel_size.is_some()),
-        ("stride", e.stride.is_some()),
-        ("padding", e.padding.is_some()),
-        ("dilation", e.dilation.is_some()),
-        ("bias", e.bias.is_some()),
-        ("negative_slope", e.negative_slope.is_some()),
-        ("p", e.p.is_some()),
-    ];
-    for (k, present) in checks {
-        if present {
-            keys.push(k);
-        }
-    }
-    keys
-}
-
 impl Network {
     /// Resolves a spec: names layers, checks keys, infers input counts, computes shapes.
-    /// All problems found are reported together, one per line.
+    /// All problems found are reported together, one per line: those of every layer's keys, and
+    /// the first layer whose shape cannot be computed (the shapes after it are unknown).
     pub fn resolve(spec: &ModelSpec) -> Result<Network, SpecError> {
+        check_input_shape(&spec.input_shape).map_err(|p| spec.invalid(&[p]))?;
         let mut problems: Vec<String> = Vec::new();
         let mut layers = Vec::with_capacity(spec.layers.len());
-        let mut shape: Shape = spec.input_shape.clone();
-        if !(shape.len() == 1 || shape.len() == 3) || shape.contains(&0) {
-            problems.push(format!(
-                "input_shape = {} must be [C, H, W] or [features] with no zero dimension",
-                ShapeStr(&shape)
-            ));
-        } else if let Err(e) = check_values(&shape) {
-            problems.push(format!("input_shape = {e}; use a smaller input"));
-        }
-        if !problems.is_empty() {
-            return Err(SpecError::Invalid {
-                path: spec.path.clone(),
-                message: problems.join("\n  "),
-            });
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, entry) in spec.layers.iter().enumerate() {
-            let name = entry.name.clone().unwrap_or_else(|| i.to_string());
-            let at = format!("layer {i} ({name}, op = \"{}\")", entry.op);
-            if !names.insert(name.clone()) {
-                problems.push(format!(
-                    "{at}: the name `{name}` is used twice; layer names must be unique"
-                ));
-            }
-            if name == "input" {
-                problems.push(format!(
-                    "{at}: `input` is reserved for the input layer; pick another name"
-                ));
-            }
-            let Some(allowed) = allowed_keys(&entry.op) else {
-                problems.push(format!(
-                    "{at}: unknown op `{}`; expected one of {OPS}",
-                    entry.op
-                ));
-                break; // shapes after an unknown op cannot be inferred
+        let mut names = HashSet::new();
+        let mut shape = Some(spec.input_shape.clone());
+        for (i, table) in spec.layers.iter().enumerate() {
+            let table = LayerTable::read(i, table);
+            problems.extend(name_clash(&table, &mut names));
+            problems.extend(table.problems);
+            let (Some(op), Some(in_shape)) = (table.op, shape.take()) else {
+                continue; // shapes after a layer with a problem cannot be inferred
             };
-            let mut bad_key = false;
-            for key in present_keys(entry) {
-                if !allowed.contains(&key) {
-                    problems.push(format!(
-                        "{at}: key `{key}` does not apply to {}; remove it (accepted: {})",
-                        entry.op,
-                        if allowed.is_empty() {
-                            "none".to_string()
-                        } else {
-                            allowed.join(", ")
-                        }
-                    ));
-                    bad_key = true;
+            match layer(table.name, &op, in_shape) {
+                Ok(layer) => {
+                    shape = Some(layer.out_shape.clone());
+                    layers.push(layer);
                 }
-            }
-            if bad_key {
-                break;
-            }
-            match resolve_op(entry, &shape).and_then(|(op, out)| {
-                check_values(&out).map_err(|e| format!("output {e}; {}", shrink_hint(&op)))?;
-                Ok((op, out))
-            }) {
-                Ok((op, out_shape)) => {
-                    layers.push(Layer {
-                        name,
-                        op,
-                        in_shape: shape.clone(),
-                        out_shape: out_shape.clone(),
-                    });
-                    shape = out_shape;
-                }
-                Err(message) => {
-                    problems.push(format!("{at}: {message}"));
-                    break;
-                }
+                Err(message) => problems.push(format!("{}: {message}", table.at)),
             }
         }
         if spec.layers.is_empty() {
             problems.push("the spec has no [[layers]]".to_string());
         }
         if !problems.is_empty() {
-            return Err(SpecError::Invalid {
-                path: spec.path.clone(),
-                message: problems.join("\n  "),
-            });
+            return Err(spec.invalid(&problems));
         }
         Ok(Network {
             name: spec.name.clone(),
@@ -420,170 +205,44 @@ impl Network {
     }
 }
 
-fn positive(v: usize, key: &str) -> Result<usize, String> {
-    if v == 0 {
-        Err(format!("`{key}` must be at least 1"))
-    } else {
-        Ok(v)
-    }
-}
-
-fn pair_positive(v: [usize; 2], key: &str) -> Result<[usize; 2], String> {
-    positive(v[0], key)?;
-    positive(v[1], key)?;
-    window_sized(v, key)
-}
-
-/// Kernel sizes, strides, paddings and dilations are at most `MAX_WINDOW`.
-fn window_sized(v: [usize; 2], key: &str) -> Result<[usize; 2], String> {
-    match v.iter().find(|&&x| x > MAX_WINDOW) {
-        Some(x) => Err(format!(
-            "`{key}` = {x} is above {MAX_WINDOW}, the largest window actopo accepts; use a smaller {key}"
-        )),
-        None => Ok(v),
-    }
-}
-
-/// What to lower when a layer's output is too large.
-fn shrink_hint(op: &Op) -> &'static str {
-    match op {
-        Op::Conv2d(_) => "lower out_channels or raise stride",
-        Op::Linear(_) => "lower out_features",
-        _ => "use a smaller input_shape",
-    }
-}
-
-fn need_image(op: &str, shape: &[usize]) -> Result<(usize, usize, usize), String> {
-    if shape.len() != 3 {
+/// The input shape is an image or a feature vector, with no zero dimension and few enough values.
+fn check_input_shape(shape: &[usize]) -> Result<(), String> {
+    if !(shape.len() == 1 || shape.len() == 3) || shape.contains(&0) {
         return Err(format!(
-            "{op} needs a [C, H, W] input but gets {}; {op} cannot follow flatten or linear",
+            "input_shape = {} must be [C, H, W] or [features] with no zero dimension",
             ShapeStr(shape)
         ));
     }
-    Ok((shape[0], shape[1], shape[2]))
+    check_values(shape).map_err(|e| format!("input_shape = {e}; use a smaller input"))
 }
 
-/// Output size of a sliding window along one axis (PyTorch floor mode); None when the window does
-/// not fit (or the sizes overflow, which `MAX_WINDOW` and `MAX_VALUES` rule out on 64-bit).
-fn window_out(size: usize, kernel: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
-    let span = dil.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
-    let padded = size.checked_add(pad.checked_mul(2)?)?;
-    Some(padded.checked_sub(span)? / stride + 1)
-}
-
-fn resolve_op(e: &LayerEntry, shape: &[usize]) -> Result<(Op, Shape), String> {
-    match e.op.as_str() {
-        "conv2d" => {
-            let (c, h, w) = need_image("conv2d", shape)?;
-            let out_channels = positive(
-                e.out_channels.ok_or("missing key `out_channels`")?,
-                "out_channels",
-            )?;
-            if let Some(ic) = e.in_channels {
-                if ic != c {
-                    return Err(format!("in_channels = {ic} but the input has {c} channels (shape {}); remove in_channels or fix it", ShapeStr(shape)));
-                }
-            }
-            let kernel = pair_positive(
-                e.kernel_size.ok_or("missing key `kernel_size`")?.pair(),
-                "kernel_size",
-            )?;
-            let stride = pair_positive(e.stride.map_or([1, 1], |s| s.pair()), "stride")?;
-            let padding = window_sized(e.padding.map_or([0, 0], |s| s.pair()), "padding")?;
-            let dilation = pair_positive(e.dilation.map_or([1, 1], |s| s.pair()), "dilation")?;
-            let oh = window_out(h, kernel[0], stride[0], padding[0], dilation[0]);
-            let ow = window_out(w, kernel[1], stride[1], padding[1], dilation[1]);
-            let (Some(oh), Some(ow)) = (oh, ow) else {
-                return Err(format!(
-                    "kernel {kernel:?} with dilation {dilation:?} does not fit the input {} with padding {padding:?}",
-                    ShapeStr(shape)
-                ));
-            };
-            Ok((
-                Op::Conv2d(Conv2d {
-                    in_channels: c,
-                    out_channels,
-                    kernel,
-                    stride,
-                    padding,
-                    dilation,
-                    bias: e.bias.unwrap_or(true),
-                }),
-                vec![out_channels, oh, ow],
-            ))
-        }
-        "linear" => {
-            if shape.len() != 1 {
-                return Err(format!(
-                    "linear needs a flat input but gets {}; add {{ op = \"flatten\" }} before it",
-                    ShapeStr(shape)
-                ));
-            }
-            let in_features = shape[0];
-            if let Some(f) = e.in_features {
-                if f != in_features {
-                    return Err(format!("in_features = {f} but the input has {in_features} features; remove in_features or fix it"));
-                }
-            }
-            let out_features = positive(
-                e.out_features.ok_or("missing key `out_features`")?,
-                "out_features",
-            )?;
-            Ok((
-                Op::Linear(Linear {
-                    in_features,
-                    out_features,
-                    bias: e.bias.unwrap_or(true),
-                }),
-                vec![out_features],
-            ))
-        }
-        "max_pool2d" | "avg_pool2d" => {
-            let (c, h, w) = need_image(&e.op, shape)?;
-            let kernel = pair_positive(
-                e.kernel_size.ok_or("missing key `kernel_size`")?.pair(),
-                "kernel_size",
-            )?;
-            let stride = pair_positive(e.stride.map_or(kernel, |s| s.pair()), "stride")?;
-            let padding = window_sized(e.padding.map_or([0, 0], |s| s.pair()), "padding")?;
-            if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
-                return Err(format!(
-                    "padding {padding:?} must be at most half the kernel size {kernel:?} (PyTorch's rule)"
-                ));
-            }
-            let oh = window_out(h, kernel[0], stride[0], padding[0], 1);
-            let ow = window_out(w, kernel[1], stride[1], padding[1], 1);
-            let (Some(oh), Some(ow)) = (oh, ow) else {
-                return Err(format!(
-                    "kernel {kernel:?} does not fit the input {}",
-                    ShapeStr(shape)
-                ));
-            };
-            let pool = Pool2d {
-                kernel,
-                stride,
-                padding,
-            };
-            let op = if e.op == "max_pool2d" {
-                Op::MaxPool2d(pool)
-            } else {
-                Op::AvgPool2d(pool)
-            };
-            Ok((op, vec![c, oh, ow]))
-        }
-        "relu" => Ok((Op::Relu, shape.to_vec())),
-        "leaky_relu" => Ok((
-            Op::LeakyRelu {
-                negative_slope: e.negative_slope.unwrap_or(0.01),
-            },
-            shape.to_vec(),
-        )),
-        "sigmoid" => Ok((Op::Sigmoid, shape.to_vec())),
-        "tanh" => Ok((Op::Tanh, shape.to_vec())),
-        "flatten" => Ok((Op::Flatten, vec![numel(shape)])),
-        "dropout" => Ok((Op::Dropout, shape.to_vec())),
-        other => Err(format!("unknown op `{other}`")),
+/// A name used twice, or the reserved `input`.
+fn name_clash(table: &LayerTable, names: &mut HashSet<String>) -> Vec<String> {
+    let (at, name) = (&table.at, &table.name);
+    let mut problems = Vec::new();
+    if !names.insert(name.clone()) {
+        problems.push(format!(
+            "{at}: the name `{name}` is used twice; layer names must be unique"
+        ));
     }
+    if name == "input" {
+        problems.push(format!(
+            "{at}: `input` is reserved for the input layer; pick another name"
+        ));
+    }
+    problems
+}
+
+/// The layer `op` makes of an input of `in_shape`, its output checked to fit unit ids.
+fn layer(name: String, op: &OpKeys, in_shape: Shape) -> Result<Layer, String> {
+    let (op, out_shape) = op.resolve(&in_shape)?;
+    check_values(&out_shape).map_err(|e| format!("output {e}; {}", op.shrink_hint()))?;
+    Ok(Layer {
+        name,
+        op,
+        in_shape,
+        out_shape,
+    })
 }
 
 #[cfg(test)]
