@@ -249,7 +249,7 @@ fn layer(name: String, op: &OpKeys, in_shape: Shape) -> Result<Layer, String> {
 mod tests {
     use super::*;
 
-    const CCFF: &str = include_str!("../models/ccff.toml");
+    const CCFF: &str = include_str!("../../models/ccff.toml");
 
     #[test]
     fn resolves_ccff_shapes_and_default_names() {
