@@ -15,12 +15,12 @@ use crate::topology::{Edge, GraphBounds};
 
 /// Topology workers allowed per available core (`pipeline.workers`): workers are CPU-bound, so
 /// more only add memory; a few per core leave room for machines whose core count is misreported.
-pub const WORKERS_PER_CORE: usize = 4;
+pub(crate) const WORKERS_PER_CORE: usize = 4;
 /// ... and never fewer than this many, so that small machines can still test parallel runs.
-pub const MIN_WORKER_CAP: usize = 8;
+pub(crate) const MIN_WORKER_CAP: usize = 8;
 
 /// The most topology workers this machine accepts.
-pub fn max_workers(cores: usize) -> usize {
+pub(crate) fn max_workers(cores: usize) -> usize {
     cores.saturating_mul(WORKERS_PER_CORE).max(MIN_WORKER_CAP)
 }
 
@@ -112,7 +112,7 @@ pub struct RunShape {
 
 /// The config key whose value scales a part of the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lever {
+pub(crate) enum Lever {
     BatchSize,
     Workers,
     Model,
@@ -121,7 +121,7 @@ pub enum Lever {
 
 /// One part of a run's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
+pub(crate) struct Part {
     pub what: &'static str,
     pub bytes: u128,
     pub lever: Lever,
@@ -162,7 +162,7 @@ impl ModelSizes {
 }
 
 /// The memory a run needs, part by part (the rule in docs/limits.md).
-pub fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
+pub(crate) fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
     let batch = run.batch_size as u128;
     let workers = run.workers as u128;
     let variants = run.variants as u128;
@@ -212,7 +212,7 @@ pub fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
     ]
 }
 
-pub fn total(parts: &[Part]) -> u128 {
+pub(crate) fn total(parts: &[Part]) -> u128 {
     parts.iter().fold(0u128, |t, p| t.saturating_add(p.bytes))
 }
 

@@ -118,12 +118,6 @@ fn batch_norm(names: &[&str]) -> Option<String> {
     ))
 }
 
-/// Every tensor as f32 (f16, bf16 and f64 are converted); other dtypes are refused.
-pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-    tensors_as_f32(&st)
-}
-
 fn tensors_as_f32(st: &SafeTensors) -> Result<BTreeMap<String, Tensor>, String> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -181,7 +175,11 @@ fn f16_to_f32(h: u16) -> f32 {
 
 impl Weights {
     /// Reads `path` and checks it against `net`; `spec_path` is only used in messages.
-    pub fn load(path: &Path, net: &Network, spec_path: &Path) -> Result<Weights, WeightsError> {
+    pub(crate) fn load(
+        path: &Path,
+        net: &Network,
+        spec_path: &Path,
+    ) -> Result<Weights, WeightsError> {
         let tensors = read_safetensors(path)?;
         Weights::from_tensors(tensors, net).map_err(|problems| WeightsError::Mismatch {
             path: path.to_path_buf(),

@@ -96,7 +96,9 @@ fn check_data(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> Option
         );
     }
     for shard in &mut d.shards {
-        *shard = resolve(base, Path::new(shard)).to_string_lossy().into_owned();
+        *shard = resolve(base, Path::new(shard))
+            .to_string_lossy()
+            .into_owned();
     }
     let format = DataFormat::parse(&d.format);
     if format.is_none() {

@@ -165,7 +165,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub subgraph: SubgraphConfig,
     /// Perturbed variants computed for every input besides the clean one.
-    pub attacks: Vec<AttackTable>,
+    pub(crate) attacks: Vec<AttackTable>,
 }
 
 /// Where to run the forward pass.
@@ -273,7 +273,9 @@ impl Settings {
         checks.retain(|p| !bad_keys.iter().any(|k| p.starts_with(&format!("`{k}`"))));
         problems.extend(checks);
         match checked {
-            Some(checked) if problems.is_empty() => Ok(Settings::new(config, path, checked, attacks)),
+            Some(checked) if problems.is_empty() => {
+                Ok(Settings::new(config, path, checked, attacks))
+            }
             _ => Err(fail(problems)),
         }
     }

@@ -136,7 +136,8 @@ impl TypeProblems<'_> {
             Err(_) => T::default(),
         };
         if !self.explained && self.problems.len() == found {
-            self.problems.extend(whole.into_iter().map(|e| e.to_string()));
+            self.problems
+                .extend(whole.into_iter().map(|e| e.to_string()));
         }
         section
     }

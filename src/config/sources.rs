@@ -97,7 +97,6 @@ impl figment::Provider for SingleValues {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,56 +9,56 @@ use crate::tagged::{tagged_settings, Kind, Tagged};
 
 /// Keys of `fgsm`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct FgsmKeys {
-    pub eps: Option<f32>,
+pub(crate) struct FgsmKeys {
+    eps: Option<f32>,
 }
 
 /// Keys of `pgd`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PgdKeys {
-    pub eps: Option<f32>,
+pub(crate) struct PgdKeys {
+    eps: Option<f32>,
     /// "linf" or "l2", checked when the attack is resolved (its message lists both).
-    pub norm: Option<String>,
-    pub steps: Option<usize>,
-    pub step_size: Option<f32>,
-    pub random_start: Option<bool>,
+    norm: Option<String>,
+    steps: Option<usize>,
+    step_size: Option<f32>,
+    random_start: Option<bool>,
 }
 
 /// Keys of `cw_l2`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CwL2Keys {
-    pub confidence: Option<f32>,
-    pub steps: Option<usize>,
-    pub lr: Option<f32>,
-    pub binary_search_steps: Option<usize>,
-    pub initial_const: Option<f32>,
+pub(crate) struct CwL2Keys {
+    confidence: Option<f32>,
+    steps: Option<usize>,
+    lr: Option<f32>,
+    binary_search_steps: Option<usize>,
+    initial_const: Option<f32>,
 }
 
 /// Keys of `deepfool`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeepfoolKeys {
-    pub steps: Option<usize>,
-    pub overshoot: Option<f32>,
+pub(crate) struct DeepfoolKeys {
+    steps: Option<usize>,
+    overshoot: Option<f32>,
 }
 
 /// Keys of `gaussian_noise` and `gaussian_blur`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SigmaKeys {
-    pub sigma: Option<f32>,
+pub(crate) struct SigmaKeys {
+    sigma: Option<f32>,
 }
 
 /// Keys of `matched_noise`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MatchedNoiseKeys {
+pub(crate) struct MatchedNoiseKeys {
     /// The name of an earlier attack.
-    pub of: Option<String>,
+    of: Option<String>,
 }
 
 tagged_settings! {
     /// The kind of one `[[attacks]]` table with the keys written for it: one variant per kind,
     /// the struct listing the keys that kind takes.
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub enum AttackKeys tag "kind" {
+    pub(crate) enum AttackKeys tag "kind" {
         "fgsm" => Fgsm(FgsmKeys),
         "pgd" => Pgd(PgdKeys),
         "cw_l2" => CwL2(CwL2Keys),
@@ -71,9 +71,9 @@ tagged_settings! {
 
 /// One `[[attacks]]` table as written: its name, if set, and its kind with its keys.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AttackTable {
-    pub name: Option<String>,
-    pub keys: AttackKeys,
+pub(crate) struct AttackTable {
+    pub(crate) name: Option<String>,
+    pub(crate) keys: AttackKeys,
 }
 
 /// Written into the manifest (and so into the run identity) as `name`, `kind` and then every key
@@ -98,9 +98,9 @@ impl Serialize for AttackTable {
 /// values have the wrong type left out, and reported by the reader), with the problems of its
 /// keys (an unknown kind, keys the kind does not take).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReadAttack {
-    pub table: Option<AttackTable>,
-    pub problems: Vec<String>,
+pub(crate) struct ReadAttack {
+    pub(crate) table: Option<AttackTable>,
+    pub(crate) problems: Vec<String>,
 }
 
 /// How messages name an attack table.
@@ -111,11 +111,18 @@ fn at(index: usize, kind: &str) -> String {
 /// The kind an `[[attacks]]` table at `index` names (`""` when it names none), and a problem for
 /// each of the `written` keys that another kind takes but this one does not. Keys no kind takes
 /// are not named here: the config reports them as unknown keys.
-pub fn attack_kind(index: usize, kind: &str, written: &[&str]) -> (Option<Kind>, Vec<String>) {
+pub(crate) fn attack_kind(
+    index: usize,
+    kind: &str,
+    written: &[&str],
+) -> (Option<Kind>, Vec<String>) {
     let at = at(index, kind);
     let Some(found) = AttackKeys::kind(kind) else {
         let names = AttackKeys::names();
-        return (None, vec![format!("{at}: unknown kind; use one of {names}")]);
+        return (
+            None,
+            vec![format!("{at}: unknown kind; use one of {names}")],
+        );
     };
     let problems = AttackKeys::all_keys()
         .into_iter()
@@ -190,7 +197,7 @@ pub struct Attack {
 }
 
 /// Checks the attacks as read; every problem is returned, each naming the attack and key.
-pub fn resolve_attacks(read: &[ReadAttack]) -> Result<Vec<Attack>, Vec<String>> {
+pub(crate) fn resolve_attacks(read: &[ReadAttack]) -> Result<Vec<Attack>, Vec<String>> {
     let mut problems = Vec::new();
     // One entry per table, None where it has a problem, so that `of` finds earlier ones by position.
     let mut attacks: Vec<Option<Attack>> = Vec::new();
@@ -278,11 +285,17 @@ impl AttackKeys {
             ),
             AttackKeys::GaussianNoise(k) => {
                 let sigma = check.positive(k.sigma, "sigma");
-                (AttackKind::GaussianNoise { sigma }, format!("gaussian_noise-{sigma}"))
+                (
+                    AttackKind::GaussianNoise { sigma },
+                    format!("gaussian_noise-{sigma}"),
+                )
             }
             AttackKeys::GaussianBlur(k) => {
                 let sigma = check.positive(k.sigma, "sigma");
-                (AttackKind::GaussianBlur { sigma }, format!("gaussian_blur-{sigma}"))
+                (
+                    AttackKind::GaussianBlur { sigma },
+                    format!("gaussian_blur-{sigma}"),
+                )
             }
             AttackKeys::MatchedNoise(k) => matched_noise(k, earlier, check),
         }
@@ -321,8 +334,19 @@ fn matched_noise(
         .iter()
         .position(|a| a.as_ref().is_some_and(|a| a.name == of));
     match found {
-        Some(j) if !matches!(earlier[j], Some(Attack { kind: AttackKind::MatchedNoise { .. }, .. })) => {
-            (AttackKind::MatchedNoise { of: j }, format!("matched_noise-{of}"))
+        Some(j)
+            if !matches!(
+                earlier[j],
+                Some(Attack {
+                    kind: AttackKind::MatchedNoise { .. },
+                    ..
+                })
+            ) =>
+        {
+            (
+                AttackKind::MatchedNoise { of: j },
+                format!("matched_noise-{of}"),
+            )
         }
         _ => {
             let names: Vec<&str> = earlier.iter().flatten().map(|a| a.name.as_str()).collect();
@@ -390,10 +414,22 @@ mod tests {
         let sigma = |s| SigmaKeys { sigma: Some(s) };
         let problems = resolve_attacks(&[
             read(0, "fgsm", &[], fgsm(None), ""),
-            read(1, "gaussian_blur", &["eps"], AttackKeys::GaussianBlur(sigma(1.0)), ""),
+            read(
+                1,
+                "gaussian_blur",
+                &["eps"],
+                AttackKeys::GaussianBlur(sigma(1.0)),
+                "",
+            ),
             read(2, "sparkle", &[], fgsm(None), ""),
             read(3, "matched_noise", &[], of("nothing"), ""),
-            read(4, "gaussian_noise", &[], AttackKeys::GaussianNoise(sigma(0.1)), "clean"),
+            read(
+                4,
+                "gaussian_noise",
+                &[],
+                AttackKeys::GaussianNoise(sigma(0.1)),
+                "clean",
+            ),
         ])
         .unwrap_err();
         assert_eq!(

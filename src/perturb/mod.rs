@@ -9,8 +9,8 @@
 
 mod attack;
 
-pub use attack::{resolve_attacks, Attack, AttackKind, Norm};
-pub(crate) use attack::{attack_kind, AttackKeys, AttackTable, ReadAttack};
+pub(crate) use attack::{attack_kind, resolve_attacks, AttackKeys, AttackTable, ReadAttack};
+pub use attack::{Attack, AttackKind, Norm};
 
 /// How an attacked sample came out (the extra summary columns).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,13 +49,13 @@ impl SampleRng {
         }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.state)
     }
 
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
+    pub(crate) fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
@@ -169,7 +169,7 @@ pub fn norms(x: &[f32], adv: &[f32], sample_len: usize) -> Vec<(f32, f32)> {
 }
 
 /// `x + sigma * N(0, 1)`, clipped, one generator per sample.
-pub fn gaussian_noise(
+pub(crate) fn gaussian_noise(
     x: &[f32],
     sample_len: usize,
     sigma: f32,
@@ -190,7 +190,7 @@ pub fn gaussian_noise(
 /// Gaussian noise whose perturbation, after clipping, has L2 norm `target[i]` for sample i (the
 /// paper's control: random noise of the same size as an adversarial perturbation). The scale is
 /// found by bisection, since clipping makes the norm a monotone but non-linear function of it.
-pub fn matched_noise(
+pub(crate) fn matched_noise(
     x: &[f32],
     sample_len: usize,
     target: &[f32],

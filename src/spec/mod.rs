@@ -15,8 +15,8 @@ mod layer_table;
 mod ops;
 
 use layer_table::LayerTable;
-pub use ops::{Conv2d, Linear, Op, Pool2d};
 use ops::OpKeys;
+pub use ops::{Conv2d, Linear, Op, Pool2d};
 
 /// A shape without the batch dimension: `[C, H, W]` for images, `[F]` for feature vectors.
 pub type Shape = Vec<usize>;
@@ -40,7 +40,7 @@ pub enum SpecError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    pub format_version: u32,
+    format_version: u32,
     pub name: String,
     pub input_shape: Vec<usize>,
     /// Weights file named by the spec, relative to the spec file.
@@ -90,7 +90,7 @@ impl ModelSpec {
     }
 
     /// The weights file the spec names, resolved against the spec's folder.
-    pub fn weights_path(&self) -> Option<PathBuf> {
+    pub(crate) fn weights_path(&self) -> Option<PathBuf> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         self.weights.as_ref().map(|w| dir.join(w))
     }
@@ -119,17 +119,17 @@ pub fn numel(shape: &[usize]) -> usize {
 }
 
 /// Values in a shape, or None when the product overflows.
-pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// Most values one input or one layer's output may have: every value is a vertex whose unit id is
 /// a u32 (docs/limits.md).
-pub const MAX_VALUES: usize = u32::MAX as usize;
+pub(crate) const MAX_VALUES: usize = u32::MAX as usize;
 
 /// Largest kernel size, stride, padding or dilation (docs/limits.md): far above any real network,
 /// low enough that window arithmetic cannot overflow and edge bounds are quick to count.
-pub const MAX_WINDOW: usize = 65_535;
+pub(crate) const MAX_WINDOW: usize = 65_535;
 
 /// Checks that a shape has at most `MAX_VALUES` values; the error says how many it has.
 fn check_values(shape: &[usize]) -> Result<(), String> {

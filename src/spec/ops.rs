@@ -9,7 +9,10 @@ use crate::tagged::{tagged_settings, Tagged};
 
 /// An int, or a pair `[h, w]`, as PyTorch accepts for kernel sizes, strides and paddings.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(untagged, expecting = "expected a whole number or a pair [h, w] of whole numbers")]
+#[serde(
+    untagged,
+    expecting = "expected a whole number or a pair [h, w] of whole numbers"
+)]
 pub(crate) enum IntOrPair {
     One(usize),
     Two([usize; 2]),
@@ -220,7 +223,10 @@ fn conv2d(k: &Conv2dKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
             ShapeStr(shape)
         ));
     }
-    let kernel = pair_positive(required(k.kernel_size, "kernel_size")?.pair(), "kernel_size")?;
+    let kernel = pair_positive(
+        required(k.kernel_size, "kernel_size")?.pair(),
+        "kernel_size",
+    )?;
     let stride = pair_positive(k.stride.map_or([1, 1], IntOrPair::pair), "stride")?;
     let padding = window_sized(k.padding.map_or([0, 0], IntOrPair::pair), "padding")?;
     let dilation = pair_positive(k.dilation.map_or([1, 1], IntOrPair::pair), "dilation")?;
@@ -268,7 +274,10 @@ fn linear(k: &LinearKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
 /// A max or average pool's geometry and output shape (`op` names it in messages).
 fn pool(k: &PoolKeys, op: &str, shape: &[usize]) -> Result<(Pool2d, Shape), String> {
     let (c, h, w) = need_image(op, shape)?;
-    let kernel = pair_positive(required(k.kernel_size, "kernel_size")?.pair(), "kernel_size")?;
+    let kernel = pair_positive(
+        required(k.kernel_size, "kernel_size")?.pair(),
+        "kernel_size",
+    )?;
     let stride = pair_positive(k.stride.map_or(kernel, IntOrPair::pair), "stride")?;
     let padding = window_sized(k.padding.map_or([0, 0], IntOrPair::pair), "padding")?;
     if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
