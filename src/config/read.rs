@@ -307,3 +307,24 @@ fn type_problem(
         origin(f, path, value)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/configuration.md has a row for every key of every section.
+    #[test]
+    fn the_docs_list_every_key() {
+        let docs = include_str!("../../docs/configuration.md");
+        let known = known_keys();
+        for (section, keys) in known.as_object().into_iter().flatten() {
+            for key in keys.as_object().into_iter().flatten().map(|(k, _)| k) {
+                let row = format!("| `{section}.{key}` |");
+                assert!(
+                    docs.contains(&row),
+                    "docs/configuration.md has no row {row}"
+                );
+            }
+        }
+    }
+}

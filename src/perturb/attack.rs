@@ -466,4 +466,23 @@ mod tests {
         let value = serde_json::to_value(&table).unwrap();
         assert_eq!(value["confidence"], serde_json::json!(0.1f32));
     }
+
+    /// docs/configuration.md names every attack kind and, in its row, every key it takes.
+    #[test]
+    fn the_docs_list_every_kind_and_its_keys() {
+        let docs = include_str!("../../docs/configuration.md");
+        for kind in AttackKeys::kinds() {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", kind.name)))
+                .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{}`", kind.name));
+            for key in kind.keys {
+                assert!(
+                    row.contains(&format!("`{key}`")),
+                    "docs/configuration.md: the row of `{}` does not name key `{key}`",
+                    kind.name
+                );
+            }
+        }
+    }
 }

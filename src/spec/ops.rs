@@ -346,3 +346,27 @@ fn window_out(size: usize, kernel: usize, stride: usize, pad: usize, dil: usize)
     let padded = size.checked_add(pad.checked_mul(2)?)?;
     Some(padded.checked_sub(span)? / stride + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/model-spec.md names every op and, in the op's row, every key it takes.
+    #[test]
+    fn the_docs_list_every_op_and_its_keys() {
+        let docs = include_str!("../../docs/model-spec.md");
+        for kind in OpKeys::kinds() {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", kind.name)))
+                .unwrap_or_else(|| panic!("docs/model-spec.md has no row for op `{}`", kind.name));
+            for key in kind.keys {
+                assert!(
+                    row.contains(&format!("`{key}`")),
+                    "docs/model-spec.md: the row of `{}` does not name key `{key}`",
+                    kind.name
+                );
+            }
+        }
+    }
+}
