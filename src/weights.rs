@@ -288,9 +288,14 @@ fn positions_differ(tensors: &BTreeMap<String, Tensor>, net: &Network) -> Option
     if used != tensors.keys().filter(|n| !wanted.contains(*n)).count() {
         return None;
     }
+    Some(rename_fix(net, &missing, &prefixes))
+}
+
+/// The two lines of `positions_differ`: what the names say, and the `name`s to set.
+fn rename_fix(net: &Network, missing: &[(usize, &Layer)], prefixes: &[usize]) -> String {
     let renames: Vec<(usize, String)> = missing
         .iter()
-        .zip(&prefixes)
+        .zip(prefixes)
         .map(|((i, _), p)| (*i, p.to_string()))
         .collect();
     let names = layer_names(net, &renames);
@@ -299,11 +304,11 @@ fn positions_differ(tensors: &BTreeMap<String, Tensor>, net: &Network) -> Option
     } else {
         ""
     };
-    Some(format!(
+    format!(
         "{}\n  fix: set each layer's `name` in the spec to its state-dict prefix: {}{unique}",
-        why_positions_differ(&missing, &prefixes),
+        why_positions_differ(missing, prefixes),
         names.join(", ")
-    ))
+    )
 }
 
 /// What the file's names say, and the likely cause when they are the spec's positions shifted.

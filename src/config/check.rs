@@ -31,7 +31,7 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
     if c.pipeline.batch_size == 0 {
         problems.push("`pipeline.batch_size` must be at least 1".into());
     }
-    let (scopes, maxpool_edges) = check_graph(c, problems);
+    let (scopes, maxpool_edges, vertex_birth) = check_graph(c, problems);
     check_output(c, base, problems);
     let workers = check_workers(c.pipeline.workers, problems);
     Some(Checked {
@@ -43,7 +43,7 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
         graph: GraphOptions {
             include_input: c.graph.include_input,
             maxpool_edges: maxpool_edges?,
-            vertex_birth: VertexBirth::MaxIncident,
+            vertex_birth: vertex_birth?,
         },
         homology: HomologyOptions {
             keep_zero_persistence: c.homology.keep_zero_persistence,
@@ -128,7 +128,10 @@ fn check_data(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> Option
 }
 
 /// `[graph]`: known scopes, at least one; the max-pool edge rule; the vertex birth rule.
-fn check_graph(c: &Config, problems: &mut Vec<String>) -> (Scopes, Option<MaxPoolEdges>) {
+fn check_graph(
+    c: &Config,
+    problems: &mut Vec<String>,
+) -> (Scopes, Option<MaxPoolEdges>, Option<VertexBirth>) {
     let mut scopes = Scopes {
         network: false,
         layers: false,
@@ -151,13 +154,16 @@ fn check_graph(c: &Config, problems: &mut Vec<String>) -> (Scopes, Option<MaxPoo
         .parse::<MaxPoolEdges>()
         .map_err(|e| problems.push(format!("`graph.maxpool_edges`: {e}")))
         .ok();
-    if c.graph.vertex_birth != "max_incident" {
-        problems.push(format!(
-            "`graph.vertex_birth` = \"{}\": only \"max_incident\" is implemented",
-            c.graph.vertex_birth
-        ));
-    }
-    (scopes, maxpool_edges)
+    let vertex_birth = match c.graph.vertex_birth.as_str() {
+        "max_incident" => Some(VertexBirth::MaxIncident),
+        other => {
+            problems.push(format!(
+                "`graph.vertex_birth` = \"{other}\": only \"max_incident\" is implemented"
+            ));
+            None
+        }
+    };
+    (scopes, maxpool_edges, vertex_birth)
 }
 
 /// `[subgraph]` and `[output]`: something to write; the output folder made absolute.

@@ -379,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn names_defaults_and_problems() {
+    fn names_and_defaults() {
         let pgd = PgdKeys {
             eps: Some(0.5),
             norm: Some("l2".into()),
@@ -411,6 +411,15 @@ mod tests {
             }
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_table() {
+        let of = |of: &str| {
+            AttackKeys::MatchedNoise(MatchedNoiseKeys {
+                of: Some(of.into()),
+            })
+        };
         let sigma = |s| SigmaKeys { sigma: Some(s) };
         let problems = resolve_attacks(&[
             read(0, "fgsm", &[], fgsm(None), ""),
