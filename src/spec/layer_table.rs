@@ -1,6 +1,8 @@
 //! Reading one `[[layers]]` table: its `name`, its `op`, and the keys that op takes, each checked
 //! on its own so that every problem of the table is found, not only serde's first.
 
+use figment::value::{Dict, Value};
+
 use super::ops::OpKeys;
 use crate::tagged::{plain_type_words, Kind, Tagged};
 
@@ -18,18 +20,18 @@ pub(super) struct LayerTable {
 
 impl LayerTable {
     /// Reads the table at position `index`.
-    pub fn read(index: usize, table: &toml::Table) -> LayerTable {
+    pub fn read(index: usize, table: &Dict) -> LayerTable {
         let mut problems = Vec::new();
         let name = match table.get("name") {
             None => index.to_string(),
-            Some(toml::Value::String(name)) => name.clone(),
+            Some(Value::String(_, name)) => name.clone(),
             Some(other) => {
-                problems.push(format!("`name` = {other}: expected a string"));
+                problems.push(format!("`name` = {}: expected a string", shown(other)));
                 index.to_string()
             }
         };
         let at = match table.get(OpKeys::TAG) {
-            Some(op) => format!("layer {index} ({name}, op = {op})"),
+            Some(op) => format!("layer {index} ({name}, op = {})", shown(op)),
             None => format!("layer {index} ({name})"),
         };
         let op = match op_kind(table) {
@@ -57,19 +59,19 @@ impl LayerTable {
 }
 
 /// The op the table names.
-fn op_kind(table: &toml::Table) -> Result<Kind, String> {
+fn op_kind(table: &Dict) -> Result<Kind, String> {
     let ops = OpKeys::names();
     match table.get(OpKeys::TAG) {
         None => Err(format!("missing key `op`; set it to one of {ops}")),
-        Some(toml::Value::String(op)) => {
+        Some(Value::String(_, op)) => {
             OpKeys::kind(op).ok_or_else(|| format!("unknown op `{op}`; expected one of {ops}"))
         }
-        Some(other) => Err(format!("`op` = {other}: expected one of {ops}")),
+        Some(other) => Err(format!("`op` = {}: expected one of {ops}", shown(other))),
     }
 }
 
 /// Keys the op does not take, and keys whose values do not have the type the op wants.
-fn key_problems(table: &toml::Table, kind: Kind) -> Vec<String> {
+fn key_problems(table: &Dict, kind: Kind) -> Vec<String> {
     let mut problems = Vec::new();
     for (key, value) in table {
         if key == "name" || key == OpKeys::TAG {
@@ -86,8 +88,9 @@ fn key_problems(table: &toml::Table, kind: Kind) -> Vec<String> {
             ));
         } else if let Err(e) = deserialize(kind, [(key, value)]) {
             problems.push(format!(
-                "`{key}` = {value}: {}; fix: see docs/model-spec.md for the values {} takes",
-                plain_type_words(e.message()),
+                "`{key}` = {}: {}; fix: see docs/model-spec.md for the values {} takes",
+                shown(value),
+                plain_type_words(&e.kind.to_string()),
                 kind.name
             ));
         }
@@ -96,23 +99,28 @@ fn key_problems(table: &toml::Table, kind: Kind) -> Vec<String> {
 }
 
 /// The op with its keys, from a table whose keys have each been checked.
-fn op_keys(table: &toml::Table, kind: Kind, problems: &mut Vec<String>) -> Option<OpKeys> {
+fn op_keys(table: &Dict, kind: Kind, problems: &mut Vec<String>) -> Option<OpKeys> {
     let keys = table
         .iter()
         .filter(|(key, _)| *key != "name" && *key != OpKeys::TAG);
     deserialize(kind, keys)
-        .map_err(|e| problems.push(plain_type_words(e.message())))
+        .map_err(|e| problems.push(plain_type_words(&e.kind.to_string())))
         .ok()
 }
 
 fn deserialize<'a>(
     kind: Kind,
-    keys: impl IntoIterator<Item = (&'a String, &'a toml::Value)>,
-) -> Result<OpKeys, toml::de::Error> {
-    let mut table: toml::Table = keys
+    keys: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Result<OpKeys, figment::Error> {
+    let mut table: Dict = keys
         .into_iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     table.insert(OpKeys::TAG.into(), kind.name.into());
-    toml::Value::Table(table).try_into()
+    Value::from(table).deserialize()
+}
+
+/// A value as written (near enough: JSON's syntax for strings, numbers and arrays).
+fn shown(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
 }

@@ -46,8 +46,9 @@ pub struct ModelSpec {
     /// Weights file named by the spec, relative to the spec file.
     pub weights: Option<PathBuf>,
     /// The `[[layers]]` tables, read one by one by `Network::resolve` so that every problem of
-    /// every table is reported.
-    layers: Vec<toml::Table>,
+    /// every table is reported (as figment values: unlike `toml::Value` they hold integers past
+    /// i64, which are then refused by name).
+    layers: Vec<figment::value::Dict>,
     /// Where the spec was read from (not a TOML key).
     #[serde(skip)]
     pub path: PathBuf,

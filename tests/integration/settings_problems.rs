@@ -113,7 +113,7 @@ kernel_size = 2
             "layer 1 (1, op = \"relu\"): key `negative_slope` does not apply to relu; remove it (accepted: none)",
             "layer 2 (2, op = \"softmax\"): unknown op `softmax`; expected one of conv2d, linear,",
             "layer 3 (c, op = \"linear\"): the name `c` is used twice",
-            "layer 3 (c, op = \"linear\"): `out_features` = -1: invalid value: integer `-1`, expected a whole number",
+            "layer 3 (c, op = \"linear\"): `out_features` = -1: invalid value signed int `-1`, expected a whole number",
             "layer 4 (4): missing key `op`; set it to one of conv2d,",
         ],
     );
