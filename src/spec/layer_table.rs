@@ -90,7 +90,7 @@ fn key_problems(table: &Dict, kind: Kind) -> Vec<String> {
             problems.push(format!(
                 "`{key}` = {}: {}; fix: see docs/model-spec.md for the values {} takes",
                 shown(value),
-                plain_type_words(&e.kind.to_string()),
+                e,
                 kind.name
             ));
         }
@@ -103,21 +103,22 @@ fn op_keys(table: &Dict, kind: Kind, problems: &mut Vec<String>) -> Option<OpKey
     let keys = table
         .iter()
         .filter(|(key, _)| *key != "name" && *key != OpKeys::TAG);
-    deserialize(kind, keys)
-        .map_err(|e| problems.push(plain_type_words(&e.kind.to_string())))
-        .ok()
+    deserialize(kind, keys).map_err(|e| problems.push(e)).ok()
 }
 
 fn deserialize<'a>(
     kind: Kind,
     keys: impl IntoIterator<Item = (&'a String, &'a Value)>,
-) -> Result<OpKeys, figment::Error> {
+) -> Result<OpKeys, String> {
     let mut table: Dict = keys
         .into_iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     table.insert(OpKeys::TAG.into(), kind.name.into());
-    Value::from(table).deserialize()
+    // The error's kind alone: its other parts name figment's own paths.
+    Value::from(table)
+        .deserialize()
+        .map_err(|e| plain_type_words(&e.kind.to_string()))
 }
 
 /// A value as written (near enough: JSON's syntax for strings, numbers and arrays).
