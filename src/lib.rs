@@ -26,5 +26,6 @@ pub mod output;
 pub mod perturb;
 pub mod pipeline;
 pub mod spec;
+mod tagged;
 pub mod topology;
 pub mod weights;

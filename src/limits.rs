@@ -15,12 +15,12 @@ use crate::topology::{Edge, GraphBounds};
 
 /// Topology workers allowed per available core (`pipeline.workers`): workers are CPU-bound, so
 /// more only add memory; a few per core leave room for machines whose core count is misreported.
-pub const WORKERS_PER_CORE: usize = 4;
+pub(crate) const WORKERS_PER_CORE: usize = 4;
 /// ... and never fewer than this many, so that small machines can still test parallel runs.
-pub const MIN_WORKER_CAP: usize = 8;
+pub(crate) const MIN_WORKER_CAP: usize = 8;
 
 /// The most topology workers this machine accepts.
-pub fn max_workers(cores: usize) -> usize {
+pub(crate) fn max_workers(cores: usize) -> usize {
     cores.saturating_mul(WORKERS_PER_CORE).max(MIN_WORKER_CAP)
 }
 
@@ -112,7 +112,7 @@ pub struct RunShape {
 
 /// The config key whose value scales a part of the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lever {
+pub(crate) enum Lever {
     BatchSize,
     Workers,
     Model,
@@ -121,7 +121,7 @@ pub enum Lever {
 
 /// One part of a run's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
+pub(crate) struct Part {
     pub what: &'static str,
     pub bytes: u128,
     pub lever: Lever,
@@ -162,7 +162,7 @@ impl ModelSizes {
 }
 
 /// The memory a run needs, part by part (the rule in docs/limits.md).
-pub fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
+pub(crate) fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
     let batch = run.batch_size as u128;
     let workers = run.workers as u128;
     let variants = run.variants as u128;
@@ -212,7 +212,7 @@ pub fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
     ]
 }
 
-pub fn total(parts: &[Part]) -> u128 {
+pub(crate) fn total(parts: &[Part]) -> u128 {
     parts.iter().fold(0u128, |t, p| t.saturating_add(p.bytes))
 }
 
@@ -348,28 +348,18 @@ pub fn check_memory(
     run: RunShape,
     limit: &MemoryLimit,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    let spec = spec.display();
-    let edge_buffer = m.max_edges.saturating_mul(EDGE_BYTES);
-    if edge_buffer > limit.one_allocation {
-        problems.push(format!(
-            "`model.spec` = \"{spec}\": each topology worker reserves room for the network's {} possible edges per input ({}) in one allocation, more than the {} (memory plus swap) this process can be given at all; fix: use a smaller model (`actopo inspect SPEC` lists the edges per layer)",
-            m.max_edges,
-            Bytes(edge_buffer),
-            Bytes(limit.one_allocation)
-        ));
-    }
+    let spec = spec.display().to_string();
+    let mut problems: Vec<String> = edge_buffer_too_large(m, &spec, limit).into_iter().collect();
     let parts = memory_parts(m, run);
     if total(&parts) <= limit.available {
         return problems;
     }
-    let fits = |run: RunShape| total(&memory_parts(m, run)) <= limit.available;
     let smallest = RunShape {
         batch_size: 1,
         workers: 1,
         ..run
     };
-    if !fits(smallest) {
+    if total(&memory_parts(m, smallest)) > limit.available {
         problems.push(format!(
             "`model.spec` = \"{spec}\": even with pipeline.batch_size = 1 and pipeline.workers = 1 the model {}; fix: use a smaller model{}, or raise `pipeline.memory_limit_mb` if more memory will be free",
             needs(&memory_parts(m, smallest), limit),
@@ -380,7 +370,31 @@ pub fn check_memory(
         ));
         return problems;
     }
-    let head = needs(&parts, limit);
+    problems.push(lower_batch_or_workers(m, run, &parts, limit));
+    problems
+}
+
+/// One worker's edge buffer is a single allocation: past what the kernel can give at all, no
+/// setting helps.
+fn edge_buffer_too_large(m: &ModelSizes, spec: &str, limit: &MemoryLimit) -> Option<String> {
+    let edge_buffer = m.max_edges.saturating_mul(EDGE_BYTES);
+    (edge_buffer > limit.one_allocation).then(|| format!(
+        "`model.spec` = \"{spec}\": each topology worker reserves room for the network's {} possible edges per input ({}) in one allocation, more than the {} (memory plus swap) this process can be given at all; fix: use a smaller model (`actopo inspect SPEC` lists the edges per layer)",
+        m.max_edges,
+        Bytes(edge_buffer),
+        Bytes(limit.one_allocation)
+    ))
+}
+
+/// A run too large for `limit` that fits with batch size and workers 1: names the key whose part
+/// dominates and the largest values of both that fit.
+fn lower_batch_or_workers(
+    m: &ModelSizes,
+    run: RunShape,
+    parts: &[Part],
+    limit: &MemoryLimit,
+) -> String {
+    let fits = |run: RunShape| total(&memory_parts(m, run)) <= limit.available;
     let dominant = parts
         .iter()
         .filter(|p| p.lever != Lever::None)
@@ -411,11 +425,11 @@ pub fn check_memory(
         fixes.push("use fewer [[attacks]]".into());
     }
     fixes.push("raise `pipeline.memory_limit_mb` if more memory will be free".into());
-    problems.push(format!(
-        "`{key}` = {value}: this run {head}; fix: {}",
+    format!(
+        "`{key}` = {value}: this run {}; fix: {}",
+        needs(parts, limit),
         fixes.join(", or ")
-    ));
-    problems
+    )
 }
 
 #[cfg(test)]

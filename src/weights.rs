@@ -118,12 +118,6 @@ fn batch_norm(names: &[&str]) -> Option<String> {
     ))
 }
 
-/// Every tensor as f32 (f16, bf16 and f64 are converted); other dtypes are refused.
-pub fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, String> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-    tensors_as_f32(&st)
-}
-
 fn tensors_as_f32(st: &SafeTensors) -> Result<BTreeMap<String, Tensor>, String> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -181,7 +175,11 @@ fn f16_to_f32(h: u16) -> f32 {
 
 impl Weights {
     /// Reads `path` and checks it against `net`; `spec_path` is only used in messages.
-    pub fn load(path: &Path, net: &Network, spec_path: &Path) -> Result<Weights, WeightsError> {
+    pub(crate) fn load(
+        path: &Path,
+        net: &Network,
+        spec_path: &Path,
+    ) -> Result<Weights, WeightsError> {
         let tensors = read_safetensors(path)?;
         Weights::from_tensors(tensors, net).map_err(|problems| WeightsError::Mismatch {
             path: path.to_path_buf(),
@@ -290,9 +288,14 @@ fn positions_differ(tensors: &BTreeMap<String, Tensor>, net: &Network) -> Option
     if used != tensors.keys().filter(|n| !wanted.contains(*n)).count() {
         return None;
     }
+    Some(rename_fix(net, &missing, &prefixes))
+}
+
+/// The two lines of `positions_differ`: what the names say, and the `name`s to set.
+fn rename_fix(net: &Network, missing: &[(usize, &Layer)], prefixes: &[usize]) -> String {
     let renames: Vec<(usize, String)> = missing
         .iter()
-        .zip(&prefixes)
+        .zip(prefixes)
         .map(|((i, _), p)| (*i, p.to_string()))
         .collect();
     let names = layer_names(net, &renames);
@@ -301,11 +304,11 @@ fn positions_differ(tensors: &BTreeMap<String, Tensor>, net: &Network) -> Option
     } else {
         ""
     };
-    Some(format!(
+    format!(
         "{}\n  fix: set each layer's `name` in the spec to its state-dict prefix: {}{unique}",
-        why_positions_differ(&missing, &prefixes),
+        why_positions_differ(missing, prefixes),
         names.join(", ")
-    ))
+    )
 }
 
 /// What the file's names say, and the likely cause when they are the spec's positions shifted.

@@ -213,7 +213,10 @@ sigma = 0.2
 }
 
 /// (variant, index) -> (success, linf, l2) from a summary file's network rows.
-fn attack_columns(path: &Path) -> Vec<(String, u32, Option<bool>, Option<f32>, Option<f32>, i64)> {
+/// One summary row of an attacked run: variant, index, success, linf, l2, prediction.
+type AttackRow = (String, u32, Option<bool>, Option<f32>, Option<f32>, i64);
+
+fn attack_columns(path: &Path) -> Vec<AttackRow> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Float32Type, Int64Type, UInt32Type};
     let mut rows = Vec::new();
@@ -308,7 +311,7 @@ fn matched_noise_copies_the_size_and_runs_are_reproducible() {
         rows.iter().filter(|r| r.0 == "clean").collect::<Vec<_>>(),
         other.iter().filter(|r| r.0 == "clean").collect::<Vec<_>>()
     );
-    let noise_l2 = |rs: &[(String, u32, Option<bool>, Option<f32>, Option<f32>, i64)]| {
+    let noise_l2 = |rs: &[AttackRow]| {
         rs.iter()
             .filter(|r| r.0 == "noise")
             .map(|r| r.4.unwrap())

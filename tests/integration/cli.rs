@@ -481,8 +481,9 @@ fn subgraphs_table_lists_top_k_killing_edges_by_rank() {
         meta.get("actopo.subgraph_top_k").map(String::as_str),
         Some("3")
     );
-    let mut groups: HashMap<(u32, String), Vec<(u32, f32, u64, u64, String, String)>> =
-        HashMap::new();
+    // (rank, persistence, src, dst, layer_src, layer_dst) per (index, scope)
+    type Edge = (u32, f32, u64, u64, String, String);
+    let mut groups: HashMap<(u32, String), Vec<Edge>> = HashMap::new();
     for b in &batches {
         let index = b
             .column_by_name("index")

@@ -8,6 +8,7 @@ mod cli;
 mod graph_props;
 mod persistence_props;
 mod safety;
+mod settings_problems;
 mod sizes;
 mod stage_failures;
 mod support;

@@ -7,263 +7,10 @@
 //! come from one generator per (seed, shard, sample, attack), so a rerun gives the same outputs
 //! whatever the batch size or worker count.
 
-use serde::{Deserialize, Serialize};
+mod attack;
 
-/// One `[[attacks]]` table as written.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttackEntry {
-    pub name: Option<String>,
-    pub kind: String,
-    pub eps: Option<f32>,
-    pub norm: Option<String>,
-    pub steps: Option<usize>,
-    pub step_size: Option<f32>,
-    pub random_start: Option<bool>,
-    pub confidence: Option<f32>,
-    pub lr: Option<f32>,
-    pub binary_search_steps: Option<usize>,
-    pub initial_const: Option<f32>,
-    pub overshoot: Option<f32>,
-    pub sigma: Option<f32>,
-    pub of: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Norm {
-    Linf,
-    L2,
-}
-
-/// A checked attack.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AttackKind {
-    Fgsm {
-        eps: f32,
-    },
-    Pgd {
-        eps: f32,
-        norm: Norm,
-        steps: usize,
-        step_size: f32,
-        random_start: bool,
-    },
-    CwL2 {
-        confidence: f32,
-        steps: usize,
-        lr: f32,
-        binary_search_steps: usize,
-        initial_const: f32,
-    },
-    Deepfool {
-        steps: usize,
-        overshoot: f32,
-    },
-    GaussianNoise {
-        sigma: f32,
-    },
-    GaussianBlur {
-        sigma: f32,
-    },
-    /// Gaussian noise rescaled per sample to the L2 size of attack number `of`'s perturbation.
-    MatchedNoise {
-        of: usize,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Attack {
-    /// The `variant` value in the output tables.
-    pub name: String,
-    #[serde(flatten)]
-    pub kind: AttackKind,
-}
-
-const KINDS: &str = "fgsm, pgd, cw_l2, deepfool, gaussian_noise, gaussian_blur, matched_noise";
-
-fn present(e: &AttackEntry) -> Vec<&'static str> {
-    let all: [(&'static str, bool); 12] = [
-        ("eps", e.eps.is_some()),
-        ("norm", e.norm.is_some()),
-        ("steps", e.steps.is_some()),
-        ("step_size", e.step_size.is_some()),
-        ("random_start", e.random_start.is_some()),
-        ("confidence", e.confidence.is_some()),
-        ("lr", e.lr.is_some()),
-        ("binary_search_steps", e.binary_search_steps.is_some()),
-        ("initial_const", e.initial_const.is_some()),
-        ("overshoot", e.overshoot.is_some()),
-        ("sigma", e.sigma.is_some()),
-        ("of", e.of.is_some()),
-    ];
-    all.iter().filter(|(_, p)| *p).map(|(k, _)| *k).collect()
-}
-
-fn allowed(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "fgsm" => &["eps"],
-        "pgd" => &["eps", "norm", "steps", "step_size", "random_start"],
-        "cw_l2" => &[
-            "confidence",
-            "steps",
-            "lr",
-            "binary_search_steps",
-            "initial_const",
-        ],
-        "deepfool" => &["steps", "overshoot"],
-        "gaussian_noise" | "gaussian_blur" => &["sigma"],
-        "matched_noise" => &["of"],
-        _ => return None,
-    })
-}
-
-fn fmt_num(v: f32) -> String {
-    format!("{v}")
-}
-
-/// Checks the `[[attacks]]` list; every problem is returned, each naming the attack and key.
-pub fn resolve_attacks(entries: &[AttackEntry]) -> Result<Vec<Attack>, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut attacks: Vec<Attack> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        let at = format!("attacks[{i}] (kind = \"{}\")", e.kind);
-        let Some(keys) = allowed(&e.kind) else {
-            problems.push(format!("{at}: unknown kind; use one of {KINDS}"));
-            continue;
-        };
-        let mut ok = true;
-        for key in present(e) {
-            if !keys.contains(&key) {
-                problems.push(format!(
-                    "{at}: key `{key}` does not apply to {}; it takes {}",
-                    e.kind,
-                    keys.join(", ")
-                ));
-                ok = false;
-            }
-        }
-        let mut need = |v: Option<f32>, key: &str| -> f32 {
-            match v {
-                Some(v) if v.is_finite() && v > 0.0 => v,
-                Some(v) => {
-                    problems.push(format!("{at}: `{key}` = {v} must be positive"));
-                    ok = false;
-                    0.0
-                }
-                None => {
-                    problems.push(format!("{at}: `{key}` is required"));
-                    ok = false;
-                    0.0
-                }
-            }
-        };
-        let (kind, default_name) = match e.kind.as_str() {
-            "fgsm" => {
-                let eps = need(e.eps, "eps");
-                (AttackKind::Fgsm { eps }, format!("fgsm-{}", fmt_num(eps)))
-            }
-            "pgd" => {
-                let eps = need(e.eps, "eps");
-                let norm = match e.norm.as_deref().unwrap_or("linf") {
-                    "linf" => Norm::Linf,
-                    "l2" => Norm::L2,
-                    other => {
-                        problems.push(format!(
-                            "{at}: `norm` = \"{other}\"; use \"linf\" or \"l2\""
-                        ));
-                        ok = false;
-                        Norm::Linf
-                    }
-                };
-                let steps = e.steps.unwrap_or(40).max(1);
-                let step_size = e.step_size.unwrap_or(2.5 * eps / steps as f32);
-                let n = if norm == Norm::Linf { "linf" } else { "l2" };
-                (
-                    AttackKind::Pgd {
-                        eps,
-                        norm,
-                        steps,
-                        step_size,
-                        random_start: e.random_start.unwrap_or(true),
-                    },
-                    format!("pgd-{n}-{}", fmt_num(eps)),
-                )
-            }
-            "cw_l2" => (
-                AttackKind::CwL2 {
-                    confidence: e.confidence.unwrap_or(0.0),
-                    steps: e.steps.unwrap_or(100).max(1),
-                    lr: e.lr.unwrap_or(0.01),
-                    binary_search_steps: e.binary_search_steps.unwrap_or(5).max(1),
-                    initial_const: e.initial_const.unwrap_or(0.1),
-                },
-                "cw_l2".to_string(),
-            ),
-            "deepfool" => (
-                AttackKind::Deepfool {
-                    steps: e.steps.unwrap_or(50).max(1),
-                    overshoot: e.overshoot.unwrap_or(0.02),
-                },
-                "deepfool".to_string(),
-            ),
-            "gaussian_noise" => {
-                let sigma = need(e.sigma, "sigma");
-                (
-                    AttackKind::GaussianNoise { sigma },
-                    format!("gaussian_noise-{}", fmt_num(sigma)),
-                )
-            }
-            "gaussian_blur" => {
-                let sigma = need(e.sigma, "sigma");
-                (
-                    AttackKind::GaussianBlur { sigma },
-                    format!("gaussian_blur-{}", fmt_num(sigma)),
-                )
-            }
-            _ => {
-                // matched_noise
-                let of = e.of.clone().unwrap_or_default();
-                match attacks.iter().position(|a| a.name == of) {
-                    Some(j) if !matches!(attacks[j].kind, AttackKind::MatchedNoise { .. }) => (
-                        AttackKind::MatchedNoise { of: j },
-                        format!("matched_noise-{of}"),
-                    ),
-                    _ => {
-                        problems.push(format!(
-                            "{at}: `of` = \"{of}\" must name an attack listed before it (not another matched_noise); names so far: {}",
-                            attacks.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-                        ));
-                        ok = false;
-                        (AttackKind::MatchedNoise { of: 0 }, String::new())
-                    }
-                }
-            }
-        };
-        let name = e.name.clone().unwrap_or(default_name);
-        if name == "clean" || attacks.iter().any(|a| a.name == name) {
-            problems.push(format!(
-                "{at}: name \"{name}\" is taken (\"clean\" is reserved); set a distinct `name`"
-            ));
-            ok = false;
-        }
-        if ok {
-            attacks.push(Attack { name, kind });
-        } else {
-            // keep positions stable for later `of` lookups
-            attacks.push(Attack {
-                name: format!("\u{0}invalid{i}"),
-                kind,
-            });
-        }
-    }
-    if problems.is_empty() {
-        Ok(attacks)
-    } else {
-        Err(problems)
-    }
-}
+pub(crate) use attack::{attack_kind, resolve_attacks, AttackKeys, AttackTable, ReadAttack};
+pub use attack::{Attack, AttackKind, Norm};
 
 /// How an attacked sample came out (the extra summary columns).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -302,13 +49,13 @@ impl SampleRng {
         }
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.state)
     }
 
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
+    pub(crate) fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
@@ -422,7 +169,7 @@ pub fn norms(x: &[f32], adv: &[f32], sample_len: usize) -> Vec<(f32, f32)> {
 }
 
 /// `x + sigma * N(0, 1)`, clipped, one generator per sample.
-pub fn gaussian_noise(
+pub(crate) fn gaussian_noise(
     x: &[f32],
     sample_len: usize,
     sigma: f32,
@@ -443,7 +190,7 @@ pub fn gaussian_noise(
 /// Gaussian noise whose perturbation, after clipping, has L2 norm `target[i]` for sample i (the
 /// paper's control: random noise of the same size as an adversarial perturbation). The scale is
 /// found by bisection, since clipping makes the norm a monotone but non-linear function of it.
-pub fn matched_noise(
+pub(crate) fn matched_noise(
     x: &[f32],
     sample_len: usize,
     target: &[f32],
@@ -523,78 +270,6 @@ mod tests {
         assert_eq!((total.values, total.samples), (2, 1));
         let text = total.describe([0.0, 1.0], "consequence");
         assert!(text.contains("data.clip = [-0.25, 1.5]"), "{text}");
-    }
-
-    fn entry(kind: &str) -> AttackEntry {
-        AttackEntry {
-            kind: kind.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn names_defaults_and_problems() {
-        let attacks = resolve_attacks(&[
-            AttackEntry {
-                eps: Some(0.1),
-                ..entry("fgsm")
-            },
-            AttackEntry {
-                eps: Some(0.5),
-                norm: Some("l2".into()),
-                ..entry("pgd")
-            },
-            AttackEntry {
-                of: Some("fgsm-0.1".into()),
-                ..entry("matched_noise")
-            },
-        ])
-        .unwrap();
-        let names: Vec<_> = attacks.iter().map(|a| a.name.as_str()).collect();
-        assert_eq!(names, ["fgsm-0.1", "pgd-l2-0.5", "matched_noise-fgsm-0.1"]);
-        assert_eq!(attacks[2].kind, AttackKind::MatchedNoise { of: 0 });
-        match attacks[1].kind {
-            AttackKind::Pgd {
-                steps,
-                step_size,
-                random_start,
-                ..
-            } => {
-                assert_eq!((steps, random_start), (40, true));
-                assert!((step_size - 2.5 * 0.5 / 40.0).abs() < 1e-7);
-            }
-            _ => panic!(),
-        }
-        let problems = resolve_attacks(&[
-            entry("fgsm"),
-            AttackEntry {
-                sigma: Some(1.0),
-                eps: Some(0.1),
-                ..entry("gaussian_blur")
-            },
-            entry("sparkle"),
-            AttackEntry {
-                of: Some("nothing".into()),
-                ..entry("matched_noise")
-            },
-            AttackEntry {
-                name: Some("clean".into()),
-                sigma: Some(0.1),
-                ..entry("gaussian_noise")
-            },
-        ])
-        .unwrap_err();
-        let text = problems.join("\n");
-        for needle in [
-            "attacks[0]",
-            "`eps` is required",
-            "`eps` does not apply",
-            "unknown kind",
-            "\"nothing\"",
-            "\"clean\" is reserved",
-        ] {
-            assert!(text.contains(needle), "missing {needle}: {text}");
-        }
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! Reading one `[[layers]]` table: its `name`, its `op`, and the keys that op takes, each checked
+//! on its own so that every problem of the table is found, not only serde's first.
+
+use figment::value::{Dict, Value};
+
+use super::ops::OpKeys;
+use crate::tagged::{plain_type_words, Kind, Tagged};
+
+/// One `[[layers]]` table as read: where it is (for messages), its name, and its op with the
+/// keys written for it when they all fit.
+pub(super) struct LayerTable {
+    /// "layer 3 (conv, op = \"conv2d\")": how messages name the table.
+    pub at: String,
+    /// The `name` key, or the layer's position.
+    pub name: String,
+    /// None when the table has a problem (listed in `problems`).
+    pub op: Option<OpKeys>,
+    pub problems: Vec<String>,
+}
+
+impl LayerTable {
+    /// Reads the table at position `index`.
+    pub fn read(index: usize, table: &Dict) -> LayerTable {
+        let mut problems = Vec::new();
+        let name = match table.get("name") {
+            None => index.to_string(),
+            Some(Value::String(_, name)) => name.clone(),
+            Some(other) => {
+                problems.push(format!("`name` = {}: expected a string", shown(other)));
+                index.to_string()
+            }
+        };
+        let at = match table.get(OpKeys::TAG) {
+            Some(op) => format!("layer {index} ({name}, op = {})", shown(op)),
+            None => format!("layer {index} ({name})"),
+        };
+        let op = match op_kind(table) {
+            Ok(kind) => {
+                problems.extend(key_problems(table, kind));
+                Some(kind)
+            }
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        };
+        let op = match op {
+            Some(kind) if problems.is_empty() => op_keys(table, kind, &mut problems),
+            _ => None,
+        };
+        let problems = problems.into_iter().map(|p| format!("{at}: {p}")).collect();
+        LayerTable {
+            at,
+            name,
+            op,
+            problems,
+        }
+    }
+}
+
+/// The op the table names.
+fn op_kind(table: &Dict) -> Result<Kind, String> {
+    let ops = OpKeys::names();
+    match table.get(OpKeys::TAG) {
+        None => Err(format!("missing key `op`; set it to one of {ops}")),
+        Some(Value::String(_, op)) => {
+            OpKeys::kind(op).ok_or_else(|| format!("unknown op `{op}`; expected one of {ops}"))
+        }
+        Some(other) => Err(format!("`op` = {}: expected one of {ops}", shown(other))),
+    }
+}
+
+/// Keys the op does not take, and keys whose values do not have the type the op wants.
+fn key_problems(table: &Dict, kind: Kind) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, value) in table {
+        if key == "name" || key == OpKeys::TAG {
+            continue;
+        }
+        if !kind.keys.contains(&key.as_str()) {
+            let accepted = match kind.keys {
+                [] => "none".to_string(),
+                keys => keys.join(", "),
+            };
+            problems.push(format!(
+                "key `{key}` does not apply to {}; remove it (accepted: {accepted})",
+                kind.name
+            ));
+        } else if let Err(e) = deserialize(kind, [(key, value)]) {
+            problems.push(format!(
+                "`{key}` = {}: {}; fix: see docs/model-spec.md for the values {} takes",
+                shown(value),
+                e,
+                kind.name
+            ));
+        }
+    }
+    problems
+}
+
+/// The op with its keys, from a table whose keys have each been checked.
+fn op_keys(table: &Dict, kind: Kind, problems: &mut Vec<String>) -> Option<OpKeys> {
+    let keys = table
+        .iter()
+        .filter(|(key, _)| *key != "name" && *key != OpKeys::TAG);
+    deserialize(kind, keys).map_err(|e| problems.push(e)).ok()
+}
+
+fn deserialize<'a>(
+    kind: Kind,
+    keys: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) -> Result<OpKeys, String> {
+    let mut table: Dict = keys
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    table.insert(OpKeys::TAG.into(), kind.name.into());
+    // The error's kind alone: its other parts name figment's own paths.
+    Value::from(table)
+        .deserialize()
+        .map_err(|e| plain_type_words(&e.kind.to_string()))
+}
+
+/// A value as written (near enough: JSON's syntax for strings, numbers and arrays).
+fn shown(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
+}
