@@ -59,8 +59,9 @@ impl Persistence {
     /// that merge components need to be met in sorted order. So large graphs are split at a
     /// sampled pivot: the heaviest quarter is sorted and swept first; then each lighter edge whose
     /// two ends are already in one component is counted as a cycle (H1) without being sorted, and
-    /// the rest goes through the same steps until it is small enough to sort whole. Partition, filter and sort are all stable, so edges are met
-    /// in exactly the order a full stable sort gives: same pairs, same killing edges.
+    /// the rest goes through the same steps until it is small enough to sort whole (`reduce`).
+    /// Partition, filter and sort are all stable, so edges are met in exactly the order a full
+    /// stable sort gives: same pairs, same killing edges.
     pub fn compute(
         &mut self,
         edges: &mut [Edge],

@@ -4,10 +4,11 @@ use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
 use super::heavy::put_heavier;
 
-/// Labels the sink has for more than this many output components: their rows list their inputs
-/// each time rather than once.
+/// How many output labels keep their list of inputs; rows with any further label list theirs anew.
 const CACHED_LABELS: usize = 32;
 
+/// Every (output, nonzero input) pair, output by output, inputs ascending; rows skip what the sink
+/// says it does not want (edges inside a component, or lighter than its split).
 pub(in crate::topology::graph) fn linear_edges<S: EdgeSink>(
     g: &GraphOp,
     src_offset: u32,
