@@ -80,9 +80,9 @@ fn cases() -> impl Strategy<Value = Case> {
             }
             case
         })
+        // The dilated kernel, d * (k - 1) + 1 cells, fits in the padded input.
         .prop_filter("kernel fits", |c| {
-            c.h + 2 * c.p[0] >= c.d[0] * (c.k[0] - 1) + 1
-                && c.w + 2 * c.p[1] >= c.d[1] * (c.k[1] - 1) + 1
+            c.h + 2 * c.p[0] > c.d[0] * (c.k[0] - 1) && c.w + 2 * c.p[1] > c.d[1] * (c.k[1] - 1)
         })
 }
 
