@@ -12,9 +12,9 @@ use std::path::Path;
 
 use actopo::output::{OutputLayout, SampleOutcome, SampleResult, ShardOutput};
 use actopo::spec::{ModelSpec, Network, Op};
-use actopo::topology::persistence::sort_heaviest_first;
 use actopo::topology::{
-    Diagram, GraphOptions, GraphPlan, HomologyOptions, Persistence, Scopes, Workspace,
+    sort_heaviest_first, Diagram, Edge, EdgeSink, EdgeSource, GraphOptions, GraphPlan,
+    HomologyOptions, Persistence, SampleGraph, Scopes, Workspace,
 };
 use actopo::weights::{Tensor, Weights};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -103,6 +103,22 @@ fn as_slices(s: &[Vec<f32>]) -> Vec<&[f32]> {
     s.iter().map(|v| v.as_slice()).collect()
 }
 
+/// Appends every edge it is given (the stored-edge computation, for comparison).
+struct Collect<'a>(&'a mut Vec<Edge>);
+
+impl EdgeSink for Collect<'_> {
+    fn extend(&mut self, edges: &[Edge]) {
+        self.0.extend_from_slice(edges);
+    }
+}
+
+/// Appends one sample's `network` graph to `out`.
+fn network_edges(plan: &GraphPlan, inputs: &[Vec<f32>], out: &mut Vec<Edge>) {
+    let inputs = as_slices(inputs);
+    let graph = SampleGraph::network(plan, &inputs).unwrap();
+    graph.for_each_edge(&mut Collect(out));
+}
+
 fn bench(c: &mut Criterion) {
     let (net, weights) = ccff();
     let mut rng = Rng(42);
@@ -142,13 +158,11 @@ fn bench(c: &mut Criterion) {
     let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
 
     let mut edges = Vec::new();
-    let mut segments = Vec::new();
     let counts: Vec<usize> = samples
         .iter()
         .map(|s| {
             edges.clear();
-            plan.network_edges(&as_slices(s), &mut edges, &mut segments)
-                .unwrap();
+            network_edges(&plan, s, &mut edges);
             edges.len()
         })
         .collect();
@@ -166,8 +180,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             edges.clear();
             i = (i + 1) % samples.len();
-            plan.network_edges(&as_slices(&samples[i]), &mut edges, &mut segments)
-                .unwrap();
+            network_edges(&plan, &samples[i], &mut edges);
             edges.len()
         })
     });
@@ -176,8 +189,7 @@ fn bench(c: &mut Criterion) {
         .iter()
         .map(|s| {
             let mut e = Vec::new();
-            plan.network_edges(&as_slices(s), &mut e, &mut segments)
-                .unwrap();
+            network_edges(&plan, s, &mut e);
             e
         })
         .collect();
@@ -211,8 +223,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % samples.len();
             stored.clear();
-            plan.network_edges(&as_slices(&samples[i]), &mut stored, &mut segments)
-                .unwrap();
+            network_edges(&plan, &samples[i], &mut stored);
             persistence.compute(
                 &mut stored,
                 plan.n_units,

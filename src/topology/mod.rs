@@ -1,94 +1,111 @@
-//! The topology core: activation graphs and their persistence, in pure Rust (no tch).
+//! The topology core: activation graphs and their persistence, in pure Rust (no tch: checked by
+//! the test below). The definitions it implements: docs/graph.md and docs/persistence.md.
 //!
 //! - `graph`: unit numbering and sparse edge enumeration for linear, conv and pool layers, into
 //!   sinks that may keep only some edges (`EdgeSink`, `EdgeSource`);
 //! - `persistence`: radix sort + union-find superlevel persistence (H0 pairs with their killing
 //!   edges, essential H0, H1), filtering cycle edges before sorting;
-//! - `summary`: the per-diagram statistics written to the summary table.
+//! - `summary`: the per-diagram statistics written to the summary table;
+//! - `workspace`: one sample's scopes (`network`, `layers`) computed with reused buffers.
 //!
 //! `Workspace` ties them together for one sample and owns the large buffers, so a worker thread
 //! that keeps one `Workspace` allocates only a few small vectors per sample once warmed up.
 
-pub mod graph;
-pub mod persistence;
-pub mod summary;
+pub(crate) mod graph;
+pub(crate) mod persistence;
+mod summary;
+mod workspace;
 
 pub use graph::{
-    Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOptions, GraphPlan, MaxPoolEdges,
-    SampleGraph, VertexBirth, VertexLayer, WeightSample,
+    Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOp, GraphOptions, GraphPlan,
+    MaxPoolEdges, PlanError, SampleGraph, VertexBirth, VertexLayer, WeightSample,
 };
-pub use persistence::{Diagram, H0Pair, HomologyOptions, Persistence};
+pub use persistence::{sort_heaviest_first, Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;
+pub use workspace::{ScopeDiagram, Scopes, Workspace};
 
-/// Which scopes to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Scopes {
-    pub network: bool,
-    pub layers: bool,
-}
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
 
-impl Default for Scopes {
-    fn default() -> Self {
-        Scopes {
-            network: true,
-            layers: false,
-        }
-    }
-}
-
-/// The diagram of one scope of one sample.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScopeDiagram {
-    /// "network", or a graph op's layer name.
-    pub scope: String,
-    pub diagram: Diagram,
-}
-
-/// Per-thread buffers for computing a sample's diagrams.
-#[derive(Debug, Default)]
-pub struct Workspace {
-    persistence: Persistence,
-}
-
-impl Workspace {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Computes the requested scopes for one sample. `inputs[i]` is the input activation of graph
-    /// op `i`. `out` is resized to the number of scopes (network first, then layers in model order)
-    /// and its diagrams' buffers are reused.
-    pub fn run(
-        &mut self,
-        plan: &GraphPlan,
-        inputs: &[&[f32]],
-        scopes: Scopes,
-        homology: HomologyOptions,
-        out: &mut Vec<ScopeDiagram>,
-    ) -> Result<(), GraphError> {
-        let n_scopes = scopes.network as usize + if scopes.layers { plan.ops.len() } else { 0 };
-        out.resize_with(n_scopes, ScopeDiagram::default);
-        let mut slot = 0;
-        // Graphs are enumerated a few times rather than stored (see `compute_from`).
-        if scopes.network {
-            let graph = SampleGraph::network(plan, inputs)?;
-            out[0].scope.clear();
-            out[0].scope.push_str("network");
-            self.persistence
-                .compute_from(&graph, plan.n_units, homology, &mut out[0].diagram);
-            slot = 1;
-        }
-        if scopes.layers {
-            for (i, op) in plan.ops.iter().enumerate() {
-                let graph = SampleGraph::layer(plan, inputs, i)?;
-                let target = &mut out[slot];
-                target.scope.clear();
-                target.scope.push_str(&op.name);
-                self.persistence
-                    .compute_from(&graph, plan.n_units, homology, &mut target.diagram);
-                slot += 1;
+    /// The names of the Rust files under `dir`, recursively.
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
             }
         }
-        Ok(())
+    }
+
+    /// A line's code: without its `//` comment and with string literals emptied.
+    fn code_of(line: &str) -> String {
+        let (mut code, mut in_string, mut escaped) = (String::new(), false, false);
+        for (i, c) in line.char_indices() {
+            if in_string {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => in_string = false,
+                    _ => {}
+                }
+            } else if line[i..].starts_with("//") {
+                break;
+            } else if c == '"' && !line[..i].ends_with('\'') {
+                in_string = true;
+            } else {
+                code.push(c);
+            }
+        }
+        code
+    }
+
+    /// The lines (numbered from 1) whose code names tch or the forward module (the only one that
+    /// uses it), in a path, a `use` or an `extern crate`.
+    fn lines_naming_tch(text: &str) -> Vec<usize> {
+        let names_tch = |code: &str| {
+            let mut words = code.split(|c: char| !(c.is_alphanumeric() || c == '_'));
+            words.any(|w| w == "tch") || code.contains("crate::forward")
+        };
+        let lines = text.lines().enumerate();
+        lines
+            .filter(|(_, line)| names_tch(&code_of(line)))
+            .map(|(n, _)| n + 1)
+            .collect()
+    }
+
+    /// The topology core must build without libtorch.
+    #[test]
+    fn topology_is_free_of_tch() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/topology");
+        let mut files = Vec::new();
+        rust_files(&root, &mut files);
+        assert!(files.len() > 10, "{files:?}");
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            let found = lines_naming_tch(&text);
+            assert!(
+                found.is_empty(),
+                "{}: lines {found:?} use tch; the topology core must stay free of it",
+                file.display()
+            );
+        }
+    }
+
+    #[test]
+    fn uses_of_tch_are_found_but_not_mentions() {
+        let text = [
+            "use tch::Tensor;",
+            "extern crate tch;",
+            "let t = tch::no_grad(|| 1);",
+            "use crate::forward::TchModel;",
+            "let x = 1; // tch::Tensor in a comment",
+            "let s = \"tch::Tensor in a string\";",
+            "use crate::batch::tch_free;",
+        ]
+        .join("\n");
+        assert_eq!(lines_naming_tch(&text), vec![1, 2, 3, 4]);
     }
 }

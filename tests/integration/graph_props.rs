@@ -4,9 +4,38 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use actopo::spec::{ModelSpec, Network, Op};
-use actopo::topology::{GraphOptions, GraphPlan, MaxPoolEdges};
+use actopo::topology::{
+    Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, SampleGraph,
+};
 use actopo::weights::{Tensor, Weights};
 use proptest::prelude::*;
+
+/// Collects every edge a graph enumerates (actopo itself never stores a whole graph: these
+/// tests compare with the stored edge list).
+#[derive(Default)]
+struct Collected(Vec<Edge>);
+
+impl EdgeSink for Collected {
+    fn extend(&mut self, edges: &[Edge]) {
+        self.0.extend_from_slice(edges);
+    }
+}
+
+fn edges_of(graph: Result<SampleGraph, GraphError>) -> Result<Vec<Edge>, GraphError> {
+    let mut sink = Collected::default();
+    graph?.for_each_edge(&mut sink);
+    Ok(sink.0)
+}
+
+/// The edges of graph op `op` (its `layers` scope); `inputs[i]` is graph op i's input.
+fn op_edges(plan: &GraphPlan, op: usize, inputs: &[&[f32]]) -> Result<Vec<Edge>, GraphError> {
+    edges_of(SampleGraph::layer(plan, inputs, op))
+}
+
+/// The edges of every graph op, op by op (the `network` scope).
+fn network_edges(plan: &GraphPlan, inputs: &[&[f32]]) -> Result<Vec<Edge>, GraphError> {
+    edges_of(SampleGraph::network(plan, inputs))
+}
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -51,9 +80,9 @@ fn cases() -> impl Strategy<Value = Case> {
             }
             case
         })
+        // The dilated kernel, d * (k - 1) + 1 cells, fits in the padded input.
         .prop_filter("kernel fits", |c| {
-            c.h + 2 * c.p[0] >= c.d[0] * (c.k[0] - 1) + 1
-                && c.w + 2 * c.p[1] >= c.d[1] * (c.k[1] - 1) + 1
+            c.h + 2 * c.p[0] > c.d[0] * (c.k[0] - 1) && c.w + 2 * c.p[1] > c.d[1] * (c.k[1] - 1)
         })
 }
 
@@ -176,8 +205,7 @@ proptest! {
         }
         let rule = if argmax { MaxPoolEdges::Argmax } else { MaxPoolEdges::All };
         let plan = GraphPlan::new(&net, &weights, GraphOptions { maxpool_edges: rule, ..Default::default() }).unwrap();
-        let mut edges = Vec::new();
-        plan.op_edges(0, &a, &mut edges).unwrap();
+        let edges = op_edges(&plan, 0, &[&a]).unwrap();
         let got: BTreeSet<(u32, u32, u32)> = edges.iter().map(|e| (e.src, e.dst, e.weight.to_bits())).collect();
         prop_assert_eq!(got.len(), edges.len(), "duplicate edges");
         prop_assert_eq!(got, naive_edges(&case, &net, &wdata, &a, rule));
@@ -207,12 +235,12 @@ fn include_input_false_drops_the_first_ops_edges_and_renumbers() {
     let weights = Weights::from_tensors(t, &net).unwrap();
     let with = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
     assert_eq!(with.n_units, 6);
-    let mut edges = Vec::new();
-    let mut seg = Vec::new();
-    with.network_edges(&[&[1.0, 0.0, 2.0], &[3.0, 2.0]], &mut edges, &mut seg)
-        .unwrap();
+    let inputs: [&[f32]; 2] = [&[1.0, 0.0, 2.0], &[3.0, 2.0]];
+    let edges = network_edges(&with, &inputs).unwrap();
     // a: rows (1,2,3),(4,5,6) times a = (1,0,2): 4 nonzero edges; b: 2 edges
-    assert_eq!(seg, vec![0..4, 4..6]);
+    assert_eq!(op_edges(&with, 0, &inputs).unwrap(), edges[0..4]);
+    assert_eq!(op_edges(&with, 1, &inputs).unwrap(), edges[4..6]);
+    assert_eq!(edges.len(), 6);
     assert_eq!(edges[5].weight, 2.0);
     assert_eq!((edges[5].src, edges[5].dst), (4, 5));
     let without = GraphPlan::new(
@@ -226,11 +254,10 @@ fn include_input_false_drops_the_first_ops_edges_and_renumbers() {
     .unwrap();
     assert_eq!(without.n_units, 3);
     assert_eq!(without.vertex_layers[0].name, "a");
-    edges.clear();
-    without
-        .network_edges(&[&[1.0, 0.0, 2.0], &[3.0, 2.0]], &mut edges, &mut seg)
-        .unwrap();
-    assert_eq!(seg, vec![0..0, 0..2]);
+    let edges = network_edges(&without, &inputs).unwrap();
+    assert!(op_edges(&without, 0, &inputs).unwrap().is_empty());
+    assert_eq!(op_edges(&without, 1, &inputs).unwrap(), edges);
+    assert_eq!(edges.len(), 2);
     assert_eq!((edges[1].src, edges[1].dst), (1, 2));
 }
 
@@ -239,9 +266,7 @@ fn non_finite_activation_names_the_layer() {
     let text = "format_version = 1\nname = \"m\"\ninput_shape = [1, 2, 2]\n[[layers]]\nname = \"pool\"\nop = \"max_pool2d\"\nkernel_size = 2\n";
     let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
     let plan = GraphPlan::new(&net, &Weights::default(), GraphOptions::default()).unwrap();
-    let err = plan
-        .op_edges(0, &[1.0, f32::NAN, 0.0, 2.0], &mut Vec::new())
-        .unwrap_err();
+    let err = op_edges(&plan, 0, &[&[1.0, f32::NAN, 0.0, 2.0]]).unwrap_err();
     assert!(err.to_string().contains("layer `pool`"), "{err}");
     assert!(err.to_string().contains("index 1"), "{err}");
 }
@@ -264,7 +289,7 @@ proptest! {
 
     #[test]
     fn two_pass_network_persistence_equals_stored_edges(seed in any::<u32>(), split in 0u8..10, h1 in any::<bool>(), argmax in any::<bool>()) {
-        use actopo::topology::{Diagram, HomologyOptions, Persistence, SampleGraph};
+        use actopo::topology::{Diagram, HomologyOptions, Persistence};
         let net = mixed_network();
         let mut rng = seed as u64 | 1;
         let mut next = move || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
@@ -284,8 +309,7 @@ proptest! {
         let inputs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
         let opts = HomologyOptions { keep_zero_persistence: false, h1_diagram: h1 };
 
-        let mut edges = Vec::new();
-        plan.network_edges(&inputs, &mut edges, &mut Vec::new()).unwrap();
+        let edges = network_edges(&plan, &inputs).unwrap();
         let mut stored = Diagram::default();
         Persistence::new().compute(&mut edges.clone(), plan.n_units, opts, &mut stored);
 
@@ -297,8 +321,7 @@ proptest! {
         prop_assert_eq!(two_pass, stored);
         // Each layer's graph alone too (the `layers` scope).
         for op in 0..plan.ops.len() {
-            let mut edges = Vec::new();
-            plan.op_edges(op, inputs[op], &mut edges).unwrap();
+            let mut edges = op_edges(&plan, op, &inputs).unwrap();
             let mut stored = Diagram::default();
             Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
             let mut banded = Diagram::default();
@@ -323,17 +346,15 @@ fn overflowing_edge_weight_is_an_error_but_a_large_bound_alone_is_not() {
     let weights = Weights::from_tensors(t, &net).unwrap();
     let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
     // max|w| * max|a| overflows, but 1e30 * 1 and 1 * 1e30 do not.
-    let mut edges = Vec::new();
-    plan.op_edges(0, &[1.0, 1e30], &mut edges).unwrap();
-    assert_eq!(edges.len(), 2);
-    let err = plan.op_edges(0, &[1e10, 1.0], &mut Vec::new()).unwrap_err();
+    assert_eq!(op_edges(&plan, 0, &[&[1.0, 1e30]]).unwrap().len(), 2);
+    let err = op_edges(&plan, 0, &[&[1e10, 1.0]]).unwrap_err();
     assert!(err.to_string().contains("layer `fc`"), "{err}");
     assert!(err.to_string().contains("overflow"), "{err}");
 }
 
 #[test]
 fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
-    use actopo::topology::{Diagram, HomologyOptions, Persistence, SampleGraph};
+    use actopo::topology::{Diagram, HomologyOptions, Persistence};
     // Heavy diagonal weights pair input i with output i: after the heavy pass every output is
     // in its own component, more labels than the dense layer caches.
     let n = 48;
@@ -361,9 +382,7 @@ fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
     let input = vec![1.0f32; n];
     let inputs: Vec<&[f32]> = vec![&input];
     let opts = HomologyOptions::default();
-    let mut edges = Vec::new();
-    plan.network_edges(&inputs, &mut edges, &mut Vec::new())
-        .unwrap();
+    let mut edges = network_edges(&plan, &inputs).unwrap();
     let mut stored = Diagram::default();
     Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
     let mut p = Persistence::new();

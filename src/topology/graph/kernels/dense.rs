@@ -1,0 +1,131 @@
+//! Dense (linear) layer edges: input j -> output i, weight |W[i, j] * a[j]|, row by row.
+
+use super::super::plan::GraphOp;
+use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
+use super::heavy::put_heavier;
+
+/// How many output labels keep their list of inputs; rows with any further label list theirs anew.
+const CACHED_LABELS: usize = 32;
+
+/// Every (output, nonzero input) pair, output by output, inputs ascending; rows skip what the sink
+/// says it does not want (edges inside a component, or lighter than its split).
+pub(in crate::topology::graph) fn linear_edges<S: EdgeSink>(
+    g: &GraphOp,
+    src_offset: u32,
+    a: &[f32],
+    sink: &mut S,
+) {
+    let n_in = g.in_chw.iter().product::<usize>();
+    let n_out = g.out_chw[0];
+    let above = sink.keeps_heavier_than();
+    // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
+    let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
+    let mut by_label = sink
+        .connected_labels()
+        .map(|labels| InputsByLabel::new(labels, &nonzero, src_offset, g.dst_offset, n_out));
+    let mut light = 0usize;
+    let mut block = [NO_EDGE; BLOCK];
+    let mut out = Blocks::new(&mut *sink, &mut block);
+    for i in 0..n_out {
+        let row = &g.weight[i * n_in..(i + 1) * n_in];
+        let dst = g.dst_offset + i as u32;
+        let inputs = match (&mut by_label, above) {
+            (Some(by_label), _) if by_label.outputs[i] != NO_LABEL => {
+                by_label.inputs_to(by_label.outputs[i])
+            }
+            (_, Some(above)) => {
+                light += heavy_row(&mut out, row, a, above, src_offset, dst);
+                continue;
+            }
+            _ => &nonzero[..],
+        };
+        for &j in inputs {
+            out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
+        }
+    }
+    out.finish();
+    sink.skipped(light);
+}
+
+/// Most edges of a dense layer join units the sink already knows connected. Rows whose output
+/// has the same label need the same inputs (those labelled otherwise): they are listed once per
+/// label, and only those are weighed.
+struct InputsByLabel<'a> {
+    /// The nonzero inputs (indices within the op's input) and their labels.
+    nonzero: &'a [u32],
+    input_labels: Vec<u32>,
+    /// The label of each output unit.
+    outputs: Vec<u32>,
+    /// (output label, inputs not carrying it) for the first few labels met.
+    cached: Vec<(u32, Vec<u32>)>,
+    /// The list for a row whose label is not cached.
+    other: Vec<u32>,
+}
+
+impl<'a> InputsByLabel<'a> {
+    fn new(
+        labels: &[u32],
+        nonzero: &'a [u32],
+        src_offset: u32,
+        dst_offset: u32,
+        n_out: usize,
+    ) -> Self {
+        let input_labels = nonzero
+            .iter()
+            .map(|&j| labels[(src_offset + j) as usize])
+            .collect();
+        InputsByLabel {
+            nonzero,
+            input_labels,
+            outputs: labels[dst_offset as usize..][..n_out].to_vec(),
+            cached: Vec::new(),
+            other: Vec::new(),
+        }
+    }
+
+    /// The nonzero inputs whose label is not `here`, in order.
+    #[inline]
+    fn inputs_to(&mut self, here: u32) -> &[u32] {
+        let (nonzero, input_labels) = (self.nonzero, &self.input_labels);
+        let not_here = || {
+            let pairs = nonzero.iter().zip(input_labels);
+            pairs.filter(|(_, &label)| label != here).map(|(&j, _)| j)
+        };
+        match self.cached.iter().position(|(label, _)| *label == here) {
+            Some(k) => &self.cached[k].1,
+            None if self.cached.len() < CACHED_LABELS => {
+                self.cached.push((here, not_here().collect()));
+                &self.cached[self.cached.len() - 1].1
+            }
+            None => {
+                self.other.clear();
+                self.other.extend(not_here());
+                &self.other
+            }
+        }
+    }
+}
+
+/// One dense row for a sink that keeps only edges heavier than `above`: weighed in 64-wide
+/// chunks, handing over only the heavier edges, in order. Returns how many lighter edges it left
+/// out.
+#[inline(always)]
+fn heavy_row<S: EdgeSink>(
+    out: &mut Blocks<S>,
+    row: &[f32],
+    a: &[f32],
+    above: f32,
+    src_offset: u32,
+    dst: u32,
+) -> usize {
+    let mut light = 0;
+    for (chunk, (w64, a64)) in row.chunks(64).zip(a.chunks(64)).enumerate() {
+        let mut weights = [0.0f32; 64];
+        for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
+            *slot = (w * x).abs();
+        }
+        let first = src_offset + (chunk * 64) as u32;
+        light += put_heavier(out, &weights, w64.len(), above, |k| (first + k as u32, dst));
+    }
+    light
+}

@@ -1,0 +1,185 @@
+//! A model's activation-graph layout: its graph ops in order, each with its unit-id offsets,
+//! shapes and weights, ready to enumerate one sample's edges into a sink.
+
+use super::bounds::{GraphBounds, VertexLayer};
+use super::errors::{GraphError, PlanError};
+use super::geometry::{chw, Geometry};
+use super::kernels::{conv_edges, linear_edges, maxpool_argmax_edges, pool_edges};
+use super::options::{GraphOptions, MaxPoolEdges};
+use super::sink::{Edge, EdgeSink};
+use crate::spec::{Layer, Network};
+use crate::weights::Weights;
+
+/// One graph op, ready to emit edges.
+#[derive(Debug, Clone)]
+pub struct GraphOp {
+    /// The layer's name in the spec; also its `layers` scope name.
+    pub name: String,
+    /// Index of the layer in `Network::layers`.
+    pub layer_index: usize,
+    /// Input and output shapes as [C, H, W] (a flat [F] is [F, 1, 1]).
+    pub(super) in_chw: [usize; 3],
+    pub(super) out_chw: [usize; 3],
+    /// Unit-id offset of the input units, or None when they are not vertices
+    /// (the first graph op when `include_input = false`).
+    pub(super) src_offset: Option<u32>,
+    pub(super) dst_offset: u32,
+    pub(super) geometry: Geometry,
+    pub(super) weight: Vec<f32>,
+    /// Largest |weight| (1 for pools): with the largest |input| it bounds every edge weight, so
+    /// overflow needs checking edge by edge only when that bound is beyond f32.
+    max_abs_weight: f32,
+    /// Upper bound on this op's edge count (0 when its inputs are not vertices).
+    max_edges: usize,
+}
+
+impl GraphOp {
+    /// Number of input values this op reads for one sample.
+    pub fn input_len(&self) -> usize {
+        self.in_chw.iter().product()
+    }
+
+    /// Upper bound on this op's edge count (all activations and weights nonzero).
+    pub(super) fn max_edges(&self) -> usize {
+        self.max_edges
+    }
+}
+
+/// A model's activation-graph layout: vertex layers, unit ids and the graph ops in order.
+#[derive(Debug, Clone)]
+pub struct GraphPlan {
+    pub ops: Vec<GraphOp>,
+    pub vertex_layers: Vec<VertexLayer>,
+    /// Total number of unit ids (vertices are a subset).
+    pub n_units: usize,
+    options: GraphOptions,
+    /// Upper bound on the `network` graph's edge count (computed once: workers reserve it).
+    max_edges: usize,
+}
+
+impl GraphPlan {
+    pub fn new(
+        net: &Network,
+        weights: &Weights,
+        options: GraphOptions,
+    ) -> Result<GraphPlan, PlanError> {
+        let bounds = GraphBounds::new(net, options)?;
+        // Vertex layer of graph op i (the input, when a vertex layer, comes first).
+        let first = usize::from(options.include_input);
+        let graph_layers = net
+            .layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| Some((i, l, Geometry::of(&l.op)?)));
+        let mut ops = Vec::new();
+        for (i, (layer_index, layer, geometry)) in graph_layers.enumerate() {
+            let weight = op_weight(layer, &geometry, weights)?;
+            let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
+            let src_offset = (first + i)
+                .checked_sub(1)
+                .map(|j| bounds.vertex_layers[j].offset);
+            ops.push(GraphOp {
+                name: layer.name.clone(),
+                layer_index,
+                in_chw: chw(&layer.in_shape),
+                out_chw: chw(&layer.out_shape),
+                src_offset,
+                dst_offset: bounds.vertex_layers[first + i].offset,
+                geometry,
+                weight,
+                max_abs_weight,
+                max_edges: bounds.op_max_edges[i],
+            });
+        }
+        Ok(GraphPlan {
+            ops,
+            vertex_layers: bounds.vertex_layers,
+            n_units: bounds.n_units,
+            options,
+            max_edges: bounds.max_edges,
+        })
+    }
+
+    /// Upper bound on the `network` graph's edge count.
+    pub fn max_edges(&self) -> usize {
+        self.max_edges
+    }
+
+    /// Checks graph op `op`'s input for one sample: its length, that every value is finite, and
+    /// that no edge weight overflows f32.
+    pub(super) fn check_input(&self, op: usize, input: &[f32]) -> Result<(), GraphError> {
+        let g = &self.ops[op];
+        if input.len() != g.input_len() {
+            return Err(GraphError::InputLength {
+                layer: g.name.clone(),
+                expected: g.input_len(),
+                got: input.len(),
+            });
+        }
+        let mut max_abs_input = 0.0f32;
+        for (index, &value) in input.iter().enumerate() {
+            if !value.is_finite() {
+                return Err(GraphError::NonFinite {
+                    layer: g.name.clone(),
+                    index,
+                    value,
+                });
+            }
+            max_abs_input = max_abs_input.max(value.abs());
+        }
+        if !(g.max_abs_weight * max_abs_input).is_finite() {
+            // Some product may overflow: look at every edge.
+            let mut probe = FindsInfinite(false);
+            self.emit_edges(op, input, &mut probe);
+            if probe.0 {
+                return Err(GraphError::Overflow {
+                    layer: g.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands graph op `op`'s edges for one (checked) input to `sink`. `input` is the op's input
+    /// activation (post-activation values of the layer before), flat in C, H, W order.
+    pub(super) fn emit_edges<S: EdgeSink>(&self, op: usize, input: &[f32], sink: &mut S) {
+        let g = &self.ops[op];
+        let Some(src_offset) = g.src_offset else {
+            return;
+        };
+        match &g.geometry {
+            Geometry::Linear => linear_edges(g, src_offset, input, sink),
+            Geometry::Conv(c) => conv_edges(g, c, src_offset, input, sink),
+            Geometry::MaxPool(p) => match self.options.maxpool_edges {
+                MaxPoolEdges::All => pool_edges(g, p, src_offset, input, 1.0, sink),
+                MaxPoolEdges::Argmax => maxpool_argmax_edges(g, p, src_offset, input, sink),
+            },
+            Geometry::AvgPool(p) => {
+                let area = (p.kernel[0] * p.kernel[1]) as f32;
+                pool_edges(g, p, src_offset, input, area, sink)
+            }
+        }
+    }
+}
+
+/// The weights a graph op's edges carry: the layer's weight tensor, none for pools.
+fn op_weight(layer: &Layer, geometry: &Geometry, weights: &Weights) -> Result<Vec<f32>, PlanError> {
+    Ok(match geometry {
+        Geometry::Conv(_) | Geometry::Linear => weights
+            .layer(&layer.name)
+            .ok_or_else(|| PlanError::MissingWeights(layer.name.clone()))?
+            .weight
+            .data
+            .clone(),
+        Geometry::MaxPool(_) | Geometry::AvgPool(_) => Vec::new(),
+    })
+}
+
+/// A sink that only notes whether any edge weight is infinite (overflowed).
+struct FindsInfinite(bool);
+
+impl EdgeSink for FindsInfinite {
+    fn extend(&mut self, edges: &[Edge]) {
+        self.0 |= edges.iter().any(|e| e.weight.is_infinite());
+    }
+}

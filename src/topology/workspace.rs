@@ -1,0 +1,77 @@
+//! One sample's diagrams, scope by scope, with the buffers a worker thread keeps across samples.
+
+use super::graph::{GraphError, GraphPlan, SampleGraph};
+use super::persistence::{Diagram, HomologyOptions, Persistence};
+
+/// Which scopes to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scopes {
+    pub network: bool,
+    pub layers: bool,
+}
+
+impl Default for Scopes {
+    fn default() -> Self {
+        Scopes {
+            network: true,
+            layers: false,
+        }
+    }
+}
+
+/// The diagram of one scope of one sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeDiagram {
+    /// "network", or a graph op's layer name.
+    pub scope: String,
+    pub diagram: Diagram,
+}
+
+/// Per-thread buffers for computing a sample's diagrams.
+#[derive(Debug, Default)]
+pub struct Workspace {
+    persistence: Persistence,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Computes the requested scopes for one sample. `inputs[i]` is the input activation of graph
+    /// op `i`. `out` is resized to the number of scopes (network first, then layers in model order)
+    /// and its diagrams' buffers are reused.
+    pub fn run(
+        &mut self,
+        plan: &GraphPlan,
+        inputs: &[&[f32]],
+        scopes: Scopes,
+        homology: HomologyOptions,
+        out: &mut Vec<ScopeDiagram>,
+    ) -> Result<(), GraphError> {
+        let n_scopes = scopes.network as usize + if scopes.layers { plan.ops.len() } else { 0 };
+        out.resize_with(n_scopes, ScopeDiagram::default);
+        let mut slot = 0;
+        // Graphs are enumerated a few times rather than stored (see `compute_from`).
+        if scopes.network {
+            let graph = SampleGraph::network(plan, inputs)?;
+            out[0].scope.clear();
+            out[0].scope.push_str("network");
+            self.persistence
+                .compute_from(&graph, plan.n_units, homology, &mut out[0].diagram);
+            slot = 1;
+        }
+        if scopes.layers {
+            for (i, op) in plan.ops.iter().enumerate() {
+                let graph = SampleGraph::layer(plan, inputs, i)?;
+                let target = &mut out[slot];
+                target.scope.clear();
+                target.scope.push_str(&op.name);
+                self.persistence
+                    .compute_from(&graph, plan.n_units, homology, &mut target.diagram);
+                slot += 1;
+            }
+        }
+        Ok(())
+    }
+}
