@@ -221,7 +221,7 @@ impl Chunk<'_> {
         };
         let b = self.x.size()[0];
         let dev = self.x.device();
-        let w0 = tch::no_grad(|| tanh_box.to_tanh(self.x))?;
+        let w0 = tch::no_grad(|| tanh_box.to_tanh_space(self.x))?;
         let real = self.real_rows();
         let mut c = Tensor::f_full([b], initial_const as f64, (Kind::Float, dev))?;
         let mut lower = Tensor::f_zeros([b], (Kind::Float, dev))?;
@@ -237,7 +237,7 @@ impl Chunk<'_> {
             let mut succeeded = Tensor::f_zeros([b], (Kind::Bool, dev))?;
             for t in 1..=steps {
                 let wv = w.detach().set_requires_grad(true);
-                let xa = tanh_box.from_tanh(&wv)?;
+                let xa = tanh_box.to_input(&wv)?;
                 let logits = self.model.logits(&xa)?;
                 let margin = cw_margin(&logits, &onehot, confidence);
                 let l2sq = (&xa - self.x).square().flatten(1, -1).sum_dim_intlist(
@@ -381,7 +381,7 @@ struct TanhBox {
 }
 
 impl TanhBox {
-    fn to_tanh(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+    fn to_tanh_space(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
         x.f_sub_scalar(self.lo)?
             .f_div_scalar(self.hi - self.lo)?
             .f_mul_scalar(2.0)?
@@ -390,7 +390,7 @@ impl TanhBox {
             .f_atanh()
     }
 
-    fn from_tanh(&self, w: &Tensor) -> anyhow::Result<Tensor> {
+    fn to_input(&self, w: &Tensor) -> anyhow::Result<Tensor> {
         Ok((w.f_tanh()? + 1.0) * ((self.hi - self.lo) / 2.0) + self.lo)
     }
 }
