@@ -23,6 +23,7 @@ use super::fit::{self, Fit};
 use super::{
     f64_col, key_columns, read_table, write_analysis, Columns, Prediction, Records, SampleRowKey,
 };
+use crate::topology::ScopeKind;
 
 /// One (sample, variant): its per-layer death values, sorted in decreasing order.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +177,10 @@ pub fn read_records(dir: &Path, clean_only: bool) -> anyhow::Result<Vec<DeathRec
         );
         let (dim, death) = (c.u8("dim")?, c.opt_f32("death")?);
         for i in 0..b.num_rows() {
-            if scope[i] == "network" || dim[i] != 0 || (clean_only && variant[i] != "clean") {
+            if scope[i] == ScopeKind::Network.name()
+                || dim[i] != 0
+                || (clean_only && variant[i] != "clean")
+            {
                 continue;
             }
             let record = records.get(

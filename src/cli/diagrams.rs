@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use actopo::model::Model;
 use actopo::topology::{
-    GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram, Scopes, Summary,
-    Workspace,
+    GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram, ScopeKind, Scopes,
+    Summary, Workspace,
 };
 use actopo::weights::{read_safetensors, Tensor};
 use anyhow::{bail, Context};
@@ -31,7 +31,7 @@ pub(crate) struct Args {
     out: PathBuf,
     /// Scopes to compute: network, layers, or both (comma-separated).
     #[arg(long, default_value = "network", value_delimiter = ',')]
-    scopes: Vec<ScopeArg>,
+    scopes: Vec<ScopeKind>,
     /// Leave the input units out of the graph (graph.include_input = false).
     #[arg(long)]
     no_input: bool,
@@ -46,13 +46,6 @@ pub(crate) struct Args {
     h1_diagram: bool,
 }
 
-/// A scope `--scopes` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ScopeArg {
-    Network,
-    Layers,
-}
-
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let model = Model::load(&args.spec, args.weights.as_deref())?;
     let options = GraphOptions {
@@ -61,10 +54,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let plan = GraphPlan::new(&model.network, &model.weights, options)?;
-    let scopes = Scopes {
-        network: args.scopes.contains(&ScopeArg::Network),
-        layers: args.scopes.contains(&ScopeArg::Layers),
-    };
+    let scopes = Scopes::of(&args.scopes);
     let homology = HomologyOptions {
         keep_zero_persistence: args.keep_zero_persistence,
         h1_diagram: args.h1_diagram,

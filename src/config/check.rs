@@ -8,7 +8,7 @@ use super::{Config, DataFormat, Device};
 use crate::limits::{self, MemoryLimit, ModelSizes, RunShape};
 use crate::spec::{ModelSpec, Network};
 use crate::topology::{
-    GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, Scopes, VertexBirth,
+    GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, ScopeKind, Scopes, VertexBirth,
 };
 
 /// What the checks turn the config into (the rest of `Settings`).
@@ -132,19 +132,14 @@ fn check_graph(
     c: &Config,
     problems: &mut Vec<String>,
 ) -> (Scopes, Option<MaxPoolEdges>, Option<VertexBirth>) {
-    let mut scopes = Scopes {
-        network: false,
-        layers: false,
-    };
+    let mut kinds = Vec::new();
     for s in &c.graph.scopes {
-        match s.as_str() {
-            "network" => scopes.network = true,
-            "layers" => scopes.layers = true,
-            other => problems.push(format!(
-                "`graph.scopes` has \"{other}\": use \"network\" and/or \"layers\""
-            )),
+        match s.parse::<ScopeKind>() {
+            Ok(kind) => kinds.push(kind),
+            Err(why) => problems.push(format!("`graph.scopes` has {why}")),
         }
     }
+    let scopes = Scopes::of(&kinds);
     if c.graph.scopes.is_empty() {
         problems.push("`graph.scopes` is empty: use [\"network\"], [\"layers\"] or both".into());
     }

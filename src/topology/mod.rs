@@ -22,7 +22,7 @@ pub use graph::{
 };
 pub use persistence::{sort_heaviest_first, Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;
-pub use workspace::{ScopeDiagram, Scopes, Workspace};
+pub use workspace::{ScopeDiagram, ScopeKind, Scopes, Workspace};
 
 #[cfg(test)]
 mod tests {

@@ -3,11 +3,51 @@
 use super::graph::{GraphError, GraphPlan, SampleGraph};
 use super::persistence::{Diagram, HomologyOptions, Persistence};
 
+/// A kind of scope (`graph.scopes`): the whole network as one graph, or one graph per graph op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeKind {
+    Network,
+    Layers,
+}
+
+impl ScopeKind {
+    pub const ALL: [ScopeKind; 2] = [ScopeKind::Network, ScopeKind::Layers];
+
+    /// The name in the config and, for `Network`, the `scope` column's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScopeKind::Network => "network",
+            ScopeKind::Layers => "layers",
+        }
+    }
+}
+
+impl std::str::FromStr for ScopeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        ScopeKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| format!("\"{s}\": use \"network\" and/or \"layers\""))
+    }
+}
+
 /// Which scopes to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scopes {
     pub network: bool,
     pub layers: bool,
+}
+
+impl Scopes {
+    /// The set of the given kinds.
+    pub fn of(kinds: &[ScopeKind]) -> Scopes {
+        Scopes {
+            network: kinds.contains(&ScopeKind::Network),
+            layers: kinds.contains(&ScopeKind::Layers),
+        }
+    }
 }
 
 impl Default for Scopes {
@@ -56,7 +96,7 @@ impl Workspace {
         if scopes.network {
             let graph = SampleGraph::network(plan, inputs)?;
             out[0].scope.clear();
-            out[0].scope.push_str("network");
+            out[0].scope.push_str(ScopeKind::Network.name());
             self.persistence
                 .compute_from(&graph, plan.n_units, homology, &mut out[0].diagram);
             slot = 1;
