@@ -28,7 +28,7 @@ pub(crate) trait ColumnBuilders: Default {
 
 /// Declares a table's columns once:
 ///
-/// ```ignore
+/// ```text
 /// table_columns! {
 ///     /// One row per ...
 ///     table Table::Foo, row FooRow<'a>, builders FooColumns {

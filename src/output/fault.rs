@@ -1,10 +1,42 @@
 //! Fault injection for the crash tests (`tests/integration/safety.rs`, `scripts/crash_check.sh`):
 //! named points in the writing path where a test can kill or panic the process.
 
+/// The places a test can stop a run (`docs/data-safety.md`, "Testing crashes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultPoint {
+    /// After each file of a shard's commit is renamed into place.
+    ShardFileRenamed,
+    /// After the manifest's temporary file is written, before its rename.
+    ManifestWritten,
+    /// The reader starting a shard.
+    ReaderShard,
+    /// The model stage taking a batch.
+    ModelBatch,
+    /// A worker taking a sample.
+    WorkerJob,
+    /// The writer adding a sample's rows.
+    WriterSample,
+}
+
+impl FaultPoint {
+    /// The name the environment variables use.
+    fn name(self) -> &'static str {
+        match self {
+            FaultPoint::ShardFileRenamed => "shard-file-renamed",
+            FaultPoint::ManifestWritten => "manifest-written",
+            FaultPoint::ReaderShard => "reader-shard",
+            FaultPoint::ModelBatch => "model-batch",
+            FaultPoint::WorkerJob => "worker-job",
+            FaultPoint::WriterSample => "writer-sample",
+        }
+    }
+}
+
 /// Fault injection for the crash tests: `ACTOPOTEST_CRASH_AT=<point>` (or `<point>:<n>`, the n-th
 /// time it is reached) aborts the process there, as a kill -9 or a power cut would;
 /// `ACTOPOTEST_PANIC_AT` panics the thread that reaches it instead (a stage's bug).
-pub(crate) fn fault_point(point: &str) {
+pub(crate) fn fault_point(point: FaultPoint) {
+    let point = point.name();
     if reached("ACTOPOTEST_CRASH_AT", point) {
         std::process::abort();
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::fault::fault_point;
+use super::fault::{fault_point, FaultPoint};
 use super::manifest;
 use super::tables::Table;
 
@@ -196,7 +196,7 @@ pub(crate) fn write_atomically(dir: &Path, file: &str, bytes: &[u8]) -> anyhow::
     let mut temp = temp_file(dir, file, ".partial")?;
     temp.write_all(bytes)
         .with_context(|| format!("cannot write {}; check free space", temp.path().display()))?;
-    fault_point("manifest-written");
+    fault_point(FaultPoint::ManifestWritten);
     persist(temp, &dir.join(file))?;
     sync_dir(dir)
 }

@@ -25,7 +25,7 @@ pub(crate) mod resume;
 mod shard;
 mod tables;
 
-pub(crate) use fault::fault_point;
+pub(crate) use fault::{fault_point, FaultPoint};
 pub use manifest::OutputFile;
 pub(crate) use pending::PendingFile;
 pub(crate) use shard::write_shard_failure;

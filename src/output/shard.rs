@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::columns::ColumnBuilders;
-use super::fault::fault_point;
+use super::fault::{fault_point, FaultPoint};
 use super::folder;
 use super::manifest::OutputFile;
 use super::pending::PendingFile;
@@ -325,7 +325,7 @@ impl ShardOutput {
         let mut files = Vec::new();
         for file in closed {
             files.push(file.commit()?);
-            fault_point("shard-file-renamed");
+            fault_point(FaultPoint::ShardFileRenamed);
         }
         for table in tables.iter().chain(Some(&Table::Failures)) {
             let table_dir = table.dir(dir);

@@ -13,7 +13,7 @@ use super::workers::Job;
 use super::writer::WriterMsg;
 use crate::data::SampleBatch;
 use crate::forward::{ForwardOutput, TchModel};
-use crate::output::{fault_point, FailureStage, SampleOutcome};
+use crate::output::{fault_point, FailureStage, FaultPoint, SampleOutcome};
 use crate::perturb::{self, Attack, AttackKind, AttackStats, OutOfClip, SampleRng};
 
 pub(super) struct ModelStage<'a> {
@@ -115,7 +115,7 @@ impl ModelStage<'_> {
                 out.shard_failed(shard, FailureStage::Read, error)
             }
             ReaderMsg::Batch { shard, batch } if !state.failed.contains(&shard) => {
-                fault_point("model-batch");
+                fault_point(FaultPoint::ModelBatch);
                 self.on_batch(shard, batch, state, out)
             }
             ReaderMsg::Batch { .. } => Ok(()),

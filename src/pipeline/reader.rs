@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 
 use super::stage::{self, Stage};
 use crate::data::{self, ReadOptions, SampleBatch, ShardEvent, ShardSource};
-use crate::output::fault_point;
 use crate::output::fingerprint::{self, SourceFingerprint};
+use crate::output::{fault_point, FaultPoint};
 
 /// Reader -> model. A shard's messages arrive in order: Start, then its Batches; Failed
 /// (instead of Start, or after some Batches) when it cannot be read.
@@ -51,7 +51,7 @@ pub(super) fn spawn(
     runtime.spawn_blocking(move || {
         stage::guarded(Stage::Reader, || {
             for (shard, src) in &task.shards {
-                fault_point("reader-shard");
+                fault_point(FaultPoint::ReaderShard);
                 if quit.load(Ordering::SeqCst) {
                     break;
                 }

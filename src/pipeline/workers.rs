@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::stage::{self, Stage};
 use super::writer::WriterMsg;
 use crate::forward::ForwardOutput;
-use crate::output::{fault_point, FailureStage, SampleOutcome, SampleResult};
+use crate::output::{fault_point, FailureStage, FaultPoint, SampleOutcome, SampleResult};
 use crate::perturb::AttackStats;
 use crate::topology::{GraphPlan, HomologyOptions, Scopes, Workspace};
 
@@ -61,7 +61,7 @@ pub(super) fn spawn<'scope>(
 fn work(task: WorkerTask, jobs: Receiver<Job>, results: Sender<WriterMsg>) {
     let mut workspace = Workspace::new();
     for job in jobs {
-        fault_point("worker-job");
+        fault_point(FaultPoint::WorkerJob);
         let shard = job.shard;
         let entry = run_job(&mut workspace, task, job);
         if results.send(WriterMsg::Sample { shard, entry }).is_err() {

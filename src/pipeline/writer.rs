@@ -15,8 +15,8 @@ use crate::data::ShardSource;
 use crate::output::fingerprint::SourceFingerprint;
 use crate::output::manifest::{Manifest, ShardStatus};
 use crate::output::{
-    fault_point, write_shard_failure, Failure, FailureStage, OutputLayout, SampleOutcome,
-    ShardOutput,
+    fault_point, write_shard_failure, Failure, FailureStage, FaultPoint, OutputLayout,
+    SampleOutcome, ShardOutput,
 };
 
 /// Model and workers -> writer.
@@ -167,7 +167,7 @@ impl Writer {
     }
 
     fn add(&mut self, shard: usize, entry: SampleOutcome) -> anyhow::Result<()> {
-        fault_point("writer-sample");
+        fault_point(FaultPoint::WriterSample);
         let Some(ShardState::Writing { output, samples }) = self.states[shard].as_mut() else {
             return Ok(()); // the shard failed already
         };
