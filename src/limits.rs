@@ -229,7 +229,7 @@ pub struct MemoryLimit {
 
 impl MemoryLimit {
     /// `pipeline.memory_limit_mb` set by the user: used for both figures.
-    pub fn from_mb(mb: u64) -> MemoryLimit {
+    pub(crate) fn from_mb(mb: u64) -> MemoryLimit {
         let bytes = (mb as u128) << 20;
         MemoryLimit {
             available: bytes,

@@ -21,16 +21,16 @@ use crate::output::identity::differences;
 use crate::output::manifest::{read_manifests, FoundManifest, ManifestView};
 
 /// A class fitted on fewer correctly classified clean samples than this gets a warning.
-pub const MIN_FIT_SAMPLES: usize = 10;
+pub(crate) const MIN_FIT_SAMPLES: usize = 10;
 
 /// Parquet metadata key naming where an analysis was fitted: `in-sample` or the fit folder.
-pub const FIT_KEY: &str = "actopo.fit";
+pub(crate) const FIT_KEY: &str = "actopo.fit";
 /// Parquet metadata key holding the analysis's warnings, as a JSON list of strings.
-pub const WARNINGS_KEY: &str = "actopo.warnings";
+pub(crate) const WARNINGS_KEY: &str = "actopo.warnings";
 
 /// Which analysis is fitted: they depend on different settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Subgraphs,
     Uncertainty,
 }
@@ -59,7 +59,7 @@ pub enum Fit {
 
 impl Fit {
     /// The value of the `actopo.fit` metadata key.
-    pub fn metadata_value(&self) -> String {
+    pub(crate) fn metadata_value(&self) -> String {
         match self {
             Fit::InSample => "in-sample".into(),
             Fit::Other(dir) => dir.display().to_string(),
@@ -93,7 +93,7 @@ impl Fit {
 /// Resolves `--fit`: in-sample without it (or when it names `scored` itself), else checks that the
 /// two runs are comparable and returns the fit folder; the second value lists warnings (input
 /// files both runs read).
-pub fn resolve(
+pub(crate) fn resolve(
     scored: &Path,
     fit: Option<&Path>,
     kind: Kind,
@@ -169,7 +169,7 @@ fn run_manifest(dir: &Path, what: &str) -> anyhow::Result<ManifestView> {
 
 /// The run identity without the keys that do not change a clean sample's graph (see the module
 /// docs); `subgraph.top_k` matters to subgraphs only.
-pub fn comparable(identity: &Value, kind: Kind) -> Value {
+pub(crate) fn comparable(identity: &Value, kind: Kind) -> Value {
     let mut v = identity.clone();
     let mut drop: Vec<&str> = IRRELEVANT.to_vec();
     if kind == Kind::Uncertainty {
@@ -213,7 +213,7 @@ fn shared_inputs(fit: &ManifestView, scored: &ManifestView) -> Vec<String> {
 
 /// Warnings for classes fitted on fewer than [`MIN_FIT_SAMPLES`] correctly classified clean samples
 /// (`fitted`: class -> count), including classes the scored run has that the fit lacks.
-pub fn few_samples_warnings(
+pub(crate) fn few_samples_warnings(
     fitted: &BTreeMap<i64, usize>,
     scored_classes: &BTreeSet<i64>,
     fit: &Fit,
@@ -235,7 +235,7 @@ pub fn few_samples_warnings(
 }
 
 /// Warnings for class representatives with no edge (`reps`: class -> (samples, edges)).
-pub fn empty_representative_warnings(
+pub(crate) fn empty_representative_warnings(
     reps: &BTreeMap<i64, (usize, usize)>,
     min_fraction: f64,
     fit: &Fit,

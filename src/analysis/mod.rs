@@ -149,13 +149,15 @@ impl<'a> Columns<'a> {
 
 /// The label and the model's prediction for one (shard, index, variant), from the summary table.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Prediction {
+pub(crate) struct Prediction {
     pub label: Option<i64>,
     pub pred: i64,
 }
 
 /// (shard, index, variant) -> prediction, from `summary/`.
-pub fn read_predictions(dir: &Path) -> anyhow::Result<HashMap<(String, u32, String), Prediction>> {
+pub(crate) fn read_predictions(
+    dir: &Path,
+) -> anyhow::Result<HashMap<(String, u32, String), Prediction>> {
     let mut out = HashMap::new();
     for b in read_table(dir, "summary")? {
         let c = Columns::new(&b, "summary");
@@ -249,7 +251,7 @@ pub(crate) fn key_columns<R: SampleRowKey>(rows: &[R]) -> (Vec<Field>, Vec<Array
 
 /// Writes one analysis table atomically under `dir/analysis/<name>.parquet`, with actopo's version
 /// and `extra` in its metadata.
-pub fn write_analysis(
+pub(crate) fn write_analysis(
     dir: &Path,
     name: &str,
     batch: RecordBatch,

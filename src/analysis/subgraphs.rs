@@ -32,7 +32,7 @@ pub type Edge = (u64, u64);
 
 /// One (sample, variant) subgraph with its prediction.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SubgraphRecord {
+pub(crate) struct SubgraphRecord {
     pub shard: String,
     pub index: u32,
     pub variant: String,
@@ -106,7 +106,7 @@ pub struct Analysis {
 }
 
 /// R_c for every class with at least one correctly classified clean sample.
-pub fn representatives(
+pub(crate) fn representatives(
     records: &[SubgraphRecord],
     min_fraction: f64,
 ) -> BTreeMap<i64, Representative> {
@@ -158,7 +158,7 @@ fn jaccard(s: &BTreeSet<Edge>, r: &Representative) -> f64 {
 }
 
 /// The class whose representative has the largest Jaccard with `s` (ties: smaller class).
-pub fn nearest(s: &BTreeSet<Edge>, reps: &BTreeMap<i64, Representative>) -> Option<i64> {
+pub(crate) fn nearest(s: &BTreeSet<Edge>, reps: &BTreeMap<i64, Representative>) -> Option<i64> {
     let mut best: Option<(i64, f64)> = None;
     for (&c, r) in reps {
         let j = jaccard(s, r);
@@ -178,13 +178,15 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// In-sample analysis: representatives fitted on `records` themselves.
-pub fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
+/// In-sample analysis: representatives fitted on `records` themselves (what `run` does without
+/// `--fit`; the unit tests use it directly).
+#[cfg(test)]
+fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
     score(records, representatives(records, min_fraction))
 }
 
 /// Scores `records` against representatives fitted elsewhere (or on them).
-pub fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) -> Analysis {
+pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) -> Analysis {
     let clean: HashMap<(&str, u32), &SubgraphRecord> = records
         .iter()
         .filter(|r| r.variant == "clean")
@@ -266,7 +268,7 @@ pub fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) ->
 
 /// Reads `subgraphs/` (one scope; only the clean variant with `clean_only`, as a fit needs) and
 /// `summary/` into records.
-pub fn read_records(
+pub(crate) fn read_records(
     dir: &Path,
     scope: &str,
     clean_only: bool,

@@ -27,7 +27,7 @@ use crate::topology::ScopeKind;
 
 /// One (sample, variant): its per-layer death values, sorted in decreasing order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DeathRecord {
+pub(crate) struct DeathRecord {
     pub shard: String,
     pub index: u32,
     pub variant: String,
@@ -56,13 +56,13 @@ fn padded(v: &[f32], len: usize) -> impl Iterator<Item = f64> + '_ {
 /// The fitted reference: mean sorted death vector per (class, layer), and how many samples each
 /// class's means average.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ClassMeans {
+pub(crate) struct ClassMeans {
     pub means: HashMap<(i64, String), Vec<f64>>,
     pub support: BTreeMap<i64, usize>,
 }
 
 /// Class means over the correctly classified clean samples of `records`.
-pub fn class_means(records: &[DeathRecord]) -> ClassMeans {
+pub(crate) fn class_means(records: &[DeathRecord]) -> ClassMeans {
     let mut groups: HashMap<(i64, String), Vec<&Vec<f32>>> = HashMap::new();
     let mut support: BTreeMap<i64, usize> = BTreeMap::new();
     for r in records
@@ -106,13 +106,18 @@ impl SampleRowKey for TuRow {
     }
 }
 
-/// In-sample TU: class means fitted on `records` themselves.
-pub fn topological_uncertainty(records: &[DeathRecord]) -> Vec<TuRow> {
+/// In-sample TU: class means fitted on `records` themselves (what `run` does without `--fit`; the
+/// unit tests use it directly).
+#[cfg(test)]
+fn topological_uncertainty(records: &[DeathRecord]) -> Vec<TuRow> {
     score(records, &class_means(records).means)
 }
 
 /// TU of every record against class means fitted elsewhere (or on them).
-pub fn score(records: &[DeathRecord], means: &HashMap<(i64, String), Vec<f64>>) -> Vec<TuRow> {
+pub(crate) fn score(
+    records: &[DeathRecord],
+    means: &HashMap<(i64, String), Vec<f64>>,
+) -> Vec<TuRow> {
     records
         .iter()
         .map(|r| {
@@ -165,7 +170,7 @@ pub fn auroc(right: &[f64], wrong: &[f64]) -> Option<f64> {
 
 /// Reads the `layers` scopes of `diagrams/` (only the clean variant with `clean_only`, as a fit
 /// needs) and the predictions of `summary/`.
-pub fn read_records(dir: &Path, clean_only: bool) -> anyhow::Result<Vec<DeathRecord>> {
+pub(crate) fn read_records(dir: &Path, clean_only: bool) -> anyhow::Result<Vec<DeathRecord>> {
     let mut records = Records::new(dir)?;
     for b in read_table(dir, "diagrams")? {
         let c = Columns::new(&b, "diagrams");
@@ -269,7 +274,7 @@ fn counts_of<'a>(
 }
 
 /// Per variant (first-seen order): the total over classes, then each true class in order.
-pub fn counts(rows: &[TuRow]) -> Vec<Counts> {
+pub(crate) fn counts(rows: &[TuRow]) -> Vec<Counts> {
     let mut order: Vec<&str> = Vec::new();
     for r in rows {
         if !order.contains(&r.variant.as_str()) {

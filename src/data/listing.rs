@@ -19,7 +19,7 @@ pub(super) fn detect_format(path: &Path) -> Option<DataFormat> {
     }
 }
 
-pub fn stem_of(path: &Path) -> String {
+pub(crate) fn stem_of(path: &Path) -> String {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     match name.rsplit_once('.') {
@@ -29,7 +29,7 @@ pub fn stem_of(path: &Path) -> String {
 }
 
 /// Files besides `src.path` that reading the shard opens: an IDX image file's label file.
-pub fn companion_files(src: &ShardSource) -> Vec<PathBuf> {
+pub(crate) fn companion_files(src: &ShardSource) -> Vec<PathBuf> {
     match src.format {
         DataFormat::Idx => idx_label_file(&src.path).into_iter().collect(),
         _ => Vec::new(),
@@ -52,7 +52,7 @@ pub(super) fn idx_label_file(images: &Path) -> Option<PathBuf> {
 
 /// Expands `patterns` (globs) into shards in sorted order. IDX label files matched by a glob are
 /// skipped: they are found from their image file.
-pub fn list_shards(
+pub(crate) fn list_shards(
     patterns: &[String],
     format: DataFormat,
 ) -> Result<Vec<ShardSource>, Vec<String>> {

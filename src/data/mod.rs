@@ -20,7 +20,7 @@ mod parquet;
 #[cfg(test)]
 mod tests;
 
-pub use listing::{companion_files, list_shards, stem_of};
+pub(crate) use listing::{companion_files, list_shards, stem_of};
 
 /// One input file, with the names used for its outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub struct ReadOptions {
 
 impl DataError {
     /// The message without the file name (for callers that name the file themselves).
-    pub fn without_path(&self) -> String {
+    pub(crate) fn without_path(&self) -> String {
         match self.sample {
             Some(s) => format!("sample {s}: {}", self.message),
             None => self.message.clone(),
@@ -94,14 +94,14 @@ impl ReadOptions {
 
 /// What a shard reader emits: the sample count first, then batches in index order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ShardEvent {
+pub(crate) enum ShardEvent {
     Start { samples: usize },
     Batch(SampleBatch),
 }
 
 /// Consecutive samples of a shard.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SampleBatch {
+pub(crate) struct SampleBatch {
     /// Index of the first sample in the shard.
     pub start: usize,
     pub n: usize,
@@ -117,7 +117,7 @@ pub struct SampleBatch {
 /// Reads a shard batch by batch, in flat memory: IDX and npz are streamed from the (decompressed)
 /// file, Parquet row group by row group. `emit` gets `Start` first; it returns false to stop early.
 /// An error after `Start` means the shard could not be read to the end.
-pub fn stream_shard(
+pub(crate) fn stream_shard(
     src: &ShardSource,
     opts: &ReadOptions,
     batch_size: usize,
@@ -200,7 +200,7 @@ pub(crate) fn check_shape(
 }
 
 /// One mean and one std per input channel: a single value applies to every channel.
-pub fn channel_stats(
+pub(crate) fn channel_stats(
     mean: &[f32],
     std: &[f32],
     channels: usize,

@@ -20,7 +20,7 @@ use crate::spec::{self, Op};
 pub mod attacks;
 
 /// Samples per forward call; every call sees exactly this many rows.
-pub const FORWARD_CHUNK: usize = 32;
+pub(crate) const FORWARD_CHUNK: usize = 32;
 
 enum TchLayer {
     Conv {
@@ -160,7 +160,7 @@ fn normalisation(
 }
 
 /// Picks the torch device for a configured one.
-pub fn resolve_device(device: Device) -> anyhow::Result<TchDevice> {
+pub(crate) fn resolve_device(device: Device) -> anyhow::Result<TchDevice> {
     Ok(match device {
         Device::Cpu => TchDevice::Cpu,
         Device::Auto => TchDevice::cuda_if_available(),
