@@ -37,10 +37,17 @@ def role(path: pathlib.Path) -> str:
     return text
 
 
+def short(text: str, width: int = 110) -> str:
+    """At most `width` characters, cut at a word."""
+    if len(text) <= width:
+        return text
+    return text[:width].rsplit(" ", 1)[0].rstrip(",;:(") + " ..."
+
+
 def tree() -> str:
     files = sorted(ROOT.glob("src/**/*.rs")) + sorted(ROOT.glob("benches/*.rs"))
     width = max(len(str(f.relative_to(ROOT))) for f in files)
-    lines = [f"{str(f.relative_to(ROOT)):<{width}}  {role(f)}" for f in files]
+    lines = [f"{str(f.relative_to(ROOT)):<{width}}  {short(role(f))}" for f in files]
     return "```\n" + "\n".join(lines) + "\n```"
 
 

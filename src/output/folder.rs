@@ -1,4 +1,4 @@
-//! The rules actopo keeps in its output folder, in one place:
+//! The rules actopo keeps in its output folder, in one place (`docs/data-safety.md`):
 //! - it never writes, renames over or deletes one of the run's inputs (compared by canonical path);
 //! - it replaces or deletes only files it wrote itself: Parquet files carrying its `actopo.version`
 //!   metadata, its own manifests, and the hidden temporary files it names;

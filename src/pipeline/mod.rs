@@ -1,4 +1,4 @@
-//! The streaming run:
+//! The streaming run, stage by stage (`docs/architecture.md`):
 //!
 //! ```text
 //! reader (a blocking thread: streams and decodes shards batch by batch)

@@ -1,4 +1,4 @@
-//! Model stage: owns tch. Per batch: the clean forward pass, then each attack and its forward
+//! Model stage, the one that owns tch. Per batch: the clean forward pass, then each attack and its forward
 //! pass, then one job per (sample, variant) for the workers.
 
 use std::collections::HashSet;
