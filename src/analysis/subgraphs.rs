@@ -222,9 +222,20 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
                 .and_then(|(d, rep)| overlap(d, rep)),
         });
     }
+    let variants = variant_rows(&samples);
+    Analysis {
+        representatives: reps,
+        samples,
+        variants,
+    }
+}
+
+/// One row per variant, in first-seen order: the rates over the samples the clean model got right
+/// (and, for a perturbed variant, whose prediction it changed).
+fn variant_rows(samples: &[SampleRow]) -> Vec<VariantRow> {
     // Variants in first-seen order (clean first, as written).
     let mut order: Vec<&str> = Vec::new();
-    for s in &samples {
+    for s in samples {
         if !order.contains(&s.variant.as_str()) {
             order.push(&s.variant);
         }
@@ -234,7 +245,7 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
         .filter(|s| s.variant == "clean" && s.label == Some(s.pred))
         .map(|s| (s.shard.as_str(), s.index))
         .collect();
-    let variants = order
+    order
         .iter()
         .map(|&v| {
             let rows: Vec<&SampleRow> = samples
@@ -258,12 +269,7 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
                 mean_diff_overlap_pred: mean(rows.iter().filter_map(|s| s.diff_overlap_pred)),
             }
         })
-        .collect();
-    Analysis {
-        representatives: reps,
-        samples,
-        variants,
-    }
+        .collect()
 }
 
 /// Reads `subgraphs/` (one scope; only the clean variant with `clean_only`, as a fit needs) and
@@ -370,13 +376,26 @@ pub fn run(
     warnings.extend(fit_warnings(&a, &records, min_fraction, &fit));
     let metadata = fit::metadata(&fit, &warnings);
 
+    for (name, batch) in [
+        ("subgraph_representatives", representatives_batch(&a)?),
+        ("subgraph_samples", samples_batch(&a.samples)?),
+        ("subgraph_variants", variants_batch(&a.variants)?),
+    ] {
+        write_analysis(dir, name, batch, &metadata)?;
+    }
+    print_report(dir, &a, scope, min_fraction, &fit, &warnings);
+    Ok(a)
+}
+
+/// `subgraph_representatives`: one row per (class, edge) of each class representative.
+fn representatives_batch(a: &Analysis) -> anyhow::Result<RecordBatch> {
     let mut rep_rows: Vec<(i64, u64, u64, u64, f64)> = Vec::new();
     for (&c, r) in &a.representatives {
         for (&(s, d), &f) in &r.edges {
             rep_rows.push((c, r.support as u64, s, d, f));
         }
     }
-    let reps = RecordBatch::try_new(
+    Ok(RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("class", DataType::Int64, false),
             Field::new("support", DataType::UInt64, false),
@@ -391,8 +410,11 @@ pub fn run(
             Arc::new(UInt64Array::from_iter_values(rep_rows.iter().map(|r| r.3))),
             Arc::new(Float64Array::from_iter_values(rep_rows.iter().map(|r| r.4))),
         ],
-    )?;
-    let s = &a.samples;
+    )?)
+}
+
+/// `subgraph_samples`: one row per scored (sample, variant).
+fn samples_batch(s: &[SampleRow]) -> anyhow::Result<RecordBatch> {
     let opt = |f: fn(&SampleRow) -> Option<f64>| f64_col(&s.iter().map(f).collect::<Vec<_>>());
     let (mut fields, mut columns) = key_columns(s);
     fields.push(Field::new("subgraph_pred", DataType::Int64, true));
@@ -425,10 +447,16 @@ pub fn run(
         fields.push(Field::new(name, DataType::Float64, true));
         columns.push(opt(f));
     }
-    let samples = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    let v = &a.variants;
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// `subgraph_variants`: one row per variant, the rates and mean overlaps.
+fn variants_batch(v: &[VariantRow]) -> anyhow::Result<RecordBatch> {
     let vopt = |f: fn(&VariantRow) -> Option<f64>| f64_col(&v.iter().map(f).collect::<Vec<_>>());
-    let variants = RecordBatch::try_new(
+    Ok(RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("variant", DataType::Utf8, false),
             Field::new("n", DataType::UInt64, false),
@@ -451,15 +479,18 @@ pub fn run(
             vopt(|r| r.mean_diff_overlap_true),
             vopt(|r| r.mean_diff_overlap_pred),
         ],
-    )?;
-    for (name, batch) in [
-        ("subgraph_representatives", reps),
-        ("subgraph_samples", samples),
-        ("subgraph_variants", variants),
-    ] {
-        write_analysis(dir, name, batch, &metadata)?;
-    }
+    )?)
+}
 
+/// The summary `actopo analyze subgraphs` prints: the representatives and the per-variant table.
+fn print_report(
+    dir: &Path,
+    a: &Analysis,
+    scope: &str,
+    min_fraction: f64,
+    fit: &Fit,
+    warnings: &[String],
+) {
     println!("{}", fit.describe("class representatives"));
     println!(
         "class representatives (scope `{scope}`, edges in >= {min_fraction} of correctly classified clean subgraphs):"
@@ -494,9 +525,8 @@ pub fn run(
          ovl_*: |S ∩ R| / |S| with the true / predicted class representative; diff_*: the same for the\n\
          edges a variant gained over its clean subgraph. Tables: {}/analysis/subgraph_*.parquet{}",
         dir.display(),
-        fit::report(&warnings)
+        fit::report(warnings)
     );
-    Ok(a)
 }
 
 #[cfg(test)]
