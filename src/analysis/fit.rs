@@ -30,7 +30,7 @@ pub(crate) const WARNINGS_KEY: &str = "actopo.warnings";
 
 /// Which analysis is fitted: they depend on different settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum AnalysisKind {
     Subgraphs,
     Uncertainty,
 }
@@ -96,7 +96,7 @@ impl Fit {
 pub(crate) fn resolve(
     scored: &Path,
     fit: Option<&Path>,
-    kind: Kind,
+    kind: AnalysisKind,
 ) -> anyhow::Result<(Fit, Vec<String>)> {
     let Some(fit) = fit else {
         return Ok((Fit::InSample, Vec::new()));
@@ -169,10 +169,10 @@ fn run_manifest(dir: &Path, what: &str) -> anyhow::Result<ManifestView> {
 
 /// The run identity without the keys that do not change a clean sample's graph (see the module
 /// docs); `subgraph.top_k` matters to subgraphs only.
-pub(crate) fn comparable(identity: &Value, kind: Kind) -> Value {
+pub(crate) fn comparable(identity: &Value, kind: AnalysisKind) -> Value {
     let mut v = identity.clone();
     let mut drop: Vec<&str> = IRRELEVANT.to_vec();
-    if kind == Kind::Uncertainty {
+    if kind == AnalysisKind::Uncertainty {
         drop.push("subgraph");
     }
     if let Some(config) = v.get_mut("config") {
@@ -308,28 +308,28 @@ mod tests {
         b["config"]["attacks"] = json!([]);
         b["config"]["data"]["clip"] = json!([-1.0, 1.0]);
         assert_eq!(
-            comparable(&a, Kind::Subgraphs),
-            comparable(&b, Kind::Subgraphs)
+            comparable(&a, AnalysisKind::Subgraphs),
+            comparable(&b, AnalysisKind::Subgraphs)
         );
         let c = identity(100, 20, "w");
         assert_ne!(
-            comparable(&a, Kind::Subgraphs),
-            comparable(&c, Kind::Subgraphs)
+            comparable(&a, AnalysisKind::Subgraphs),
+            comparable(&c, AnalysisKind::Subgraphs)
         );
         assert_eq!(
-            comparable(&a, Kind::Uncertainty),
-            comparable(&c, Kind::Uncertainty)
+            comparable(&a, AnalysisKind::Uncertainty),
+            comparable(&c, AnalysisKind::Uncertainty)
         );
         let d = identity(100, 10, "w2");
         assert_ne!(
-            comparable(&a, Kind::Uncertainty),
-            comparable(&d, Kind::Uncertainty)
+            comparable(&a, AnalysisKind::Uncertainty),
+            comparable(&d, AnalysisKind::Uncertainty)
         );
         let mut e = a.clone();
         e["config"]["data"]["std"] = json!([0.5]);
         assert_ne!(
-            comparable(&a, Kind::Uncertainty),
-            comparable(&e, Kind::Uncertainty)
+            comparable(&a, AnalysisKind::Uncertainty),
+            comparable(&e, AnalysisKind::Uncertainty)
         );
     }
 

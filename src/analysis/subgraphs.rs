@@ -28,7 +28,8 @@ use super::{
     f64_col, key_columns, read_table, write_analysis, Columns, Prediction, Records, SampleRowKey,
 };
 
-pub type Edge = (u64, u64);
+/// A subgraph edge as the unit ids of its two ends (source, target), as in the `subgraphs` table.
+pub type EdgeEnds = (u64, u64);
 
 /// One (sample, variant) subgraph with its prediction.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,18 +38,18 @@ pub(crate) struct SubgraphRecord {
     pub index: u32,
     pub variant: String,
     pub prediction: Prediction,
-    pub edges: BTreeSet<Edge>,
+    pub edges: BTreeSet<EdgeEnds>,
 }
 
 /// A class representative: its edges with the fraction of the class's subgraphs holding each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Representative {
     pub support: usize,
-    pub edges: BTreeMap<Edge, f64>,
+    pub edges: BTreeMap<EdgeEnds, f64>,
 }
 
 impl Representative {
-    fn contains(&self, e: &Edge) -> bool {
+    fn contains(&self, e: &EdgeEnds) -> bool {
         self.edges.contains_key(e)
     }
 }
@@ -110,7 +111,7 @@ pub(crate) fn representatives(
     records: &[SubgraphRecord],
     min_fraction: f64,
 ) -> BTreeMap<i64, Representative> {
-    let mut counts: BTreeMap<i64, (usize, HashMap<Edge, usize>)> = BTreeMap::new();
+    let mut counts: BTreeMap<i64, (usize, HashMap<EdgeEnds, usize>)> = BTreeMap::new();
     for r in records.iter().filter(|r| r.variant == "clean") {
         let Some(label) = r.prediction.label else {
             continue;
@@ -143,11 +144,11 @@ pub(crate) fn representatives(
         .collect()
 }
 
-fn overlap(s: &BTreeSet<Edge>, r: &Representative) -> Option<f64> {
+fn overlap(s: &BTreeSet<EdgeEnds>, r: &Representative) -> Option<f64> {
     (!s.is_empty()).then(|| s.iter().filter(|e| r.contains(e)).count() as f64 / s.len() as f64)
 }
 
-fn jaccard(s: &BTreeSet<Edge>, r: &Representative) -> f64 {
+fn jaccard(s: &BTreeSet<EdgeEnds>, r: &Representative) -> f64 {
     let inter = s.iter().filter(|e| r.contains(e)).count();
     let union = s.len() + r.edges.len() - inter;
     if union == 0 {
@@ -158,7 +159,7 @@ fn jaccard(s: &BTreeSet<Edge>, r: &Representative) -> f64 {
 }
 
 /// The class whose representative has the largest Jaccard with `s` (ties: smaller class).
-pub(crate) fn nearest(s: &BTreeSet<Edge>, reps: &BTreeMap<i64, Representative>) -> Option<i64> {
+pub(crate) fn nearest(s: &BTreeSet<EdgeEnds>, reps: &BTreeMap<i64, Representative>) -> Option<i64> {
     let mut best: Option<(i64, f64)> = None;
     for (&c, r) in reps {
         let j = jaccard(s, r);
@@ -196,7 +197,7 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
     for r in records {
         let rep_true = r.prediction.label.and_then(|c| reps.get(&c));
         let rep_pred = reps.get(&r.prediction.pred);
-        let diff: Option<BTreeSet<Edge>> = (r.variant != "clean")
+        let diff: Option<BTreeSet<EdgeEnds>> = (r.variant != "clean")
             .then(|| clean.get(&(r.shard.as_str(), r.index)))
             .flatten()
             .map(|c| r.edges.difference(&c.edges).copied().collect());
@@ -366,7 +367,7 @@ pub fn run(
         (0.0..=1.0).contains(&min_fraction) && min_fraction > 0.0,
         "--min-fraction must be in (0, 1]"
     );
-    let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::Kind::Subgraphs)?;
+    let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::AnalysisKind::Subgraphs)?;
     let records = read_records(dir, scope, false)?;
     let reps = match &fit {
         Fit::InSample => representatives(&records, min_fraction),
@@ -533,7 +534,7 @@ fn print_report(
 mod tests {
     use super::*;
 
-    fn rec(index: u32, variant: &str, label: i64, pred: i64, edges: &[Edge]) -> SubgraphRecord {
+    fn rec(index: u32, variant: &str, label: i64, pred: i64, edges: &[EdgeEnds]) -> SubgraphRecord {
         SubgraphRecord {
             shard: "s".into(),
             index,

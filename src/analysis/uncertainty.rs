@@ -374,7 +374,7 @@ fn print_counts(first: &str, rows: &[&Counts], label: impl Fn(&Counts) -> String
 /// analysis/uncertainty.parquet (per sample) and analysis/uncertainty_counts.parquet (right and
 /// wrong per variant and class), and prints both.
 pub fn run(dir: &Path, fit_dir: Option<&Path>) -> anyhow::Result<Vec<TuRow>> {
-    let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::Kind::Uncertainty)?;
+    let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::AnalysisKind::Uncertainty)?;
     let records = read_records(dir, false)?;
     let means = match &fit {
         Fit::InSample => class_means(&records),
