@@ -59,6 +59,23 @@ pub(crate) struct ShardRecord {
     pub(crate) source: Option<SourceFingerprint>,
 }
 
+impl ShardRecord {
+    /// A shard not started yet.
+    pub(crate) fn pending(name: &str, stem: &str, path: &Path) -> ShardRecord {
+        ShardRecord {
+            name: name.to_string(),
+            stem: stem.to_string(),
+            path: path.to_path_buf(),
+            status: ShardStatus::Pending,
+            samples: None,
+            outputs: Vec::new(),
+            failures: 0,
+            error: None,
+            source: None,
+        }
+    }
+}
+
 /// The run record, as written.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Manifest {
@@ -221,17 +238,7 @@ mod tests {
     fn the_schema_doc_lists_every_manifest_field() {
         let doc = include_str!("../../docs/output-schema.md");
         let section = &doc[doc.find("## The manifest").expect("manifest section")..];
-        let record = ShardRecord {
-            name: "a.npz".into(),
-            stem: "a".into(),
-            path: "a.npz".into(),
-            status: ShardStatus::Pending,
-            samples: None,
-            outputs: Vec::new(),
-            failures: 0,
-            error: None,
-            source: None,
-        };
+        let record = ShardRecord::pending("a.npz", "a", Path::new("a.npz"));
         let manifest = Manifest {
             tool: "actopo",
             version: "0",

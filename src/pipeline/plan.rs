@@ -13,7 +13,7 @@ use crate::data::{self, ReadOptions, ShardSource};
 use crate::model::Model;
 use crate::output::fingerprint::sha256_file;
 use crate::output::lock::{self, RunLock};
-use crate::output::manifest::{self, Manifest, ModelInfo, ShardRecord, ShardStatus};
+use crate::output::manifest::{self, Manifest, ModelInfo, ShardRecord};
 use crate::output::{folder, identity, resume, OutputLayout, Table};
 use crate::perturb::{Attack, AttackKind};
 use crate::topology::GraphPlan;
@@ -209,17 +209,7 @@ impl RunPlan {
                 path: s.path.clone(),
                 ..done.clone()
             },
-            None => ShardRecord {
-                name: s.name.clone(),
-                stem: s.stem.clone(),
-                path: s.path.clone(),
-                status: ShardStatus::Pending,
-                samples: None,
-                outputs: Vec::new(),
-                failures: 0,
-                error: None,
-                source: None,
-            },
+            None => ShardRecord::pending(&s.name, &s.stem, &s.path),
         };
         self.shards
             .iter()
