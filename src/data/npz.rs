@@ -174,31 +174,8 @@ pub(super) fn stream_npz(
             "has no array named `x`; save the images with np.savez(path, x=images, y=labels)",
         )
     })?;
-    if x.header.order() != Order::C {
-        return Err(err(
-            path,
-            None,
-            "array `x` is in Fortran order; save it C-contiguous (np.ascontiguousarray)",
-        ));
-    }
-    // The header's sizes were checked against the member, so each fits in memory's address space.
-    let shape: Vec<usize> = x.header.shape().iter().map(|&d| d as usize).collect();
-    let chw = match shape.as_slice() {
-        [_, c, h, w] => [*c, *h, *w],
-        [_, h, w] => [1, *h, *w],
-        [_, f] => [*f, 1, 1],
-        _ => {
-            return Err(err(
-                path,
-                None,
-                format!(
-                "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
-            ),
-            ))
-        }
-    };
+    let (total, chw) = image_shape(&x, path)?;
     check_shape(path, None, chw, opts)?;
-    let total = shape[0];
     let mut y_archive = open_archive(path)?;
     let mut y = open_member(&mut y_archive, path, "y")?;
     if let Some(y) = &y {
@@ -224,6 +201,32 @@ pub(super) fn stream_npz(
             ),
         )),
     }
+}
+
+/// `x`'s sample count and per-sample [C, H, W] (features as [F, 1, 1]); it must be C-ordered.
+fn image_shape(x: &Member, path: &Path) -> Result<(usize, [usize; 3]), DataError> {
+    if x.header.order() != Order::C {
+        return Err(err(
+            path,
+            None,
+            "array `x` is in Fortran order; save it C-contiguous (np.ascontiguousarray)",
+        ));
+    }
+    // The header's sizes were checked against the member, so each fits in memory's address space.
+    let shape: Vec<usize> = x.header.shape().iter().map(|&d| d as usize).collect();
+    let chw = match shape.as_slice() {
+        [_, c, h, w] => [*c, *h, *w],
+        [_, h, w] => [1, *h, *w],
+        [_, f] => [*f, 1, 1],
+        _ => return Err(err(
+            path,
+            None,
+            format!(
+                "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
+            ),
+        )),
+    };
+    Ok((shape[0], chw))
 }
 
 /// Checks `y`'s count against the images and its type, before reading any of it.
