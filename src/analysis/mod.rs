@@ -1,4 +1,4 @@
-//! `actopo analyze`: the paper's analyses as commands over a run's Parquet outputs.
+//! `actopo analyze`: the paper's analyses as commands over a run's Parquet outputs (`docs/analyses.md`).
 //!
 //! - `subgraphs`: class representatives of the persistent subgraphs, overlaps, subgraph predictions,
 //!   recovery and retention rates per variant (Gebhart et al. 2019, section V);

@@ -6,7 +6,7 @@
 //! Normalisation with mean/std happens in the model (`forward`), so attacks can work in raw units.
 //!
 //! One file per format: `idx`, `npz`, `parquet`; `listing` turns globs into shards; `labels`
-//! checks class labels whatever column type holds them.
+//! checks class labels whatever column type holds them. What is checked in each: `docs/inputs.md`.
 
 use std::path::{Path, PathBuf};
 

@@ -218,13 +218,15 @@ fn image_shape(x: &Member, path: &Path) -> Result<(usize, [usize; 3]), DataError
         [_, c, h, w] => [*c, *h, *w],
         [_, h, w] => [1, *h, *w],
         [_, f] => [*f, 1, 1],
-        _ => return Err(err(
-            path,
-            None,
-            format!(
+        _ => {
+            return Err(err(
+                path,
+                None,
+                format!(
                 "array `x` has shape {shape:?}; expected (N, C, H, W), (N, H, W) or (N, features)"
             ),
-        )),
+            ))
+        }
     };
     Ok((shape[0], chw))
 }

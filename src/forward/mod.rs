@@ -8,7 +8,7 @@
 //!
 //! Batches are cut into fixed chunks of `FORWARD_CHUNK` samples, the last one padded with zeros:
 //! libtorch's CPU kernels may round differently for different batch sizes, and outputs must not
-//! depend on `pipeline.batch_size`.
+//! depend on `pipeline.batch_size` (`docs/exactness.md`).
 
 use anyhow::{bail, Context};
 use tch::{Device as TchDevice, Kind, Tensor};

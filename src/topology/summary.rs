@@ -1,4 +1,4 @@
-//! Summary statistics of a diagram (the `summary` table, README "Output").
+//! Summary statistics of a diagram (the `summary` table, `docs/output-schema.md`).
 
 use super::persistence::Diagram;
 
