@@ -13,6 +13,8 @@ pub struct Model {
     pub network: Network,
     pub weights: Weights,
     pub weights_path: PathBuf,
+    /// SHA-256 (hex) of the weights file's bytes as loaded (the spec's is `spec.sha256`).
+    pub weights_sha256: String,
 }
 
 impl Model {
@@ -34,12 +36,13 @@ impl Model {
                 path
             }
         };
-        let weights = Weights::load(&weights_path, &network, spec_path)?;
+        let (weights, weights_sha256) = Weights::load(&weights_path, &network, spec_path)?;
         Ok(Model {
             spec,
             network,
             weights,
             weights_path,
+            weights_sha256,
         })
     }
 }

@@ -124,6 +124,12 @@ impl<'de> Deserializer<'de> for &mut FieldsProbe {
     }
 }
 
+/// A setting's value as written in TOML (near enough: JSON's syntax for strings, numbers and
+/// arrays), for messages.
+pub(crate) fn shown(value: &figment::value::Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
+}
+
 /// A serde message in the words of a TOML file: serde names Rust types, users write numbers.
 pub fn plain_type_words(message: &str) -> String {
     let mut why = message.to_string();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::output::fingerprint::hex_sha256;
 use crate::spec::{Layer, Network};
 
 /// A dense f32 tensor in row-major order.
@@ -53,18 +54,26 @@ pub enum WeightsError {
 
 /// Reads every tensor of a safetensors file as f32 (f16, bf16 and f64 are converted).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|error| WeightsError::Read {
+    parse_safetensors(path, &read_file(path)?)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, WeightsError> {
+    std::fs::read(path).map_err(|error| WeightsError::Read {
         path: path.to_path_buf(),
         error,
-    })?;
+    })
+}
+
+/// The tensors of a safetensors file's bytes, read from `path` (named in messages).
+fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, WeightsError> {
     let unsupported = |message| WeightsError::Unsupported {
         path: path.to_path_buf(),
         message,
     };
-    let st = match SafeTensors::deserialize(&bytes) {
+    let st = match SafeTensors::deserialize(bytes) {
         Ok(st) => st,
         Err(e) => {
-            return Err(match pytorch_checkpoint(&bytes) {
+            return Err(match pytorch_checkpoint(bytes) {
                 Some(kind) => unsupported(format!("is a PyTorch checkpoint ({kind}), not a safetensors file\n  fix: {SAVE_SAFETENSORS}")),
                 None => WeightsError::Format {
                     path: path.to_path_buf(),
@@ -174,18 +183,22 @@ fn f16_to_f32(h: u16) -> f32 {
 }
 
 impl Weights {
-    /// Reads `path` and checks it against `net`; `spec_path` is only used in messages.
+    /// Reads `path` and checks it against `net`; `spec_path` is only used in messages. Also gives
+    /// the SHA-256 (hex) of the bytes read, for the run identity.
     pub(crate) fn load(
         path: &Path,
         net: &Network,
         spec_path: &Path,
-    ) -> Result<Weights, WeightsError> {
-        let tensors = read_safetensors(path)?;
-        Weights::from_tensors(tensors, net).map_err(|problems| WeightsError::Mismatch {
-            path: path.to_path_buf(),
-            spec: spec_path.to_path_buf(),
-            problems,
-        })
+    ) -> Result<(Weights, String), WeightsError> {
+        let bytes = read_file(path)?;
+        let tensors = parse_safetensors(path, &bytes)?;
+        let weights =
+            Weights::from_tensors(tensors, net).map_err(|problems| WeightsError::Mismatch {
+                path: path.to_path_buf(),
+                spec: spec_path.to_path_buf(),
+                problems,
+            })?;
+        Ok((weights, hex_sha256(&bytes)))
     }
 
     /// Picks each layer's tensors out of `tensors`. Every problem is returned, one per line:

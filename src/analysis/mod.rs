@@ -270,3 +270,24 @@ pub(crate) fn write_analysis(
 pub(crate) fn f64_col(v: &[Option<f64>]) -> ArrayRef {
     std::sync::Arc::new(arrow::array::Float64Array::from(v.to_vec()))
 }
+
+/// The mean, or None for no values (summed left to right).
+pub(crate) fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for x in values {
+        sum += x;
+        n += 1;
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Each variant once, in the order first seen (the run writes `clean` first, then the attacks).
+pub(crate) fn variants_in_order<'a>(variants: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut order: Vec<&str> = Vec::new();
+    for v in variants {
+        if !order.contains(&v) {
+            order.push(v);
+        }
+    }
+    order
+}

@@ -25,7 +25,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::fit::{self, Fit};
 use super::{
-    f64_col, key_columns, read_table, write_analysis, Columns, Prediction, Records, SampleRowKey,
+    f64_col, key_columns, mean, read_table, variants_in_order, write_analysis, Columns, Prediction,
+    Records, SampleRowKey,
 };
 
 /// A subgraph edge as the unit ids of its two ends (source, target), as in the `subgraphs` table.
@@ -170,15 +171,6 @@ pub(crate) fn nearest(s: &BTreeSet<EdgeEnds>, reps: &BTreeMap<i64, Representativ
     best.map(|(c, _)| c)
 }
 
-fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
-    let (mut sum, mut n) = (0.0, 0usize);
-    for x in v {
-        sum += x;
-        n += 1;
-    }
-    (n > 0).then(|| sum / n as f64)
-}
-
 /// In-sample analysis: representatives fitted on `records` themselves (what `run` does without
 /// `--fit`; the unit tests use it directly).
 #[cfg(test)]
@@ -234,13 +226,8 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
 /// One row per variant, in first-seen order: the rates over the samples the clean model got right
 /// (and, for a perturbed variant, whose prediction it changed).
 fn variant_rows(samples: &[SampleRow]) -> Vec<VariantRow> {
-    // Variants in first-seen order (clean first, as written).
-    let mut order: Vec<&str> = Vec::new();
-    for s in samples {
-        if !order.contains(&s.variant.as_str()) {
-            order.push(&s.variant);
-        }
-    }
+    // Clean first, as written.
+    let order = variants_in_order(samples.iter().map(|s| s.variant.as_str()));
     let clean_right: std::collections::HashSet<(&str, u32)> = samples
         .iter()
         .filter(|s| s.variant == "clean" && s.label == Some(s.pred))

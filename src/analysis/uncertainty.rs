@@ -21,7 +21,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::fit::{self, Fit};
 use super::{
-    f64_col, key_columns, read_table, write_analysis, Columns, Prediction, Records, SampleRowKey,
+    f64_col, key_columns, mean, read_table, variants_in_order, write_analysis, Columns, Prediction,
+    Records, SampleRowKey,
 };
 use crate::topology::ScopeKind;
 
@@ -236,10 +237,6 @@ pub struct Counts {
     pub auroc: Option<f64>,
 }
 
-fn mean(x: &[f64]) -> Option<f64> {
-    (!x.is_empty()).then(|| x.iter().sum::<f64>() / x.len() as f64)
-}
-
 fn counts_of<'a>(
     variant: &str,
     class: Option<i64>,
@@ -267,20 +264,15 @@ fn counts_of<'a>(
         right: n_right,
         wrong: n_wrong,
         no_tu,
-        mean_tu_right: mean(&right),
-        mean_tu_wrong: mean(&wrong),
+        mean_tu_right: mean(right.iter().copied()),
+        mean_tu_wrong: mean(wrong.iter().copied()),
         auroc: auroc(&right, &wrong),
     }
 }
 
 /// Per variant (first-seen order): the total over classes, then each true class in order.
 pub(crate) fn counts(rows: &[TuRow]) -> Vec<Counts> {
-    let mut order: Vec<&str> = Vec::new();
-    for r in rows {
-        if !order.contains(&r.variant.as_str()) {
-            order.push(&r.variant);
-        }
-    }
+    let order = variants_in_order(rows.iter().map(|r| r.variant.as_str()));
     let mut out = Vec::new();
     for v in order {
         let of_variant = || rows.iter().filter(move |r| r.variant == v);

@@ -3,7 +3,7 @@
 //! cross-checked against other implementations without the forward pass.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use actopo::model::Model;
 use actopo::topology::{
@@ -82,7 +82,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
         .map(|l| json!({"name": l.name, "offset": l.offset, "len": l.len}))
         .collect();
     let doc = json!({"vertex_layers": vertex_layers, "samples": samples});
-    write_new(&args.out, &serde_json::to_vec(&doc)?)
+    actopo::output::write_replacing(&args.out, &serde_json::to_vec(&doc)?)
 }
 
 /// Per graph op, its input tensor, and the number of samples they all hold.
@@ -133,20 +133,4 @@ fn scopes_json(results: &[ScopeDiagram]) -> Vec<serde_json::Value> {
             })
         })
         .collect()
-}
-
-/// Writes `out` through a new temporary file beside it (never an existing file or link), then
-/// a rename.
-fn write_new(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes)
-        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    tmp.persist(out)
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    Ok(())
 }

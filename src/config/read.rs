@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::Config;
 use crate::perturb::{attack_kind, AttackKeys, AttackTable, ReadAttack};
-use crate::tagged::{plain_type_words, Kind, Tagged};
+use crate::tagged::{plain_type_words, shown, Kind, Tagged};
 
 /// A problem for each key no section or attack kind takes; Err when the sources cannot be read at
 /// all (a file that is not TOML, a provider that fails): nothing else can then be checked.
@@ -266,11 +266,6 @@ impl TypeProblems<'_> {
         ));
         self.bad.push(path.to_string());
     }
-}
-
-/// A value as written in TOML (near enough: JSON's syntax for strings, numbers and arrays).
-fn shown(value: &Value) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
 }
 
 /// Where a value came from: " (in FILE)", " (from environment variable NAME)" or " (from --set)".

@@ -176,6 +176,11 @@ pub(crate) fn is_temp_name(name: &str, stem: &str, suffix: &str) -> bool {
 /// ordinary readable file.
 pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> anyhow::Result<()> {
     ensure_ours(target)?;
+    rename_into_place(temp, target)
+}
+
+/// Syncs a temporary file, makes it an ordinary readable file and renames it over `target`.
+fn rename_into_place(temp: tempfile::NamedTempFile, target: &Path) -> anyhow::Result<()> {
     temp.as_file()
         .sync_all()
         .with_context(|| format!("cannot sync {}", temp.path().display()))?;
@@ -189,6 +194,20 @@ pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> anyhow::R
     temp.persist(target)
         .map_err(|e| anyhow::anyhow!("cannot rename to {}: {}", target.display(), e.error))?;
     Ok(())
+}
+
+/// Writes a file the user named outright (`actopo diagrams --out`), replacing what is there:
+/// a temporary file beside it, synced, made readable (0644) and renamed into place.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut temp = temp_file(dir, &name, ".partial")?;
+    temp.write_all(bytes)
+        .with_context(|| format!("cannot write {}; check free space", temp.path().display()))?;
+    rename_into_place(temp, path)
 }
 
 /// Writes `dir/<file>` atomically and durably (temporary file, sync, rename, sync the folder).

@@ -26,6 +26,7 @@ mod shard;
 mod tables;
 
 pub(crate) use fault::{fault_point, FaultPoint};
+pub use folder::write_replacing;
 pub use manifest::OutputFile;
 pub(crate) use pending::PendingFile;
 pub(crate) use shard::write_shard_failure;

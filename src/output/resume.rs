@@ -69,7 +69,8 @@ pub(crate) fn check_output_dir(
 ) -> anyhow::Result<Plan> {
     let manifests = read_manifests(dir)?;
     if overwrite {
-        remove_outputs(dir, mine)?;
+        // Outputs first, then the manifest: a crash in between leaves nothing marked done.
+        clear_unfinished(dir, mine, &Plan::default())?;
         folder::remove_ours(&dir.join(manifest_file))?;
         return Ok(Plan::default());
     }
@@ -232,15 +233,10 @@ fn rebuild(
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         plan.complete.push(ShardRecord {
-            name: src.name.clone(),
-            stem: src.stem.clone(),
-            path: src.path.clone(),
             status: ShardStatus::Done,
-            samples: None,
             outputs,
-            failures: 0,
-            error: None,
             source: Some(source),
+            ..ShardRecord::pending(&src.name, &src.stem, &src.path)
         });
     }
     Ok(plan)
@@ -285,17 +281,6 @@ fn one_whole_commit(
             && stamp(kv, SHARD_FILES_KEY).as_deref() == Some(listed.as_str())
     });
     one_commit && listed == names.join(",") && tables.iter().all(|t| present.contains(t))
-}
-
-/// Deletes this worker's final and partial output files (only files actopo wrote).
-fn remove_outputs(dir: &Path, mine: &[ShardSource]) -> anyhow::Result<()> {
-    for src in mine {
-        for table in Table::ALL {
-            folder::remove_ours(&table.path(dir, &src.stem))?;
-        }
-    }
-    remove_stale_partials(dir, mine);
-    Ok(())
 }
 
 /// Before a run: shards that are not complete lose the files an interrupted attempt renamed into

@@ -11,7 +11,6 @@ use super::RunOptions;
 use crate::config::Settings;
 use crate::data::{self, ReadOptions, ShardSource};
 use crate::model::Model;
-use crate::output::fingerprint::sha256_file;
 use crate::output::lock::{self, RunLock};
 use crate::output::manifest::{self, Manifest, ModelInfo, ShardRecord};
 use crate::output::{folder, identity, resume, OutputLayout, Table};
@@ -96,8 +95,6 @@ pub(super) struct RunPlan {
     /// What the output folder held: shards complete, and former entries to keep.
     previous: resume::Plan,
     identity: Value,
-    spec_sha256: String,
-    weights_sha256: String,
     _lock: RunLock,
 }
 
@@ -125,9 +122,9 @@ impl RunPlan {
             }
         }
         let lock = open_folder(&out_dir, &manifest_file, options)?;
-        let spec_sha256 = sha256_file(&prepared.model.spec.path)?;
-        let weights_sha256 = sha256_file(&prepared.model.weights_path)?;
-        let identity = identity::identity(&settings.config, &spec_sha256, &weights_sha256);
+        let model = &prepared.model;
+        let identity =
+            identity::identity(&settings.config, &model.spec.sha256, &model.weights_sha256);
         let previous = resume::check_output_dir(
             &out_dir,
             &identity,
@@ -152,8 +149,6 @@ impl RunPlan {
             worker: [options.shard_index, options.num_shards],
             previous,
             identity,
-            spec_sha256,
-            weights_sha256,
             _lock: lock,
         })
     }
@@ -183,9 +178,9 @@ impl RunPlan {
             model: ModelInfo {
                 name: model.network.name.clone(),
                 spec: model.spec.path.clone(),
-                spec_sha256: self.spec_sha256.clone(),
+                spec_sha256: model.spec.sha256.clone(),
                 weights: model.weights_path.clone(),
-                weights_sha256: self.weights_sha256.clone(),
+                weights_sha256: model.weights_sha256.clone(),
                 input_shape: model.network.input_shape.clone(),
                 vertex_layers: prepared
                     .plan

@@ -4,7 +4,7 @@
 use figment::value::{Dict, Value};
 
 use super::ops::OpKeys;
-use crate::tagged::{plain_type_words, Kind, Tagged};
+use crate::tagged::{plain_type_words, shown, Kind, Tagged};
 
 /// One `[[layers]]` table as read: where it is (for messages), its name, and its op with the
 /// keys written for it when they all fit.
@@ -119,9 +119,4 @@ fn deserialize<'a>(
     Value::from(table)
         .deserialize()
         .map_err(|e| plain_type_words(&e.kind.to_string()))
-}
-
-/// A value as written (near enough: JSON's syntax for strings, numbers and arrays).
-fn shown(value: &Value) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| format!("{value:?}"))
 }

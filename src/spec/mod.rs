@@ -11,6 +11,8 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
+use crate::output::fingerprint::hex_sha256;
+
 mod layer_table;
 mod ops;
 
@@ -52,6 +54,9 @@ pub struct ModelSpec {
     /// Where the spec was read from (not a TOML key).
     #[serde(skip)]
     pub path: PathBuf,
+    /// SHA-256 (hex) of the file's bytes as read by `load`, for the run identity.
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 impl ModelSpec {
@@ -62,6 +67,7 @@ impl ModelSpec {
         })?;
         let mut spec = ModelSpec::parse(&text, path)?;
         spec.path = path.to_path_buf();
+        spec.sha256 = hex_sha256(text.as_bytes());
         Ok(spec)
     }
 
