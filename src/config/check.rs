@@ -185,10 +185,15 @@ fn check_workers(workers: usize, problems: &mut Vec<String>) -> usize {
             limits::WORKERS_PER_CORE
         ));
     }
-    if workers == 0 {
-        cores
-    } else {
-        workers
+    effective_workers(workers)
+}
+
+/// The workers a run gets for `pipeline.workers`: one per core for 0, never more than the cap
+/// (too many is reported on its own by `check_workers`).
+fn effective_workers(workers: usize) -> usize {
+    match workers {
+        0 => cores(),
+        w => w.min(limits::max_workers(cores())),
     }
 }
 
@@ -222,13 +227,9 @@ pub(super) fn check_memory(c: &Config, attacks: usize) -> Vec<String> {
         return Vec::new();
     };
     // Too many workers is reported on its own; the rest is sized as if at the cap.
-    let workers = match c.pipeline.workers {
-        0 => cores(),
-        w => w.min(limits::max_workers(cores())),
-    };
     let run = RunShape {
         batch_size: c.pipeline.batch_size,
-        workers,
+        workers: effective_workers(c.pipeline.workers),
         variants: 1 + attacks,
         h1_diagram: c.homology.h1_diagram,
     };
