@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::output::fingerprint::hex_sha256;
-use crate::spec::{Layer, Network};
+use crate::spec::{Layer, Network, Param};
 
 /// A dense f32 tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,15 @@ pub struct Tensor {
 pub struct LayerWeights {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// A batch norm's running mean and variance.
+    pub running: Option<RunningStats>,
+}
+
+/// A batch norm's `.running_mean` and `.running_var`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningStats {
+    pub mean: Tensor,
+    pub var: Tensor,
 }
 
 /// All weights of a network, keyed by layer name; checked to fit the network.
@@ -82,9 +91,6 @@ fn parse_safetensors(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Tenso
             })
         }
     };
-    if let Some(message) = batch_norm(&st.names()) {
-        return Err(unsupported(message));
-    }
     tensors_as_f32(&st).map_err(|message| WeightsError::Format {
         path: path.to_path_buf(),
         message,
@@ -104,32 +110,30 @@ fn pytorch_checkpoint(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Buffers PyTorch's BatchNorm layers add to a state dict.
-const BATCH_NORM_BUFFERS: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+/// A batch norm's step counter in a state dict: unused at inference, so skipped when read.
+const BATCHES_TRACKED: &str = "num_batches_tracked";
 
-/// Says which batch-norm layers the tensor `names` hold, when they hold any.
-fn batch_norm(names: &[&str]) -> Option<String> {
-    let mut layers: Vec<&str> = names
-        .iter()
-        .filter_map(|n| n.rsplit_once('.'))
-        .filter(|(_, buffer)| BATCH_NORM_BUFFERS.contains(buffer))
-        .map(|(layer, _)| layer)
-        .collect();
-    layers.sort_unstable();
-    layers.dedup();
-    if layers.is_empty() {
-        return None;
+/// The message for a tensor no layer uses; batch-norm buffers get a hint of their own.
+fn unused_tensor(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((layer, "running_mean" | "running_var")) => format!(
+            "tensor `{name}` is a batch norm's buffer but the spec has no batch_norm layer named `{layer}`; add one (op = \"batch_norm2d\" or \"batch_norm1d\", name = \"{layer}\"), or write the spec with scripts/export_torch.py"
+        ),
+        _ => format!(
+            "tensor `{name}` belongs to no layer of the spec; layer names are the `name` keys (or positions \"0\", \"1\", ...)"
+        ),
     }
-    let listed: Vec<String> = layers.iter().map(|l| format!("`{l}`")).collect();
-    Some(format!(
-        "holds batch-norm layers ({}: their running_mean, running_var and num_batches_tracked buffers), which this version's model spec cannot describe (its ops: conv2d, linear, pools, activations, flatten, dropout)\n  fix: fold each BatchNorm into the conv or linear before it (model.eval(), then torch.nn.utils.fusion.fuse_conv_bn_eval or fuse_linear_bn_eval), drop the BatchNorm layers, and save the fused model's state_dict with safetensors",
-        listed.join(", ")
-    ))
 }
 
 fn tensors_as_f32(st: &SafeTensors) -> Result<BTreeMap<String, Tensor>, String> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
+        if name
+            .rsplit_once('.')
+            .is_some_and(|(_, t)| t == BATCHES_TRACKED)
+        {
+            continue;
+        }
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
             Dtype::F32 => raw
@@ -231,15 +235,17 @@ impl Weights {
                     None
                 }
             };
+            let running = running_stats(&mut tensors, layer, &mut problems);
             if let Some(weight) = weight {
-                by_layer.insert(layer.name.clone(), LayerWeights { weight, bias });
+                let weights = LayerWeights {
+                    weight,
+                    bias,
+                    running,
+                };
+                by_layer.insert(layer.name.clone(), weights);
             }
         }
-        for name in tensors.keys() {
-            problems.push(format!(
-                "tensor `{name}` belongs to no layer of the spec; layer names are the `name` keys (or positions \"0\", \"1\", ...)"
-            ));
-        }
+        problems.extend(tensors.keys().map(|name| unused_tensor(name)));
         if problems.is_empty() {
             Ok(Weights { by_layer })
         } else {
@@ -384,6 +390,29 @@ fn layer_names(net: &Network, renames: &[(usize, String)]) -> Vec<String> {
         .collect()
 }
 
+/// A batch norm's running statistics (None for other ops, or when one is missing: a problem).
+fn running_stats(
+    tensors: &mut BTreeMap<String, Tensor>,
+    layer: &Layer,
+    problems: &mut Vec<String>,
+) -> Option<RunningStats> {
+    let stats: Vec<Option<Tensor>> = (layer.op.params().into_iter())
+        .filter(|(p, _)| matches!(p, Param::RunningMean | Param::RunningVar))
+        .map(|(p, shape)| take(tensors, layer, p.suffix(), &shape, problems))
+        .collect();
+    let [Some(mean), Some(var)] = <[Option<Tensor>; 2]>::try_from(stats).ok()? else {
+        return None;
+    };
+    if var.data.iter().any(|&v| v < 0.0) {
+        problems.push(format!(
+            "`{}.running_var` has a negative value; a variance is at least 0 (was the file written from a trained model's state_dict?)",
+            layer.name
+        ));
+        return None;
+    }
+    Some(RunningStats { mean, var })
+}
+
 fn take(
     tensors: &mut BTreeMap<String, Tensor>,
     layer: &Layer,
@@ -513,15 +542,12 @@ mod tests {
             Some("a torch.save pickle")
         );
         assert_eq!(pytorch_checkpoint(&[8, 0, 0, 0, 0, 0, 0, 0]), None);
-        let names = [
-            "0.weight",
-            "bn0.running_mean",
-            "bn0.num_batches_tracked",
-            "f.bn.running_var",
-        ];
-        let message = batch_norm(&names).unwrap();
-        assert!(message.contains("(`bn0`, `f.bn`:"), "{message}");
-        assert_eq!(batch_norm(&["0.weight", "0.bias"]), None);
+        let message = unused_tensor("f.bn.running_var");
+        assert!(
+            message.contains("no batch_norm layer named `f.bn`"),
+            "{message}"
+        );
+        assert!(unused_tensor("f.weight").contains("belongs to no layer"));
     }
 
     #[test]

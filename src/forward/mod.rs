@@ -132,6 +132,7 @@ fn build_layer(model: &Model, layer: &spec::Layer, device: TchDevice) -> anyhow:
         Op::Tanh => TchLayer::Tanh,
         Op::Flatten => TchLayer::Flatten,
         Op::Dropout => TchLayer::Identity,
+        other => bail!("op `{}` is not in the forward pass yet", other.kind()),
     })
 }
 

@@ -13,6 +13,8 @@ pub(super) struct LayerTable {
     pub at: String,
     /// The `name` key, or the layer's position.
     pub name: String,
+    /// The `inputs` key: names of the layers (or `input`) it reads; None when not written.
+    pub inputs: Option<Vec<String>>,
     /// None when the table has a problem (listed in `problems`).
     pub op: Option<OpKeys>,
     pub problems: Vec<String>,
@@ -28,6 +30,19 @@ impl LayerTable {
             Some(other) => {
                 problems.push(format!("`name` = {}: expected a string", shown(other)));
                 index.to_string()
+            }
+        };
+        let inputs = match table.get("inputs") {
+            None => None,
+            Some(value) => {
+                let names = string_list(value);
+                if names.is_none() {
+                    problems.push(format!(
+                        "`inputs` = {}: expected a list of layer names, e.g. inputs = [\"conv1\", \"input\"]",
+                        shown(value)
+                    ));
+                }
+                names
             }
         };
         let at = match table.get(OpKeys::TAG) {
@@ -52,11 +67,30 @@ impl LayerTable {
         LayerTable {
             at,
             name,
+            inputs,
             op,
             problems,
         }
     }
 }
+
+/// A non-empty list of strings.
+fn string_list(value: &Value) -> Option<Vec<String>> {
+    let Value::Array(_, items) = value else {
+        return None;
+    };
+    let names: Option<Vec<String>> = items
+        .iter()
+        .map(|v| match v {
+            Value::String(_, s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    names.filter(|n| !n.is_empty())
+}
+
+/// Keys every layer takes, whatever its op.
+const COMMON_KEYS: [&str; 3] = ["name", "inputs", OpKeys::TAG];
 
 /// The op the table names.
 fn op_kind(table: &Dict) -> Result<Kind, String> {
@@ -74,7 +108,7 @@ fn op_kind(table: &Dict) -> Result<Kind, String> {
 fn key_problems(table: &Dict, kind: Kind) -> Vec<String> {
     let mut problems = Vec::new();
     for (key, value) in table {
-        if key == "name" || key == OpKeys::TAG {
+        if COMMON_KEYS.contains(&key.as_str()) {
             continue;
         }
         if !kind.keys.contains(&key.as_str()) {
@@ -102,7 +136,7 @@ fn key_problems(table: &Dict, kind: Kind) -> Vec<String> {
 fn op_keys(table: &Dict, kind: Kind, problems: &mut Vec<String>) -> Option<OpKeys> {
     let keys = table
         .iter()
-        .filter(|(key, _)| *key != "name" && *key != OpKeys::TAG);
+        .filter(|(key, _)| !COMMON_KEYS.contains(&key.as_str()));
     deserialize(kind, keys).map_err(|e| problems.push(e)).ok()
 }
 

@@ -1,8 +1,10 @@
-//! Model spec: a TOML file that lists a network's ops in order.
+//! Model spec: a TOML file that lists a network's ops, in order (format 1) or as a graph whose
+//! layers name their inputs (format 2).
 //!
-//! `ModelSpec::load` parses and checks the file; `Network::resolve` walks the ops with the input
-//! shape, fills in inferred channel and feature counts, and computes every layer's output shape.
-//! Nothing here touches tch: the topology core and the tests use these types directly.
+//! `ModelSpec::load` parses and checks the file; `Network::resolve` orders the layers
+//! topologically (`order`), walks them with the input shape, fills in inferred channel and feature
+//! counts, and computes every layer's output shape. Nothing here touches tch: the topology core
+//! and the tests use these types directly.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,10 +17,11 @@ use crate::output::fingerprint::hex_sha256;
 
 mod layer_table;
 mod ops;
+mod order;
 
 use layer_table::LayerTable;
 use ops::OpKeys;
-pub use ops::{Conv2d, Linear, Op, Pool2d};
+pub use ops::{BatchNorm, Conv2d, GeluApproximation, Linear, Op, OpRole, Param, Pool2d};
 
 /// A shape without the batch dimension: `[C, H, W]` for images, `[F]` for feature vectors.
 pub type Shape = Vec<usize>;
@@ -77,11 +80,11 @@ impl ModelSpec {
             message: e.to_string(),
         })?;
         spec.path = path.to_path_buf();
-        if spec.format_version != 1 {
+        if !(1..=2).contains(&spec.format_version) {
             return Err(SpecError::Invalid {
                 path: path.to_path_buf(),
                 message: format!(
-                    "format_version = {} is not supported; this actopo reads format_version = 1",
+                    "format_version = {} is not supported; this actopo reads format_version = 1 (a sequence of layers) or 2 (layers may name their `inputs`)",
                     spec.format_version
                 ),
             });
@@ -103,16 +106,30 @@ impl ModelSpec {
     }
 }
 
+/// What a layer reads: the model input or an earlier layer's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerInput {
+    Input,
+    /// Index into `Network::layers`.
+    Layer(usize),
+}
+
 /// One layer of a resolved network, with the shapes it reads and writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {
     pub name: String,
     pub op: Op,
+    /// Its operands, in order (one, except for `add` and `cat`).
+    pub inputs: Vec<LayerInput>,
+    /// Shape of each operand.
+    pub in_shapes: Vec<Shape>,
+    /// Shape of the first operand (of every operand, for all ops but `cat`).
     pub in_shape: Shape,
     pub out_shape: Shape,
 }
 
-/// A spec resolved against its input shape: every layer with its op and shapes.
+/// A spec resolved against its input shape: every layer with its op and shapes, in a topological
+/// order (the spec's own order when it is one); the last layer is the model's output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
     pub name: String,
@@ -162,33 +179,27 @@ impl fmt::Display for ShapeStr<'_> {
 }
 
 impl Network {
-    /// Resolves a spec: names layers, checks keys, infers input counts, computes shapes.
-    /// All problems found are reported together, one per line: those of every layer's keys, and
-    /// the first layer whose shape cannot be computed (the shapes after it are unknown).
+    /// Resolves a spec: names layers, checks keys and inputs, orders the layers, infers input
+    /// counts, computes shapes. All problems found are reported together, one per line: those of
+    /// every layer's keys and inputs, cycles, and every layer whose shape cannot be computed from
+    /// known input shapes (the shapes after it are unknown).
     pub fn resolve(spec: &ModelSpec) -> Result<Network, SpecError> {
         check_input_shape(&spec.input_shape).map_err(|p| spec.invalid(&[p]))?;
-        let mut problems: Vec<String> = Vec::new();
-        let mut layers = Vec::with_capacity(spec.layers.len());
-        let mut names = HashSet::new();
-        let mut shape = Some(spec.input_shape.clone());
-        for (i, table) in spec.layers.iter().enumerate() {
-            let table = LayerTable::read(i, table);
-            problems.extend(name_clash(&table, &mut names));
-            problems.extend(table.problems);
-            let (Some(op), Some(in_shape)) = (table.op, shape.take()) else {
-                continue; // shapes after a layer with a problem cannot be inferred
-            };
-            match layer(table.name, &op, in_shape) {
-                Ok(layer) => {
-                    shape = Some(layer.out_shape.clone());
-                    layers.push(layer);
-                }
-                Err(message) => problems.push(format!("{}: {message}", table.at)),
-            }
-        }
         if spec.layers.is_empty() {
-            problems.push("the spec has no [[layers]]".to_string());
+            return Err(spec.invalid(&["the spec has no [[layers]]".to_string()]));
         }
+        let mut problems: Vec<String> = Vec::new();
+        let mut names = HashSet::new();
+        let tables: Vec<LayerTable> = (spec.layers.iter().enumerate())
+            .map(|(i, table)| LayerTable::read(i, table))
+            .collect();
+        for table in &tables {
+            problems.extend(name_clash(table, &mut names));
+            problems.extend(table.problems.iter().cloned());
+        }
+        let graph = order::LayerGraph::new(&tables, spec.format_version, &mut problems);
+        let order = graph.topological_order(&tables, &mut problems);
+        let layers = resolve_shapes(spec, &tables, &graph, &order, &mut problems);
         if !problems.is_empty() {
             return Err(spec.invalid(&problems));
         }
@@ -197,6 +208,27 @@ impl Network {
             input_shape: spec.input_shape.clone(),
             layers,
         })
+    }
+
+    /// Indices of the layers that read layer `i`'s output.
+    pub fn consumers(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        (self.layers.iter().enumerate())
+            .filter(move |(_, l)| l.inputs.contains(&LayerInput::Layer(i)))
+            .map(|(j, _)| j)
+    }
+
+    /// The conv or linear layer a batch norm at `i` can be folded into: the one it directly
+    /// follows, when that layer's output feeds nothing else.
+    pub fn fold_target(&self, i: usize) -> Option<usize> {
+        let layer = &self.layers[i];
+        if !matches!(layer.op, Op::BatchNorm2d(_) | Op::BatchNorm1d(_)) {
+            return None;
+        }
+        let [LayerInput::Layer(j)] = layer.inputs[..] else {
+            return None;
+        };
+        let foldable = matches!(self.layers[j].op, Op::Conv2d(_) | Op::Linear(_));
+        (foldable && self.consumers(j).count() == 1).then_some(j)
     }
 
     /// The layers that add vertices and edges, in order.
@@ -240,14 +272,65 @@ fn name_clash(table: &LayerTable, names: &mut HashSet<String>) -> Vec<String> {
     problems
 }
 
-/// The layer `op` makes of an input of `in_shape`, its output checked to fit unit ids.
-fn layer(name: String, op: &OpKeys, in_shape: Shape) -> Result<Layer, String> {
-    let (op, out_shape) = op.resolve(&in_shape)?;
+/// Walks the tables in `order`, computing each layer's op and shapes from its inputs' shapes.
+/// A layer whose inputs' shapes are unknown (a problem earlier) is skipped silently.
+fn resolve_shapes(
+    spec: &ModelSpec,
+    tables: &[LayerTable],
+    graph: &order::LayerGraph,
+    order: &[usize],
+    problems: &mut Vec<String>,
+) -> Vec<Layer> {
+    // Position in `layers` of each table, once resolved.
+    let mut resolved: Vec<Option<usize>> = vec![None; tables.len()];
+    let mut layers: Vec<Layer> = Vec::with_capacity(order.len());
+    for &t in order {
+        let table = &tables[t];
+        let Some(op) = &table.op else { continue };
+        let inputs: Option<Vec<LayerInput>> = graph.inputs[t]
+            .iter()
+            .map(|source| match source {
+                order::Source::Input => Some(LayerInput::Input),
+                order::Source::Table(u) => resolved[*u].map(LayerInput::Layer),
+            })
+            .collect();
+        let (fewest, most) = op.arity();
+        let Some(inputs) = inputs.filter(|i| (fewest..=most).contains(&i.len())) else {
+            continue; // a problem already listed: unknown input, wrong count, or unresolved input
+        };
+        let in_shapes: Vec<Shape> = inputs
+            .iter()
+            .map(|input| match input {
+                LayerInput::Input => spec.input_shape.clone(),
+                LayerInput::Layer(j) => layers[*j].out_shape.clone(),
+            })
+            .collect();
+        match layer(table.name.clone(), op, inputs, in_shapes) {
+            Ok(layer) => {
+                resolved[t] = Some(layers.len());
+                layers.push(layer);
+            }
+            Err(message) => problems.push(format!("{}: {message}", table.at)),
+        }
+    }
+    layers
+}
+
+/// The layer `op` makes of inputs of `in_shapes`, its output checked to fit unit ids.
+fn layer(
+    name: String,
+    op: &OpKeys,
+    inputs: Vec<LayerInput>,
+    in_shapes: Vec<Shape>,
+) -> Result<Layer, String> {
+    let (op, out_shape) = op.resolve(&in_shapes)?;
     check_values(&out_shape).map_err(|e| format!("output {e}; {}", op.shrink_hint()))?;
     Ok(Layer {
         name,
         op,
-        in_shape,
+        inputs,
+        in_shape: in_shapes[0].clone(),
+        in_shapes,
         out_shape,
     })
 }
@@ -395,5 +478,174 @@ out_features = 3
         )
         .unwrap_err();
         assert!(err.contains("`dilation` = 70000"), "{err}");
+    }
+
+    const BLOCK: &str = r#"
+format_version = 2
+name = "block"
+input_shape = [4, 6, 6]
+[[layers]]
+name = "conv1"
+op = "conv2d"
+out_channels = 8
+kernel_size = 3
+padding = 1
+groups = 4
+bias = false
+[[layers]]
+name = "bn1"
+op = "batch_norm2d"
+[[layers]]
+name = "relu1"
+op = "relu"
+[[layers]]
+name = "down"
+op = "conv2d"
+inputs = ["input"]
+out_channels = 8
+kernel_size = 1
+bias = false
+[[layers]]
+name = "add"
+op = "add"
+inputs = ["relu1", "down"]
+[[layers]]
+name = "both"
+op = "cat"
+inputs = ["add", "relu1"]
+dim = 1
+[[layers]]
+name = "pool"
+op = "adaptive_avg_pool2d"
+output_size = [4, 3]
+[[layers]]
+name = "flat"
+op = "flatten"
+[[layers]]
+name = "fc"
+op = "linear"
+out_features = 5
+"#;
+
+    #[test]
+    fn format_2_resolves_a_model_graph_in_topological_order() {
+        let net = Network::resolve(&ModelSpec::parse(BLOCK, Path::new("b.toml")).unwrap()).unwrap();
+        let names: Vec<&str> = net.layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["conv1", "bn1", "relu1", "down", "add", "both", "pool", "flat", "fc"]
+        );
+        assert_eq!(net.layers[3].inputs, [LayerInput::Input]);
+        assert_eq!(
+            net.layers[4].inputs,
+            [LayerInput::Layer(2), LayerInput::Layer(3)]
+        );
+        assert_eq!(net.layers[5].out_shape, [16, 6, 6]);
+        assert_eq!(net.layers[6].out_shape, [16, 4, 3]);
+        assert_eq!(net.layers[7].out_shape, [192]);
+        assert_eq!(net.layers[0].op.weight_shape(), Some(vec![8, 1, 3, 3]));
+        assert_eq!(net.fold_target(1), Some(0));
+        assert_eq!(net.consumers(2).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(net.graph_layers().count(), 5);
+    }
+
+    #[test]
+    fn layers_listed_out_of_order_are_sorted_and_relu_output_does_not_fold() {
+        // "down" listed after its reader; the order puts it first among the ready layers.
+        let text = BLOCK.replace(
+            "inputs = [\"relu1\", \"down\"]",
+            "inputs = [\"down\", \"relu1\"]",
+        );
+        let net = Network::resolve(&ModelSpec::parse(&text, Path::new("b.toml")).unwrap()).unwrap();
+        assert_eq!(net.layers[4].inputs[0], LayerInput::Layer(3));
+        let text = r#"
+format_version = 2
+name = "x"
+input_shape = [3]
+[[layers]]
+name = "out"
+op = "add"
+inputs = ["a", "b"]
+[[layers]]
+name = "a"
+op = "linear"
+inputs = ["input"]
+out_features = 3
+[[layers]]
+name = "b"
+op = "relu"
+inputs = ["input"]
+"#;
+        // The last table is the output: "b" is read, "out" is not, so "out" is refused.
+        let err = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer 0 (out") && err.contains("no layer reads"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_graph_problem_is_listed_by_layer() {
+        let text = r#"
+format_version = 2
+name = "x"
+input_shape = [2, 4, 4]
+[[layers]]
+name = "a"
+op = "relu"
+inputs = ["c"]
+[[layers]]
+name = "b"
+op = "relu"
+inputs = ["nowhere"]
+[[layers]]
+name = "c"
+op = "relu"
+inputs = ["a"]
+[[layers]]
+name = "d"
+op = "add"
+inputs = ["input"]
+[[layers]]
+name = "e"
+op = "flatten"
+inputs = ["input"]
+[[layers]]
+name = "f"
+op = "add"
+inputs = ["input", "e"]
+[[layers]]
+name = "g"
+op = "cat"
+inputs = ["f", "e"]
+[[layers]]
+name = "h"
+op = "cat"
+inputs = ["input", "input"]
+dim = 2
+[[layers]]
+name = "i"
+op = "gelu"
+inputs = ["b", "c", "d", "g", "h"]
+"#;
+        let err = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap())
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "input `nowhere` is no layer's name",
+            "layers a, c read each other in a cycle",
+            "layer 3 (d, op = \"add\"): add takes at least 2 inputs but `inputs` names 1",
+            "layer 5 (f, op = \"add\"): add needs operands of one shape but gets [2, 4, 4] and [32]",
+            "layer 8 (i, op = \"gelu\"): gelu takes exactly one input but `inputs` names 5",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+        let v1 = "format_version = 1\nname = \"x\"\ninput_shape = [3]\n[[layers]]\nop = \"relu\"\ninputs = [\"input\"]\n";
+        let err = Network::resolve(&ModelSpec::parse(v1, Path::new("m.toml")).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`inputs` needs format_version = 2"), "{err}");
     }
 }

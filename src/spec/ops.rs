@@ -27,7 +27,7 @@ impl IntOrPair {
     }
 }
 
-/// Keys of `conv2d` (`nn.Conv2d`, no groups).
+/// Keys of `conv2d` (`nn.Conv2d`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub(crate) struct Conv2dKeys {
     out_channels: Option<usize>,
@@ -36,6 +36,7 @@ pub(crate) struct Conv2dKeys {
     stride: Option<IntOrPair>,
     padding: Option<IntOrPair>,
     dilation: Option<IntOrPair>,
+    groups: Option<usize>,
     bias: Option<bool>,
 }
 
@@ -68,6 +69,64 @@ pub(crate) struct DropoutKeys {
     p: Option<f32>,
 }
 
+/// Keys of `batch_norm2d` and `batch_norm1d` (`nn.BatchNorm2d`, `nn.BatchNorm1d` in eval mode:
+/// running statistics, affine).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct BatchNormKeys {
+    num_features: Option<usize>,
+    eps: Option<f64>,
+}
+
+/// Keys of `adaptive_avg_pool2d` (`nn.AdaptiveAvgPool2d`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct AdaptivePoolKeys {
+    output_size: Option<IntOrPair>,
+}
+
+/// Keys of `cat` (`torch.cat`; `dim` counts the batch dimension, as in PyTorch).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct CatKeys {
+    dim: Option<i64>,
+}
+
+/// Keys of `flatten` (`nn.Flatten` / `torch.flatten`; `start_dim` counts the batch dimension).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct FlattenKeys {
+    start_dim: Option<i64>,
+}
+
+/// Keys of `reshape` (`shape` without the batch dimension; one entry may be -1).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct ReshapeKeys {
+    shape: Option<Vec<i64>>,
+}
+
+/// Keys of `hardtanh` (`nn.Hardtanh`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct HardtanhKeys {
+    min_val: Option<f32>,
+    max_val: Option<f32>,
+}
+
+/// Keys of `gelu` (`nn.GELU`): `approximate` = "none" (erf, the default) or "tanh".
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct GeluKeys {
+    approximate: Option<GeluApproximation>,
+}
+
+/// Keys of `elu` (`nn.ELU`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct EluKeys {
+    alpha: Option<f32>,
+}
+
+/// Keys of `softplus` (`nn.Softplus`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub(crate) struct SoftplusKeys {
+    beta: Option<f32>,
+    threshold: Option<f32>,
+}
+
 /// Ops that take no keys.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub(crate) struct NoKeys {}
@@ -85,12 +144,39 @@ tagged_settings! {
         "leaky_relu" => LeakyRelu(LeakyReluKeys),
         "sigmoid" => Sigmoid(NoKeys),
         "tanh" => Tanh(NoKeys),
-        "flatten" => Flatten(NoKeys),
+        "flatten" => Flatten(FlattenKeys),
         "dropout" => Dropout(DropoutKeys),
+        "batch_norm2d" => BatchNorm2d(BatchNormKeys),
+        "batch_norm1d" => BatchNorm1d(BatchNormKeys),
+        "add" => Add(NoKeys),
+        "cat" => Cat(CatKeys),
+        "adaptive_avg_pool2d" => AdaptiveAvgPool2d(AdaptivePoolKeys),
+        "identity" => Identity(NoKeys),
+        "reshape" => Reshape(ReshapeKeys),
+        "relu6" => Relu6(NoKeys),
+        "hardtanh" => Hardtanh(HardtanhKeys),
+        "gelu" => Gelu(GeluKeys),
+        "silu" => Silu(NoKeys),
+        "elu" => Elu(EluKeys),
+        "softplus" => Softplus(SoftplusKeys),
+        "hardswish" => Hardswish(NoKeys),
     }
 }
 
-/// Geometry of a 2-d convolution (PyTorch semantics, no groups).
+/// `gelu`'s `approximate` key, as in PyTorch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeluApproximation {
+    /// The exact form, x * Phi(x) with the error function.
+    #[default]
+    None,
+    /// The tanh approximation.
+    Tanh,
+}
+
+/// Geometry of a 2-d convolution (PyTorch semantics). With `groups` > 1 the input and output
+/// channels split into that many groups, and output channel o reads only the input channels of
+/// its group: the weight is [out_channels, in_channels / groups, kh, kw].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conv2d {
     pub in_channels: usize,
@@ -99,7 +185,16 @@ pub struct Conv2d {
     pub stride: [usize; 2],
     pub padding: [usize; 2],
     pub dilation: [usize; 2],
+    pub groups: usize,
     pub bias: bool,
+}
+
+/// A batch norm in eval mode: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias,
+/// per channel (`batch_norm2d`, [C, H, W] input) or per feature (`batch_norm1d`, [F] input).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchNorm {
+    pub features: usize,
+    pub eps: f64,
 }
 
 /// Geometry of a fully connected layer.
@@ -126,21 +221,107 @@ pub enum Op {
     Linear(Linear),
     MaxPool2d(Pool2d),
     AvgPool2d(Pool2d),
+    /// `adaptive_avg_pool2d` to `[oh, ow]`: PyTorch's windows, rows floor(i * H / oh) to
+    /// ceil((i + 1) * H / oh), columns likewise.
+    AdaptiveAvgPool2d {
+        output_size: [usize; 2],
+    },
+    /// Elementwise sum of two or more operands of one shape.
+    Add,
     Relu,
-    LeakyRelu { negative_slope: f32 },
+    LeakyRelu {
+        negative_slope: f32,
+    },
     Sigmoid,
     Tanh,
-    Flatten,
+    Relu6,
+    Hardtanh {
+        min_val: f32,
+        max_val: f32,
+    },
+    Gelu {
+        approximate: GeluApproximation,
+    },
+    Silu,
+    Elu {
+        alpha: f32,
+    },
+    Softplus {
+        beta: f32,
+        threshold: f32,
+    },
+    Hardswish,
+    BatchNorm2d(BatchNorm),
+    BatchNorm1d(BatchNorm),
     Dropout,
+    Identity,
+    /// Shape ops: the layer's `out_shape` says what they make.
+    Flatten,
+    Reshape,
+    /// Concatenation along `dim` of the sample's shape (0 = channels; PyTorch's dim minus one).
+    Cat {
+        dim: usize,
+    },
+}
+
+/// What an op does to a model's activation graph (docs/graph.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpRole {
+    /// Makes a new vertex layer from its output units and links its inputs' units to them.
+    Graph,
+    /// Changes the values units pass on, not the units (activations, batch norm, dropout).
+    Value,
+    /// Re-indexes units (flatten, reshape, cat): no vertices, no edges.
+    Shape,
+}
+
+/// A tensor a layer's op reads from the weights file: `<layer name>.<suffix>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Param {
+    Weight,
+    Bias,
+    RunningMean,
+    RunningVar,
+}
+
+impl Param {
+    /// The tensor name's suffix after `<layer name>.`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Param::Weight => "weight",
+            Param::Bias => "bias",
+            Param::RunningMean => "running_mean",
+            Param::RunningVar => "running_var",
+        }
+    }
 }
 
 impl Op {
     /// Graph ops create a vertex layer and add edges.
     pub fn is_graph_op(&self) -> bool {
-        matches!(
-            self,
-            Op::Conv2d(_) | Op::Linear(_) | Op::MaxPool2d(_) | Op::AvgPool2d(_)
-        )
+        self.role() == OpRole::Graph
+    }
+
+    pub fn role(&self) -> OpRole {
+        match self {
+            Op::Conv2d(_)
+            | Op::Linear(_)
+            | Op::MaxPool2d(_)
+            | Op::AvgPool2d(_)
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Add => OpRole::Graph,
+            Op::Flatten | Op::Reshape | Op::Cat { .. } => OpRole::Shape,
+            _ => OpRole::Value,
+        }
+    }
+
+    /// How many inputs the op takes: (fewest, most).
+    pub fn arity(&self) -> (usize, usize) {
+        match self {
+            Op::Add => (2, usize::MAX),
+            Op::Cat { .. } => (1, usize::MAX),
+            _ => (1, 1),
+        }
     }
 
     /// The op's name in a spec (`op = "..."`).
@@ -156,7 +337,37 @@ impl Op {
             Op::Tanh => "tanh",
             Op::Flatten => "flatten",
             Op::Dropout => "dropout",
+            Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
+            Op::Add => "add",
+            Op::Relu6 => "relu6",
+            Op::Hardtanh { .. } => "hardtanh",
+            Op::Gelu { .. } => "gelu",
+            Op::Silu => "silu",
+            Op::Elu { .. } => "elu",
+            Op::Softplus { .. } => "softplus",
+            Op::Hardswish => "hardswish",
+            Op::BatchNorm2d(_) => "batch_norm2d",
+            Op::BatchNorm1d(_) => "batch_norm1d",
+            Op::Identity => "identity",
+            Op::Reshape => "reshape",
+            Op::Cat { .. } => "cat",
         }
+    }
+
+    /// The tensors the op reads from the weights file, with their shapes, in `Param` order.
+    pub fn params(&self) -> Vec<(Param, Vec<usize>)> {
+        let mut params = Vec::new();
+        if let Some(shape) = self.weight_shape() {
+            params.push((Param::Weight, shape));
+        }
+        if let Some(shape) = self.bias_shape() {
+            params.push((Param::Bias, shape));
+        }
+        if let Op::BatchNorm2d(b) | Op::BatchNorm1d(b) = self {
+            params.push((Param::RunningMean, vec![b.features]));
+            params.push((Param::RunningVar, vec![b.features]));
+        }
+        params
     }
 
     /// Shape of the weight tensor `<name>.weight`, if the op has one.
@@ -164,11 +375,12 @@ impl Op {
         match self {
             Op::Conv2d(c) => Some(vec![
                 c.out_channels,
-                c.in_channels,
+                c.in_channels / c.groups,
                 c.kernel[0],
                 c.kernel[1],
             ]),
             Op::Linear(l) => Some(vec![l.out_features, l.in_features]),
+            Op::BatchNorm2d(b) | Op::BatchNorm1d(b) => Some(vec![b.features]),
             _ => None,
         }
     }
@@ -178,6 +390,7 @@ impl Op {
         match self {
             Op::Conv2d(c) if c.bias => Some(vec![c.out_channels]),
             Op::Linear(l) if l.bias => Some(vec![l.out_features]),
+            Op::BatchNorm2d(b) | Op::BatchNorm1d(b) => Some(vec![b.features]),
             _ => None,
         }
     }
@@ -193,25 +406,214 @@ impl Op {
 }
 
 impl OpKeys {
-    /// The op these keys describe on an input of `shape`, and its output shape; the error says
-    /// which key is missing or does not fit the input.
-    pub(super) fn resolve(&self, shape: &[usize]) -> Result<(Op, Shape), String> {
+    /// How many inputs the op takes: (fewest, most).
+    pub(super) fn arity(&self) -> (usize, usize) {
+        match self {
+            OpKeys::Add(_) => (2, usize::MAX),
+            OpKeys::Cat(_) => (1, usize::MAX),
+            _ => (1, 1),
+        }
+    }
+
+    /// The op these keys describe on inputs of `shapes` (one per operand), and its output shape;
+    /// the error says which key is missing or does not fit the input.
+    pub(super) fn resolve(&self, shapes: &[Shape]) -> Result<(Op, Shape), String> {
+        if let OpKeys::Add(_) = self {
+            return add(shapes);
+        }
+        if let OpKeys::Cat(k) = self {
+            return cat(k, shapes);
+        }
+        let shape = shapes[0].as_slice();
         let same = |op: Op| Ok((op, shape.to_vec()));
         match self {
             OpKeys::Conv2d(k) => conv2d(k, shape),
             OpKeys::Linear(k) => linear(k, shape),
             OpKeys::MaxPool2d(k) => pool(k, self.name(), shape).map(|(p, s)| (Op::MaxPool2d(p), s)),
             OpKeys::AvgPool2d(k) => pool(k, self.name(), shape).map(|(p, s)| (Op::AvgPool2d(p), s)),
+            OpKeys::AdaptiveAvgPool2d(k) => adaptive_pool(k, shape),
             OpKeys::Relu(_) => same(Op::Relu),
             OpKeys::LeakyRelu(k) => same(Op::LeakyRelu {
                 negative_slope: k.negative_slope.unwrap_or(0.01),
             }),
             OpKeys::Sigmoid(_) => same(Op::Sigmoid),
             OpKeys::Tanh(_) => same(Op::Tanh),
-            OpKeys::Flatten(_) => Ok((Op::Flatten, vec![numel(shape)])),
+            OpKeys::Relu6(_) => same(Op::Relu6),
+            OpKeys::Hardtanh(k) => hardtanh(k, shape),
+            OpKeys::Gelu(k) => same(Op::Gelu {
+                approximate: k.approximate.unwrap_or_default(),
+            }),
+            OpKeys::Silu(_) => same(Op::Silu),
+            OpKeys::Elu(k) => same(Op::Elu {
+                alpha: k.alpha.unwrap_or(1.0),
+            }),
+            OpKeys::Softplus(k) => softplus(k, shape),
+            OpKeys::Hardswish(_) => same(Op::Hardswish),
+            OpKeys::BatchNorm2d(k) => batch_norm(k, self.name(), 3, shape),
+            OpKeys::BatchNorm1d(k) => batch_norm(k, self.name(), 1, shape),
             OpKeys::Dropout(_) => same(Op::Dropout),
+            OpKeys::Identity(_) => same(Op::Identity),
+            OpKeys::Flatten(k) => flatten(k, shape),
+            OpKeys::Reshape(k) => reshape(k, shape),
+            OpKeys::Add(_) | OpKeys::Cat(_) => unreachable!("handled above"),
         }
     }
+}
+
+/// A value op's checks on `hardtanh`'s bounds.
+fn hardtanh(k: &HardtanhKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
+    let (min_val, max_val) = (k.min_val.unwrap_or(-1.0), k.max_val.unwrap_or(1.0));
+    if min_val.is_nan() || max_val.is_nan() || min_val > max_val {
+        return Err(format!(
+            "min_val = {min_val} must be at most max_val = {max_val}"
+        ));
+    }
+    Ok((Op::Hardtanh { min_val, max_val }, shape.to_vec()))
+}
+
+fn softplus(k: &SoftplusKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
+    let (beta, threshold) = (k.beta.unwrap_or(1.0), k.threshold.unwrap_or(20.0));
+    if !(beta.is_finite() && beta > 0.0) || threshold.is_nan() {
+        return Err(format!(
+            "beta = {beta} must be a positive number and threshold = {threshold} a number"
+        ));
+    }
+    Ok((Op::Softplus { beta, threshold }, shape.to_vec()))
+}
+
+/// `batch_norm2d` (rank 3, [C, H, W]) or `batch_norm1d` (rank 1, [F]).
+fn batch_norm(
+    k: &BatchNormKeys,
+    op: &str,
+    rank: usize,
+    shape: &[usize],
+) -> Result<(Op, Shape), String> {
+    if shape.len() != rank {
+        let want = if rank == 3 { "[C, H, W]" } else { "[features]" };
+        return Err(format!(
+            "{op} needs a {want} input but gets {}",
+            ShapeStr(shape)
+        ));
+    }
+    let features = shape[0];
+    if let Some(n) = k.num_features.filter(|&n| n != features) {
+        return Err(format!(
+            "num_features = {n} but the input has {features}; remove num_features or fix it"
+        ));
+    }
+    let eps = k.eps.unwrap_or(1e-5);
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(format!("eps = {eps} must be a finite number >= 0"));
+    }
+    let bn = BatchNorm { features, eps };
+    let op = if rank == 3 {
+        Op::BatchNorm2d(bn)
+    } else {
+        Op::BatchNorm1d(bn)
+    };
+    Ok((op, shape.to_vec()))
+}
+
+/// `add`: every operand has the same shape (no broadcasting).
+fn add(shapes: &[Shape]) -> Result<(Op, Shape), String> {
+    let first = &shapes[0];
+    if let Some(other) = shapes.iter().find(|s| *s != first) {
+        return Err(format!(
+            "add needs operands of one shape but gets {} and {}; actopo does not broadcast",
+            ShapeStr(first),
+            ShapeStr(other)
+        ));
+    }
+    Ok((Op::Add, first.clone()))
+}
+
+/// A PyTorch dim (counting the batch dimension, negative from the end) as an index into a
+/// sample's shape of `rank` dims.
+fn sample_dim(dim: i64, rank: usize, key: &str) -> Result<usize, String> {
+    let full = rank as i64 + 1;
+    let d = if dim < 0 { dim + full } else { dim };
+    if d < 1 || d >= full {
+        return Err(format!(
+            "`{key}` = {dim} is not a dimension of a sample of rank {rank} (PyTorch numbering: 1..={rank}, or negative; 0 is the batch)"
+        ));
+    }
+    Ok((d - 1) as usize)
+}
+
+/// `cat`: operands agree on every dimension but `dim`.
+fn cat(k: &CatKeys, shapes: &[Shape]) -> Result<(Op, Shape), String> {
+    let first = &shapes[0];
+    let dim = sample_dim(k.dim.unwrap_or(1), first.len(), "dim")?;
+    let mut out = first.clone();
+    for s in &shapes[1..] {
+        let fits = s.len() == first.len()
+            && s.iter()
+                .zip(first)
+                .enumerate()
+                .all(|(i, (a, b))| i == dim || a == b);
+        if !fits {
+            return Err(format!(
+                "cat along dim {} needs operands that agree on the other dimensions but gets {} and {}",
+                dim + 1,
+                ShapeStr(first),
+                ShapeStr(s)
+            ));
+        }
+        out[dim] += s[dim];
+    }
+    Ok((Op::Cat { dim }, out))
+}
+
+/// `flatten` from `start_dim` (PyTorch numbering, default 1) to the last dimension.
+fn flatten(k: &FlattenKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
+    let start = sample_dim(k.start_dim.unwrap_or(1), shape.len(), "start_dim")?;
+    let mut out = shape[..start].to_vec();
+    out.push(numel(&shape[start..]));
+    Ok((Op::Flatten, out))
+}
+
+/// `reshape` to `shape` (no batch dimension; one -1 is inferred).
+fn reshape(k: &ReshapeKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
+    let want = required(k.shape.as_ref(), "shape")?;
+    let n = numel(shape);
+    let known: i64 = want.iter().filter(|&&d| d != -1).product();
+    let free = want.iter().filter(|&&d| d == -1).count();
+    let bad = want.iter().any(|&d| d == 0 || d < -1) || free > 1 || known <= 0;
+    let inferred = if free == 1 && !bad && n as i64 % known == 0 {
+        Some((n as i64 / known) as usize)
+    } else {
+        None
+    };
+    let out: Vec<usize> = want
+        .iter()
+        .map(|&d| {
+            if d == -1 {
+                inferred.unwrap_or(0)
+            } else {
+                d as usize
+            }
+        })
+        .collect();
+    if bad || numel(&out) != n || out.is_empty() {
+        return Err(format!(
+            "shape = {want:?} does not hold the {n} values of the input {} (positive sizes, at most one -1)",
+            ShapeStr(shape)
+        ));
+    }
+    Ok((Op::Reshape, out))
+}
+
+/// `adaptive_avg_pool2d` to `output_size`.
+fn adaptive_pool(k: &AdaptivePoolKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
+    let (c, _, _) = need_image("adaptive_avg_pool2d", shape)?;
+    let output_size = pair_positive(
+        required(k.output_size, "output_size")?.pair(),
+        "output_size",
+    )?;
+    Ok((
+        Op::AdaptiveAvgPool2d { output_size },
+        vec![c, output_size[0], output_size[1]],
+    ))
 }
 
 fn conv2d(k: &Conv2dKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
@@ -230,6 +632,12 @@ fn conv2d(k: &Conv2dKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
     let stride = pair_positive(k.stride.map_or([1, 1], IntOrPair::pair), "stride")?;
     let padding = window_sized(k.padding.map_or([0, 0], IntOrPair::pair), "padding")?;
     let dilation = pair_positive(k.dilation.map_or([1, 1], IntOrPair::pair), "dilation")?;
+    let groups = positive(k.groups.unwrap_or(1), "groups")?;
+    if c % groups != 0 || out_channels % groups != 0 {
+        return Err(format!(
+            "groups = {groups} must divide both the input's {c} channels and out_channels = {out_channels}"
+        ));
+    }
     let oh = window_out(h, kernel[0], stride[0], padding[0], dilation[0]);
     let ow = window_out(w, kernel[1], stride[1], padding[1], dilation[1]);
     let (Some(oh), Some(ow)) = (oh, ow) else {
@@ -245,6 +653,7 @@ fn conv2d(k: &Conv2dKeys, shape: &[usize]) -> Result<(Op, Shape), String> {
         stride,
         padding,
         dilation,
+        groups,
         bias: k.bias.unwrap_or(true),
     };
     Ok((Op::Conv2d(conv), vec![out_channels, oh, ow]))

@@ -1,5 +1,5 @@
 //! What a new user trips over (issue 12), through the binary: inputs saved already normalised
-//! (outside `data.clip`), PyTorch checkpoints and batch-norm state dicts given as weights, wrong
+//! (outside `data.clip`), PyTorch checkpoints and undeclared batch-norm buffers given as weights, wrong
 //! relative paths, a single value for a list key, an analysis of a table the run did not write,
 //! `--help` text, and state-dict names shifted against the spec's layer positions. Each message
 //! must name the cause and the fix (docs/messages.md lists them).
@@ -223,7 +223,7 @@ fn a_pytorch_checkpoint_given_as_weights_is_named_with_the_safetensors_fix() {
 }
 
 #[test]
-fn a_batch_norm_state_dict_says_batch_norm_is_unsupported_and_how_to_fold_it() {
+fn batch_norm_buffers_the_spec_does_not_declare_name_the_layer_to_add() {
     let c = Case::new("");
     write_float_npz(&c.path("data"), "raw", &raw_pixels(1));
     write_safetensors(
@@ -240,10 +240,10 @@ fn a_batch_norm_state_dict_says_batch_norm_is_unsupported_and_how_to_fold_it() {
     let (code, err, _) = validate(&c, &["--set", "model.weights=\"bn.safetensors\""]);
     assert_eq!(code, Some(2), "{err}");
     for needed in [
-        "holds batch-norm layers (`bn0`: their running_mean, running_var and num_batches_tracked buffers)",
-        "which this version's model spec cannot describe",
-        "fix: fold each BatchNorm into the conv or linear before it",
-        "fuse_conv_bn_eval",
+        "tensor `bn0.running_mean` is a batch norm's buffer but the spec has no batch_norm layer named `bn0`",
+        "tensor `bn0.running_var` is a batch norm's buffer",
+        "scripts/export_torch.py",
+        "tensor `bn0.weight` belongs to no layer",
     ] {
         assert!(err.contains(needed), "missing {needed:?} in:\n{err}");
     }

@@ -93,7 +93,7 @@ fn add_vertex_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Layer, Linear, Op};
+    use crate::spec::{Layer, LayerInput, Linear, Op};
 
     #[test]
     fn bounds_refuse_unit_ids_past_u32() {
@@ -105,6 +105,8 @@ mod tests {
                 out_features,
                 bias: false,
             }),
+            inputs: vec![LayerInput::Input],
+            in_shapes: vec![vec![in_features]],
             in_shape: vec![in_features],
             out_shape: vec![out_features],
         };
