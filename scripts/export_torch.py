@@ -611,6 +611,7 @@ class Converter:
         self.overwritten = {}  # node -> the in-place node that later overwrote its value
         self.problems = []
         self.output = None
+        self.live = set()  # the nodes the output depends on
 
     def source(self, node):
         """The node whose value `node` holds when read now (through aliases and in-place ops)."""
@@ -623,10 +624,12 @@ class Converter:
                 return node
 
     def run(self):
-        needed = ancestors(self.gm.graph)
+        # Every node is visited: one the output does not read may still overwrite a value it
+        # reads (`x.relu_()` as a statement). A node the output does not depend on is refused
+        # only when it may work in place.
+        self.live = ancestors(self.gm.graph)
         for node in self.gm.graph.nodes:
-            if node in needed:
-                self.visit(node)
+            self.visit(node)
         if self.problems:
             raise ExportError(f"{len(self.problems)} node(s) of the model have no spec op "
                               f"(the ops the exporter maps: {DOCS}):", self.problems)
@@ -646,15 +649,17 @@ class Converter:
         try:
             converted = self.convert(node)
         except Refusal as refusal:
-            self.problems.append(problem_text(node, self.gm, str(refusal)))
+            if node in self.live or may_work_in_place(node, self.gm):
+                self.problems.append(problem_text(node, self.gm, str(refusal)))
             self.made[node] = None
             return
         if isinstance(converted, Alias):
             self.aliases[node] = self.source(converted.operand)
             return
+        first = converted.operands[0]
         converted.operands = [self.operand(node, o) for o in converted.operands]
-        if converted.inplace:
-            self.overwritten[converted.node.args[0] if converted.node.args else node] = node
+        if converted.inplace:  # later reads of the operand see this node's result
+            self.overwritten[self.source(first)] = node
         converted.module = node.target if node.op == "call_module" else None
         self.layers.append(converted)
         self.made[node] = converted
@@ -701,6 +706,18 @@ class Converter:
         layers = [layer for layer in self.layers if id(layer) in keep]
         assert layers and layers[-1] is self.output, "the output layer is not the last"
         return layers
+
+
+IN_PLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ipow}
+
+
+def may_work_in_place(node, gm):
+    """Whether a node may overwrite its operand (so it matters though nothing reads its result)."""
+    if node.op == "call_module":
+        return getattr(gm.get_submodule(node.target), "inplace", False) is True
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    return (node.kwargs.get("inplace") is True or node.target in IN_PLACE_OPERATORS
+            or (isinstance(name, str) and name.endswith("_") and not name.startswith("__")))
 
 
 def ancestors(graph):
@@ -786,8 +803,13 @@ def layer_tensors(layers):
 
 
 def write_atomic(path, write):
+    """Writes through a temporary file, so a reader never sees half a file; the mode follows the
+    umask (safetensors creates its files 0600)."""
     tmp = path.with_name(path.name + ".partial")
     write(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
 
 
