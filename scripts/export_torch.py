@@ -76,6 +76,7 @@ class Layer:
     operands: list  # fx.Node, or INPUT
     tensors: dict = field(default_factory=dict)  # suffix ("weight", ...) -> tensor
     module: str | None = None  # qualified name when the node calls a module
+    suffix: str = ""  # a layer before the last of a node that becomes several: its name's suffix
     inplace: bool = False  # the node overwrites its first operand (ReLU(inplace=True), add_)
     name: str = ""
 
@@ -459,6 +460,22 @@ def flatten(call):
     return Layer(call.node, "flatten", {"start_dim": start}, [operand])
 
 
+def spatial_mean(call):
+    """x.mean((2, 3)): global average pooling, then (without keepdim) a flatten."""
+    operand = call.tensor_arg()
+    call.need_rank(4, "mean over H and W needs [C, H, W]")
+    dims = call.arg(1, "dim")
+    dims = {d % 4 for d in (dims if isinstance(dims, (list, tuple)) else [dims])} if dims is not None else None
+    if dims != {2, 3} or call.arg(3, "dtype") is not None:
+        raise Refusal("a mean over other dimensions than H and W (2, 3); the spec averages only "
+                      "over windows of H and W")
+    pool = Layer(call.node, "adaptive_avg_pool2d", {"output_size": 1}, [operand])
+    if call.arg(2, "keepdim", False):
+        return pool
+    pool.suffix = "_pool"
+    return [pool, Layer(call.node, "flatten", {"start_dim": 1}, [pool])]
+
+
 def reshape_to_output(call, operand=None):
     """view / reshape / squeeze / unsqueeze: a reshape to the node's output shape (batch kept)."""
     if operand is None:
@@ -565,6 +582,7 @@ FUNCTIONS = {
     F.avg_pool2d: avg_pool2d,
     F.adaptive_avg_pool2d: adaptive_avg_pool2d,
     operator.add: add, operator.iadd: add, torch.add: add,
+    torch.mean: spatial_mean,
     torch.cat: cat, torch.concat: cat, torch.concatenate: cat,
     torch.flatten: flatten,
     torch.reshape: reshape_to_output, torch.squeeze: reshape_to_output,
@@ -579,6 +597,7 @@ METHODS = {
     "flatten": flatten,
     "view": reshape_to_output, "reshape": reshape_to_output,
     "squeeze": reshape_to_output, "unsqueeze": reshape_to_output,
+    "mean": spatial_mean,
     "contiguous": alias, "clone": alias, "detach": alias,
 }
 
@@ -656,13 +675,15 @@ class Converter:
         if isinstance(converted, Alias):
             self.aliases[node] = self.source(converted.operand)
             return
-        first = converted.operands[0]
-        converted.operands = [self.operand(node, o) for o in converted.operands]
-        if converted.inplace:  # later reads of the operand see this node's result
+        chain = converted if isinstance(converted, list) else [converted]  # later ones read earlier
+        first = chain[0].operands[0]
+        chain[0].operands = [self.operand(node, o) for o in chain[0].operands]
+        if chain[0].inplace:  # later reads of the operand see this node's result
             self.overwritten[self.source(first)] = node
-        converted.module = node.target if node.op == "call_module" else None
-        self.layers.append(converted)
-        self.made[node] = converted
+        for layer in chain:
+            layer.module = node.target if node.op == "call_module" else None
+        self.layers += chain
+        self.made[node] = chain[-1]
 
     def convert(self, node):
         convert = converter_for(node, self.gm)
@@ -741,12 +762,13 @@ def name_layers(layers):
             calls[layer.module] = calls.get(layer.module, 0) + 1
     used = {INPUT}
     for layer in layers:
-        if layer.module is not None and calls[layer.module] == 1 and layer.module not in used:
+        if layer.module is not None and calls[layer.module] == 1 and not layer.suffix \
+                and layer.module not in used:
             layer.name = layer.module
             used.add(layer.name)
     for layer in layers:
         if not layer.name:
-            layer.name = unique(layer.node.name, used)
+            layer.name = unique(layer.node.name + layer.suffix, used)
             used.add(layer.name)
 
 

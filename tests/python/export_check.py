@@ -203,7 +203,8 @@ def run_exporter(*args):
 
 class SmallNet(nn.Module):
     """A residual add, a cat, a grouped conv, adaptive pooling to a size that does not divide the
-    input, batch norm 1d after a linear layer, and activations as modules and functions."""
+    input, a global mean, batch norm 1d after a linear layer, an in-place ReLU whose result is not
+    used, and activations as modules and functions."""
 
     def __init__(self, num_classes=10, width=8):
         super().__init__()
@@ -215,7 +216,7 @@ class SmallNet(nn.Module):
             nn.Hardswish(), nn.Conv2d(width, width, 1, groups=2), nn.ReLU6())
         self.branch = nn.Conv2d(width, 4, 3, padding=2, dilation=2)
         self.pool = nn.AdaptiveAvgPool2d((3, None))
-        self.fc1 = nn.Linear((width + 4) * 3 * 10, 32)
+        self.fc1 = nn.Linear((width + 4) * (3 * 10 + 1), 32)
         self.bn1d = nn.BatchNorm1d(32)
         self.drop = nn.Dropout(0.25)
         self.head = nn.Linear(32, num_classes)
@@ -230,9 +231,9 @@ class SmallNet(nn.Module):
         x = F.avg_pool2d(F.max_pool2d(x, 2), 3, stride=1, padding=1)
         x = self.pool(x)
         x = F.elu(x, alpha=0.5) + F.softplus(x, beta=2.0)
-        x.relu_()  # its result unused: it works by overwriting x
-        x = x.view(x.size(0), -1)
+        x = torch.cat([x.view(x.size(0), -1), x.mean((2, 3))], 1)
         x = F.gelu(self.bn1d(self.fc1(x)), approximate="tanh")
+        x.relu_()  # its result unused: it works by overwriting x
         x = self.head(F.silu(self.drop(x)))
         return self.out(torch.sigmoid(x) + x.flatten(1))
 
