@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,8 +190,6 @@ def code_line(node):
 
 
 def _frame_of_traceback(tb):
-    import traceback
-
     frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(TORCH_DIR)]
     if not frames:
         return None
@@ -650,7 +649,7 @@ class Converter:
         for node in self.gm.graph.nodes:
             self.visit(node)
         if self.problems:
-            raise ExportError(f"{len(self.problems)} node(s) of the model have no spec op "
+            raise ExportError(f"{len(self.problems)} node(s) of the model cannot be exported "
                               f"(the ops the exporter maps: {DOCS}):", self.problems)
         return self.finish()
 
@@ -708,9 +707,11 @@ class Converter:
     def visit_output(self, node):
         result = node.args[0]
         if not isinstance(result, fx.Node) or shape_of(result) is None:
-            self.problems.append(problem_text(
-                node, self.gm, "the model returns more than one tensor; export a wrapper whose "
-                "forward returns the one output to analyse"))
+            returned = node.all_input_nodes
+            where = code_line(returned[0]) if returned else "(no code line recorded)"
+            self.problems.append(
+                f"the model's output (returned at {where}) is not one tensor; export a wrapper "
+                "whose forward returns the one output to analyse")
             return
         self.output = self.made.get(self.source(result))
         if self.output is INPUT:
@@ -898,6 +899,8 @@ def load_module(path_or_name):
         sys.modules[path.stem] = module
         spec.loader.exec_module(module)
         return module
+    if os.getcwd() not in sys.path:  # a package in the folder the exporter is run from
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(path_or_name)
     except ImportError as err:
@@ -952,7 +955,11 @@ def load_state_dict(model, path):
                 state = state[key]
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # tensors whose shapes differ from the model's
+        lines = [ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()]
+        raise ExportError(f"--state-dict {path} does not fit the model:", lines[:10]) from err
     problems = [f"missing from the file: {k}" for k in result.missing_keys[:10]]
     problems += [f"not in the model: {k}" for k in result.unexpected_keys[:10]]
     if problems:
