@@ -864,6 +864,8 @@ def export(model, input_shape, out_prefix, name=None, reference_inputs=None,
     started = time.perf_counter()
     input_shape = tuple(int(s) for s in input_shape)
     out_prefix = Path(out_prefix)
+    if out_prefix.suffix == ".toml":  # `--out models/net.toml` means the prefix models/net
+        out_prefix = out_prefix.with_suffix("")
     name = name or out_prefix.name
     model.eval()
     check_float32(model)
