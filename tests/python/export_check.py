@@ -380,7 +380,10 @@ def validator(bin_path, failures):
             failures.append(f"actopo validate {spec.name} failed:\n{proc.stdout}{proc.stderr}")
             return "; actopo validate FAILED"
         lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if "max abs" in ln.lower()]
-        return "; actopo validate: " + (lines[0] if lines else "ok")
+        if not lines:
+            failures.append(f"actopo validate {spec.name} compared no reference outputs:\n{proc.stdout}")
+            return "; actopo validate: no reference comparison"
+        return "\n    actopo validate: " + lines[0]
 
     return validate
 
