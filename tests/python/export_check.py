@@ -21,6 +21,7 @@ Usage: python tests/python/export_check.py [--bin target/release/actopo] [--keep
 
 import argparse
 import inspect
+import re
 import shutil
 import subprocess
 import sys
@@ -370,7 +371,8 @@ def validator(bin_path, failures):
     if bin_path is None:
         return lambda spec: ""
     help_text = subprocess.run([bin_path, "validate", "--help"], capture_output=True, text=True).stdout
-    if "SPEC" not in help_text.upper().split("USAGE", 1)[-1].split("OPTIONS")[0]:
+    usage = re.search(r"Usage:.*validate.*<([^>]+)>", help_text)
+    if not usage or "SPEC" not in usage.group(1).upper():
         print(f"actopo validate: {bin_path} validates configs only; its spec check is skipped")
         return lambda spec: ""
 
