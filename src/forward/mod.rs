@@ -320,3 +320,6 @@ fn append_rows(h: &Tensor, rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()
     t.f_copy_data(&mut dst[start..], len)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
