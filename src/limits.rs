@@ -88,8 +88,8 @@ impl ModelSizes {
             max_edges: bounds.max_edges as u128,
         };
         for layer in &net.layers {
-            let weights = (layer.op.params().iter())
-                .fold(0u128, |n, (_, s)| n.saturating_add(values(s)));
+            let weights =
+                (layer.op.params().iter()).fold(0u128, |n, (_, s)| n.saturating_add(values(s)));
             sizes.weight_values = sizes.weight_values.saturating_add(weights);
             if weights > sizes.largest_layer.as_ref().map_or(0, |l| l.1) {
                 sizes.largest_layer = Some((layer.name.clone(), weights));

@@ -69,7 +69,11 @@ inputs = ["sum", "sum"]
         assert_eq!(r[1], []);
         assert_eq!(
             r[2],
-            [LayerInput::Layer(0), LayerInput::Layer(1), LayerInput::Input]
+            [
+                LayerInput::Layer(0),
+                LayerInput::Layer(1),
+                LayerInput::Input
+            ]
         );
         assert_eq!(r[3], [LayerInput::Layer(2)]); // read twice, released once
     }

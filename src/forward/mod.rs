@@ -206,10 +206,7 @@ impl TchModel {
             }
             outputs[i] = Some(out);
         }
-        outputs
-            .pop()
-            .flatten()
-            .context("the model has no layers")
+        outputs.pop().flatten().context("the model has no layers")
     }
 
     /// Runs `n` samples (`x` holds n * input numel raw values; the model normalises them).

@@ -143,9 +143,10 @@ impl TchOp {
                 TchOp::Reshape(shape)
             }
             Op::Dropout | Op::Identity => TchOp::Identity,
-            op => TchOp::Activation(activation(op).with_context(|| {
-                format!("op `{}` has no forward pass", op.kind())
-            })?),
+            op => TchOp::Activation(
+                activation(op)
+                    .with_context(|| format!("op `{}` has no forward pass", op.kind()))?,
+            ),
         })
     }
 

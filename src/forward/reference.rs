@@ -56,7 +56,12 @@ pub fn compare(expected: &[f32], got: &[f32], cols: usize) -> Comparison {
         rows: expected.len() / cols.max(1),
         values: expected.len(),
         max_abs_diff: 0.0,
-        worst: (0, 0, expected.first().copied().unwrap_or(0.0), got.first().copied().unwrap_or(0.0)),
+        worst: (
+            0,
+            0,
+            expected.first().copied().unwrap_or(0.0),
+            got.first().copied().unwrap_or(0.0),
+        ),
         max_abs_output: 0.0,
     };
     for (i, (&e, &g)) in expected.iter().zip(got).enumerate() {
@@ -98,6 +103,12 @@ pub fn check(model: &Model, path: &Path) -> anyhow::Result<Comparison> {
     // The inputs exactly as PyTorch got them: mean 0 and std 1 leave them unchanged.
     let cpu = TchModel::new(model, Device::Cpu, &[0.0], &[1.0])?;
     let got = cpu.outputs(&input.data, rows)?;
+    anyhow::ensure!(
+        got.len() == output.data.len(),
+        "the model gave {} output values for {rows} reference inputs, the reference has {}",
+        got.len(),
+        output.data.len()
+    );
     Ok(compare(&output.data, &got, cols))
 }
 
@@ -126,7 +137,11 @@ fn check_shape(
 }
 
 fn dims(shape: &[usize]) -> String {
-    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

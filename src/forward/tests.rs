@@ -34,8 +34,10 @@ fn tensor(shape: &[usize], seed: u64, range: f32) -> Tensor {
 fn model(spec: &str, tensors: Vec<(&str, Tensor)>) -> Model {
     let spec = ModelSpec::parse(spec, Path::new("t.toml")).unwrap();
     let network = Network::resolve(&spec).unwrap();
-    let tensors: BTreeMap<String, Tensor> =
-        tensors.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let tensors: BTreeMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     let weights = Weights::from_tensors(tensors, &network).unwrap();
     Model {
         spec,
@@ -91,8 +93,7 @@ fn batch_norm_uses_the_running_statistics_and_eps() {
     let want: Vec<f64> = (0..x.len())
         .map(|i| {
             let ch = (i / hw) % c;
-            let norm = (x[i] as f64 - mean.data[ch] as f64)
-                / (var.data[ch] as f64 + 0.01).sqrt();
+            let norm = (x[i] as f64 - mean.data[ch] as f64) / (var.data[ch] as f64 + 0.01).sqrt();
             norm * gamma.data[ch] as f64 + beta.data[ch] as f64
         })
         .collect();
@@ -225,6 +226,9 @@ fn erf(x: f64) -> f64 {
     sum * 2.0 / std::f64::consts::PI.sqrt()
 }
 
+/// An activation's value at x, in f64.
+type Formula = Box<dyn Fn(f64) -> f64>;
+
 #[test]
 fn activations_follow_pytorchs_formulas() {
     let x: Vec<f32> = values(64, 11, 3.0)
@@ -244,7 +248,7 @@ fn activations_follow_pytorchs_formulas() {
     let tanh_gelu = |v: f64| {
         0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
     };
-    let cases: Vec<(&str, Box<dyn Fn(f64) -> f64>)> = vec![
+    let cases: Vec<(&str, Formula)> = vec![
         ("op = \"relu6\"", Box::new(relu6)),
         (
             "op = \"hardtanh\"\nmin_val = -0.5\nmax_val = 2.0",
@@ -258,7 +262,10 @@ fn activations_follow_pytorchs_formulas() {
         ("op = \"silu\"", Box::new(|v: f64| v / (1.0 + (-v).exp()))),
         ("op = \"elu\"", Box::new(move |v| elu(v, 1.0))),
         ("op = \"elu\"\nalpha = 0.5", Box::new(move |v| elu(v, 0.5))),
-        ("op = \"softplus\"", Box::new(move |v| softplus(v, 1.0, 20.0))),
+        (
+            "op = \"softplus\"",
+            Box::new(move |v| softplus(v, 1.0, 20.0)),
+        ),
         (
             "op = \"softplus\"\nbeta = 2.0\nthreshold = 3.0",
             Box::new(move |v| softplus(v, 2.0, 3.0)),
@@ -270,7 +277,10 @@ fn activations_follow_pytorchs_formulas() {
         ("op = \"identity\"", Box::new(|v| v)),
     ];
     for (layer, f) in cases {
-        let m = model(&spec(&format!("[{n}]"), &format!("[[layers]]\n{layer}\n")), vec![]);
+        let m = model(
+            &spec(&format!("[{n}]"), &format!("[[layers]]\n{layer}\n")),
+            vec![],
+        );
         let want: Vec<f64> = x.iter().map(|&v| f(v as f64)).collect();
         assert_close(&outputs(&m, &x, 1), &want, 2e-6, layer);
     }
@@ -326,7 +336,12 @@ fn add_captures_its_operands_one_after_the_other_and_cat_stacks_channels() {
         let a: Vec<f64> = xs.iter().map(|v| v.max(0.0)).collect();
         let b: Vec<f64> = xs.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
         let add_capture: Vec<f64> = a.iter().chain(&b).copied().collect();
-        assert_close(&out.captures[0][s * 16..(s + 1) * 16], &add_capture, 1e-6, "add");
+        assert_close(
+            &out.captures[0][s * 16..(s + 1) * 16],
+            &add_capture,
+            1e-6,
+            "add",
+        );
         // cat along channels of [2, 2, 2] tensors: sum's 8 values, then a's.
         let sum: Vec<f64> = a.iter().zip(&b).map(|(p, q)| p + q).collect();
         let cat: Vec<f64> = sum.iter().chain(&a).copied().collect();
@@ -364,7 +379,10 @@ fn cat_along_rows_or_columns_and_reshape_follow_pytorchs_layout() {
 fn logits_are_differentiable_through_add_and_cat() {
     let m = model(
         ADD_CAT,
-        vec![("fc.weight", tensor(&[3, 16], 12, 1.0)), ("fc.bias", tensor(&[3], 13, 1.0))],
+        vec![
+            ("fc.weight", tensor(&[3, 16], 12, 1.0)),
+            ("fc.bias", tensor(&[3], 13, 1.0)),
+        ],
     );
     let tch = TchModel::new(&m, Device::Cpu, &[0.0], &[1.0]).unwrap();
     let x = tch

@@ -83,10 +83,7 @@ fn validate_a_spec_matches_pytorchs_outputs() {
     let o = actopo(dir.path(), &["validate", "residual.toml"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}\n{out}", stderr(&o));
-    assert!(
-        out.contains("model     residual.toml (26 layers,"),
-        "{out}"
-    );
+    assert!(out.contains("model     residual.toml (26 layers,"), "{out}");
     assert!(
         out.contains("reference residual.reference.safetensors: 5 rows, 50 values compared"),
         "{out}"
@@ -163,7 +160,10 @@ fn validate_a_config_checks_the_reference_beside_its_spec() {
     let o = actopo(dir.path(), &["validate", "run.toml"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}\n{out}", stderr(&o));
-    assert!(out.contains("residual.reference.safetensors: 5 rows, 50 values compared"), "{out}");
+    assert!(
+        out.contains("residual.reference.safetensors: 5 rows, 50 values compared"),
+        "{out}"
+    );
     assert!(out.contains("inputs.npz: first sample ok"), "{out}");
     // Other weights than the spec's: the reference does not apply.
     fs::copy(
@@ -173,13 +173,21 @@ fn validate_a_config_checks_the_reference_beside_its_spec() {
     .unwrap();
     let o = actopo(
         dir.path(),
-        &["validate", "run.toml", "--set", "model.weights=\"other.safetensors\""],
+        &[
+            "validate",
+            "run.toml",
+            "--set",
+            "model.weights=\"other.safetensors\"",
+        ],
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}\n{out}", stderr(&o));
     assert!(out.contains("skipped: model.weights = "), "{out}");
     // --set belongs to configs.
-    let o = actopo(dir.path(), &["validate", "residual.toml", "--set", "data.limit=1"]);
+    let o = actopo(
+        dir.path(),
+        &["validate", "residual.toml", "--set", "data.limit=1"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is a model spec"), "{}", stderr(&o));
 }
