@@ -68,21 +68,42 @@ fn i2(v: [usize; 2]) -> [i64; 2] {
     [v[0] as i64, v[1] as i64]
 }
 
-/// One of a layer's tensors from the checked weights, as a tensor on `device`.
-fn parameter(model: &Model, layer: &str, param: Param, device: TchDevice) -> Option<Tensor> {
-    let weights = model.weights.layer(layer)?;
-    let t = match param {
-        Param::Weight => &weights.weight,
-        Param::Bias => weights.bias.as_ref()?,
-        Param::RunningMean => &weights.running.as_ref()?.mean,
-        Param::RunningVar => &weights.running.as_ref()?.var,
-    };
-    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-    Some(
-        Tensor::from_slice(&t.data)
-            .view(shape.as_slice())
-            .to_device(device),
-    )
+/// A layer's tensors from the checked weights, as tensors on `device`.
+struct LayerTensors<'a> {
+    model: &'a Model,
+    layer: &'a spec::Layer,
+    device: TchDevice,
+}
+
+impl LayerTensors<'_> {
+    fn optional(&self, param: Param) -> Option<Tensor> {
+        let weights = self.model.weights.layer(&self.layer.name)?;
+        let t = match param {
+            Param::Weight => &weights.weight,
+            Param::Bias => weights.bias.as_ref()?,
+            Param::RunningMean => &weights.running.as_ref()?.mean,
+            Param::RunningVar => &weights.running.as_ref()?.var,
+        };
+        let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+        Some(
+            Tensor::from_slice(&t.data)
+                .view(shape.as_slice())
+                .to_device(self.device),
+        )
+    }
+
+    fn required(&self, param: Param) -> anyhow::Result<Tensor> {
+        let layer = self.layer;
+        self.optional(param).with_context(|| {
+            format!(
+                "layer `{}` ({}) has no `{}.{}` in the weights",
+                layer.name,
+                layer.op.kind(),
+                layer.name,
+                param.suffix()
+            )
+        })
+    }
 }
 
 impl TchOp {
@@ -92,30 +113,23 @@ impl TchOp {
         layer: &spec::Layer,
         device: TchDevice,
     ) -> anyhow::Result<TchOp> {
-        let tensor = |param: Param| {
-            parameter(model, &layer.name, param, device).with_context(|| {
-                format!(
-                    "layer `{}` ({}) has no `{}.{}` in the weights",
-                    layer.name,
-                    layer.op.kind(),
-                    layer.name,
-                    param.suffix()
-                )
-            })
+        let tensors = LayerTensors {
+            model,
+            layer,
+            device,
         };
-        let optional = |param| parameter(model, &layer.name, param, device);
         Ok(match &layer.op {
             Op::Conv2d(c) => TchOp::Conv {
-                weight: tensor(Param::Weight)?,
-                bias: optional(Param::Bias),
+                weight: tensors.required(Param::Weight)?,
+                bias: tensors.optional(Param::Bias),
                 stride: i2(c.stride),
                 padding: i2(c.padding),
                 dilation: i2(c.dilation),
                 groups: c.groups as i64,
             },
             Op::Linear(_) => TchOp::Linear {
-                weight: tensor(Param::Weight)?,
-                bias: optional(Param::Bias),
+                weight: tensors.required(Param::Weight)?,
+                bias: tensors.optional(Param::Bias),
             },
             Op::MaxPool2d(p) => TchOp::MaxPool {
                 kernel: i2(p.kernel),
@@ -129,10 +143,10 @@ impl TchOp {
             },
             Op::AdaptiveAvgPool2d { output_size } => TchOp::AdaptiveAvgPool(i2(*output_size)),
             Op::BatchNorm2d(b) | Op::BatchNorm1d(b) => TchOp::BatchNorm {
-                weight: tensor(Param::Weight)?,
-                bias: tensor(Param::Bias)?,
-                running_mean: tensor(Param::RunningMean)?,
-                running_var: tensor(Param::RunningVar)?,
+                weight: tensors.required(Param::Weight)?,
+                bias: tensors.required(Param::Bias)?,
+                running_mean: tensors.required(Param::RunningMean)?,
+                running_var: tensors.required(Param::RunningVar)?,
                 eps: b.eps,
             },
             Op::Add => TchOp::Add,
