@@ -7,6 +7,7 @@ mod bad_inputs;
 mod cli;
 mod graph_props;
 mod persistence_props;
+mod reference;
 mod safety;
 mod settings_problems;
 mod sizes;
