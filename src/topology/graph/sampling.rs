@@ -4,6 +4,7 @@
 use super::geometry::Geometry;
 use super::plan::{GraphOp, GraphPlan};
 use super::sink::{Edge, EdgeSink};
+use super::units::{OperandUnits, NO_UNIT};
 use crate::spec::Conv2d;
 
 /// Edge weights sampled from a graph, in parts whose weights may each be on their own scale
@@ -56,7 +57,7 @@ impl EdgeSink for EveryNth<'_> {
 
 /// Adds about one in `every` of graph op `op`'s edge weights for one (checked) input to `out`.
 /// Dense and conv layers hold most edges: they are sampled at strided positions of their
-/// (weight, input) pairs without enumerating them; pools are enumerated.
+/// (weight, input) pairs without enumerating them; pools and adds are enumerated.
 pub(super) fn sample_op(
     plan: &GraphPlan,
     op: usize,
@@ -65,7 +66,7 @@ pub(super) fn sample_op(
     out: &mut Vec<f32>,
 ) {
     let g = &plan.ops[op];
-    if g.src_offset.is_none() {
+    if !g.has_sources() {
         return;
     }
     match &g.geometry {
@@ -75,30 +76,40 @@ pub(super) fn sample_op(
     }
 }
 
-/// Every `every`-th (output, input) pair of a dense layer, as an edge weight when nonzero.
+/// Every `every`-th (output, input) pair of a dense layer, as an edge weight when nonzero and the
+/// input is a vertex.
 fn linear_sample(g: &GraphOp, a: &[f32], every: usize, out: &mut Vec<f32>) {
     let n_in = g.input_len();
+    let is_vertex = |j: usize| match &g.operands[0] {
+        OperandUnits::Channels { starts, .. } => starts[j] != NO_UNIT,
+        _ => true,
+    };
     let picked = (0..g.weight.len()).step_by(every);
     out.extend(
         picked
+            .filter(|e| is_vertex(e % n_in))
             .map(|e| (g.weight[e] * a[e % n_in]).abs())
             .filter(|&w| w != 0.0),
     );
 }
 
-/// Every `every`-th (output channel, input channel, kernel tap, output position) of a conv, as
-/// an edge weight when the tap reads a real cell and the weight is nonzero.
+/// Every `every`-th (output channel, input channel of its group, kernel tap, output position) of
+/// a conv, as an edge weight when the tap reads a real cell of a vertex channel and the weight
+/// is nonzero.
 fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f32>) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
-    for e in (0..co * ci * kh * kw * oh * ow).step_by(every) {
+    let (group_in, group_out) = (ci / c.groups, co / c.groups);
+    for e in (0..co * group_in * kh * kw * oh * ow).step_by(every) {
         let (x, rest) = (e % ow, e / ow);
         let (y, tap) = (rest % oh, rest / oh);
-        let (tx, ty, ch) = (tap % kw, (tap / kw) % kh, (tap / (kw * kh)) % ci);
+        let (tx, ty) = (tap % kw, (tap / kw) % kh);
+        let (k, o) = ((tap / (kw * kh)) % group_in, tap / (kw * kh * group_in));
+        let ch = o / group_out * group_in + k;
         let iy = (y * c.stride[0] + ty * c.dilation[0]).wrapping_sub(c.padding[0]);
         let ix = (x * c.stride[1] + tx * c.dilation[1]).wrapping_sub(c.padding[1]);
-        if iy < h && ix < w {
+        if iy < h && ix < w && g.channel_units[ch] != NO_UNIT {
             let weight = (g.weight[tap] * a[(ch * h + iy) * w + ix]).abs();
             if weight != 0.0 {
                 out.push(weight);
