@@ -117,3 +117,64 @@ fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ModelSpec, Network};
+    use crate::topology::graph::GraphOptions;
+    use crate::weights::{Tensor, Weights};
+
+    /// Collects edge weights.
+    struct Weighs(Vec<f32>);
+
+    impl EdgeSink for Weighs {
+        fn extend(&mut self, edges: &[Edge]) {
+            self.0.extend(edges.iter().map(|e| e.weight));
+        }
+    }
+
+    fn sorted(mut v: Vec<f32>) -> Vec<f32> {
+        v.sort_by(f32::total_cmp);
+        v
+    }
+
+    /// Sampling every edge (stride 1) gives exactly the enumerated edge weights: a grouped conv,
+    /// a linear layer reading a cat of the (non-vertex) input and a conv, and an add.
+    #[test]
+    fn a_stride_one_sample_is_every_edge_weight() {
+        let text = "format_version = 2\nname = \"s\"\ninput_shape = [4, 3, 3]\n\
+            [[layers]]\nname = \"c\"\nop = \"conv2d\"\nout_channels = 6\nkernel_size = 2\npadding = 1\ngroups = 2\nbias = false\n\
+            [[layers]]\nname = \"a\"\nop = \"add\"\ninputs = [\"c\", \"c\"]\n\
+            [[layers]]\nname = \"f\"\nop = \"flatten\"\n\
+            [[layers]]\nname = \"fi\"\nop = \"flatten\"\ninputs = [\"input\"]\n\
+            [[layers]]\nname = \"cat\"\nop = \"cat\"\ninputs = [\"fi\", \"f\"]\n\
+            [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 3\nbias = false\n";
+        let net = Network::resolve(&ModelSpec::parse(text, "s.toml".as_ref()).unwrap()).unwrap();
+        let mut next = 7u32;
+        let mut draw = move || {
+            next = next.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            ((next >> 16) % 5) as f32 - 2.0
+        };
+        let mut tensors = std::collections::BTreeMap::new();
+        for (name, shape) in [("c", vec![6, 2, 2, 2]), ("fc", vec![3, 36 + 96])] {
+            let data = (0..shape.iter().product()).map(|_| draw()).collect();
+            tensors.insert(format!("{name}.weight"), Tensor { shape, data });
+        }
+        let weights = Weights::from_tensors(tensors, &net).unwrap();
+        let options = GraphOptions {
+            include_input: false,
+            ..GraphOptions::default()
+        };
+        let plan = GraphPlan::new(&net, &weights, options).unwrap();
+        for op in 0..plan.ops.len() {
+            let input: Vec<f32> = (0..plan.ops[op].input_len()).map(|_| draw()).collect();
+            let mut sample = Vec::new();
+            sample_op(&plan, op, &input, 1, &mut sample);
+            let mut all = Weighs(Vec::new());
+            plan.emit_edges(op, &input, &mut all);
+            assert!(!all.0.is_empty() || op == 0, "op {op} has edges");
+            assert_eq!(sorted(sample), sorted(all.0), "op {op}");
+        }
+    }
+}
