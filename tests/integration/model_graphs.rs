@@ -560,3 +560,45 @@ fn a_conv_reading_a_cat_along_height_is_refused_by_name() {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
 }
+
+/// `graph.batch_norm`: the default is left out of the manifest (the run identity of earlier runs
+/// stays the same) and out of the Parquet metadata of a model with no batch norm; a run that
+/// sets "values" records it in both; any other value is refused by key.
+#[test]
+fn graph_batch_norm_is_recorded_only_where_it_is_a_choice() {
+    use crate::support::{read_parquet, repo, stderr, FASHION};
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, rule: &str| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "run".to_string(),
+            repo("config/fashion-mnist.toml").display().to_string(),
+            "--set".into(),
+            "data.limit=2".into(),
+            "--set".into(),
+            format!("data.shards=[\"{FASHION}\"]"),
+            "--set".into(),
+            format!("output.dir=\"{}\"", out.display()),
+        ];
+        if !rule.is_empty() {
+            args.extend(["--set".to_string(), format!("graph.batch_norm=\"{rule}\"")]);
+        }
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_actopo")).args(&args).output().unwrap();
+        (o, out)
+    };
+    let (o, default) = run("default", "");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, values) = run("values", "values");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest = |out: &Path| std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(!manifest(&default).contains("batch_norm"));
+    assert!(manifest(&values).contains("\"batch_norm\": \"values\""));
+    let stem = "summary/t10k-images-idx3-ubyte.parquet";
+    let (_, meta) = read_parquet(&default.join(stem));
+    assert_eq!(meta.get("actopo.batch_norm"), None);
+    let (_, meta) = read_parquet(&values.join(stem));
+    assert_eq!(meta.get("actopo.batch_norm").map(String::as_str), Some("values"));
+    let (o, _) = run("bad", "none");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`graph.batch_norm`: `none` is not a batch-norm rule"), "{}", stderr(&o));
+}
