@@ -59,8 +59,17 @@ pub(crate) fn run(spec_path: &Path) -> anyhow::Result<()> {
 /// their units and edge bound. Columns are as wide as their longest entry.
 fn print_layers(net: &Network, bounds: &GraphBounds) {
     let mut op_edges = bounds.op_max_edges.iter();
-    let mut rows = vec![["#", "name", "op", "inputs", "role", "output", "units", "max edges"]
-        .map(String::from)];
+    let mut rows = vec![[
+        "#",
+        "name",
+        "op",
+        "inputs",
+        "role",
+        "output",
+        "units",
+        "max edges",
+    ]
+    .map(String::from)];
     for (i, layer) in net.layers.iter().enumerate() {
         let (units, edges) = if layer.op.is_graph_op() {
             let edges = op_edges.next().map_or("-".into(), |e| e.to_string());

@@ -270,7 +270,10 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
             "actopo.filtration".into(),
             "superlevel: simplices enter by decreasing value; birth >= death".into(),
         ),
-        ("actopo.edge_weight".into(), edge_weight_rule(&model.network)),
+        (
+            "actopo.edge_weight".into(),
+            edge_weight_rule(&model.network),
+        ),
         ("actopo.include_input".into(), g.include_input.to_string()),
         ("actopo.maxpool_edges".into(), g.maxpool_edges.to_string()),
         ("actopo.vertex_birth".into(), g.vertex_birth.to_string()),
@@ -321,7 +324,9 @@ fn edge_weight_rule(net: &Network) -> String {
     if folds_batch_norm(net) {
         more.push_str(", w of a conv or linear with a batch norm folded in per actopo.batch_norm");
     }
-    format!("|w * a| in f32 (pool: |a|, avg pool: |a| / (kh * kw){more}); zero-weight edges left out")
+    format!(
+        "|w * a| in f32 (pool: |a|, avg pool: |a| / (kh * kw){more}); zero-weight edges left out"
+    )
 }
 
 /// Every file the run reads, which it must never write over.

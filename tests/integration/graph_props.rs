@@ -151,8 +151,7 @@ fn naive_edges(
                                     if hit {
                                         let av = a[(c * case.h + ih) * case.w + iw];
                                         let wgt = match case.op {
-                                            "conv2d" => (weight[((o * cig + c % cig)
-                                                * case.k[0]
+                                            "conv2d" => (weight[((o * cig + c % cig) * case.k[0]
                                                 + kh)
                                                 * case.k[1]
                                                 + kw]

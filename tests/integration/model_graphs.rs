@@ -122,7 +122,12 @@ impl Units {
 
 /// The weights on layer `j`'s edges: W, or W'[o, ...] = W[o, ...] * gamma[o] / sqrt(var[o] + eps)
 /// (f32) when a batch norm reads only j's output and nothing else reads it.
-fn oracle_weight(net: &Network, tensors: &BTreeMap<String, Tensor>, j: usize, fold: bool) -> Vec<f32> {
+fn oracle_weight(
+    net: &Network,
+    tensors: &BTreeMap<String, Tensor>,
+    j: usize,
+    fold: bool,
+) -> Vec<f32> {
     let name = &net.layers[j].name;
     let mut w = tensors[&format!("{name}.weight")].data.clone();
     let readers: Vec<usize> = (0..net.layers.len())
@@ -159,13 +164,19 @@ fn oracle_edges(
     a: &[f32],
 ) -> BTreeSet<Key> {
     let layer = &net.layers[li];
-    let op_index = net.layers[..li].iter().filter(|l| l.op.is_graph_op()).count();
+    let op_index = net.layers[..li]
+        .iter()
+        .filter(|l| l.op.is_graph_op())
+        .count();
     let first = units.op_first[op_index];
     let src = units.operand(layer.inputs[0]);
     let mut edges = BTreeSet::new();
     let mut put = |s: Option<u32>, d: usize, weight: f32| {
         if let Some(s) = s.filter(|_| weight != 0.0) {
-            assert!(edges.insert((s, first + d as u32, weight.to_bits())), "duplicate edge");
+            assert!(
+                edges.insert((s, first + d as u32, weight.to_bits())),
+                "duplicate edge"
+            );
         }
     };
     match &layer.op {
@@ -182,18 +193,25 @@ fn oracle_edges(
             let (ins, outs) = (&layer.in_shape, &layer.out_shape);
             let (cig, cog) = (c.in_channels / c.groups, c.out_channels / c.groups);
             for d in 0..numel(outs) {
-                let [o, y, x] = unravel(d, outs)[..] else { unreachable!() };
+                let [o, y, x] = unravel(d, outs)[..] else {
+                    unreachable!()
+                };
                 for s in 0..numel(ins) {
-                    let [ch, iy, ix] = unravel(s, ins)[..] else { unreachable!() };
+                    let [ch, iy, ix] = unravel(s, ins)[..] else {
+                        unreachable!()
+                    };
                     if ch / cig != o / cog {
                         continue; // another group
                     }
                     for ty in 0..c.kernel[0] {
                         for tx in 0..c.kernel[1] {
-                            let row = (y * c.stride[0] + ty * c.dilation[0]) as isize - c.padding[0] as isize;
-                            let col = (x * c.stride[1] + tx * c.dilation[1]) as isize - c.padding[1] as isize;
+                            let row = (y * c.stride[0] + ty * c.dilation[0]) as isize
+                                - c.padding[0] as isize;
+                            let col = (x * c.stride[1] + tx * c.dilation[1]) as isize
+                                - c.padding[1] as isize;
                             if row == iy as isize && col == ix as isize {
-                                let wv = w[((o * cig + ch % cig) * c.kernel[0] + ty) * c.kernel[1] + tx];
+                                let wv =
+                                    w[((o * cig + ch % cig) * c.kernel[0] + ty) * c.kernel[1] + tx];
                                 put(src[s], d, (wv * a[s]).abs());
                             }
                         }
@@ -210,8 +228,13 @@ fn oracle_edges(
                 lo..hi
             };
             for d in 0..numel(outs) {
-                let [ch, y, x] = unravel(d, outs)[..] else { unreachable!() };
-                let (rows, cols) = (window(y, ins[1], output_size[0]), window(x, ins[2], output_size[1]));
+                let [ch, y, x] = unravel(d, outs)[..] else {
+                    unreachable!()
+                };
+                let (rows, cols) = (
+                    window(y, ins[1], output_size[0]),
+                    window(x, ins[2], output_size[1]),
+                );
                 let area = (rows.len() * cols.len()) as f32;
                 for iy in rows.clone() {
                     for ix in cols.clone() {
@@ -258,26 +281,41 @@ fn residuals() -> impl Strategy<Value = Residual> {
     (
         (1usize..3, 1usize..3, 1usize..3, 2usize..5, 2usize..5),
         (prop_oneof![Just(1usize), Just(3)], 1usize..3, 1usize..4),
-        (1usize..4, 1usize..3, 0usize..2, [1usize..8, 1usize..8], 1usize..4),
+        (
+            1usize..4,
+            1usize..3,
+            0usize..2,
+            [1usize..8, 1usize..8],
+            1usize..4,
+        ),
         prop_oneof![Just(1e-5f64), Just(0.5)],
     )
-        .prop_map(|((groups, gi, go, h, w), (k, dilation, cat_dim), (k2, s2, p2, pool, features), eps)| Residual {
-            groups,
-            per_group_in: gi,
-            per_group_out: go,
-            h,
-            w,
-            k,
-            dilation,
-            cat_dim,
-            k2,
-            s2,
-            p2,
-            pool,
-            features,
-            eps,
+        .prop_map(
+            |(
+                (groups, gi, go, h, w),
+                (k, dilation, cat_dim),
+                (k2, s2, p2, pool, features),
+                eps,
+            )| Residual {
+                groups,
+                per_group_in: gi,
+                per_group_out: go,
+                h,
+                w,
+                k,
+                dilation,
+                cat_dim,
+                k2,
+                s2,
+                p2,
+                pool,
+                features,
+                eps,
+            },
+        )
+        .prop_filter("c2's kernel fits", |r| {
+            r.h + 2 * r.p2 >= r.k2 && r.w + 2 * r.p2 >= r.k2
         })
-        .prop_filter("c2's kernel fits", |r| r.h + 2 * r.p2 >= r.k2 && r.w + 2 * r.p2 >= r.k2)
 }
 
 /// input -> c1 (grouped conv, 'same' padding) -> bn1 -> r1; sc (1x1 conv of the input);
@@ -287,7 +325,11 @@ fn residuals() -> impl Strategy<Value = Residual> {
 fn residual_spec(r: &Residual) -> String {
     let (c, o) = (r.groups * r.per_group_in, r.groups * r.per_group_out);
     let pad = r.dilation * (r.k - 1) / 2;
-    let (cat_with, c2_reads) = if r.cat_dim == 1 { ("input", "cat") } else { ("r1", "add") };
+    let (cat_with, c2_reads) = if r.cat_dim == 1 {
+        ("input", "cat")
+    } else {
+        ("r1", "add")
+    };
     format!(
         r#"format_version = 2
 name = "residual"
@@ -390,7 +432,10 @@ fn random_tensors(net: &Network, draw: &mut impl FnMut() -> f32) -> BTreeMap<Str
                     _ => draw(),
                 })
                 .collect();
-            tensors.insert(format!("{}.{}", layer.name, param.suffix()), Tensor { shape, data });
+            tensors.insert(
+                format!("{}.{}", layer.name, param.suffix()),
+                Tensor { shape, data },
+            );
         }
     }
     tensors
@@ -410,7 +455,11 @@ fn small_ints(seed: u32) -> impl FnMut() -> f32 {
 fn options(include_input: bool, fold: bool) -> GraphOptions {
     GraphOptions {
         include_input,
-        batch_norm: if fold { BatchNormFolding::Fold } else { BatchNormFolding::Values },
+        batch_norm: if fold {
+            BatchNormFolding::Fold
+        } else {
+            BatchNormFolding::Values
+        },
         ..GraphOptions::default()
     }
 }
@@ -517,32 +566,66 @@ out_features = 5
 #[test]
 fn a_residual_block_resolves_to_its_vertex_layers_and_edge_counts() {
     let net = resolve(BLOCK);
-    let ones = |shape: Vec<usize>| Tensor { data: vec![1.0; numel(&shape)], shape };
+    let ones = |shape: Vec<usize>| Tensor {
+        data: vec![1.0; numel(&shape)],
+        shape,
+    };
     let tensors: BTreeMap<String, Tensor> = (net.layers.iter())
-        .flat_map(|l| l.op.params().into_iter().map(move |(p, s)| (format!("{}.{}", l.name, p.suffix()), ones(s))))
+        .flat_map(|l| {
+            l.op.params()
+                .into_iter()
+                .map(move |(p, s)| (format!("{}.{}", l.name, p.suffix()), ones(s)))
+        })
         .collect();
     let weights = Weights::from_tensors(tensors, &net).unwrap();
     let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
-    let layers: Vec<(&str, u32, u32)> = plan.vertex_layers.iter().map(|l| (l.name.as_str(), l.offset, l.len)).collect();
+    let layers: Vec<(&str, u32, u32)> = plan
+        .vertex_layers
+        .iter()
+        .map(|l| (l.name.as_str(), l.offset, l.len))
+        .collect();
     assert_eq!(
         layers,
-        [("input", 0, 144), ("conv1", 144, 288), ("down", 432, 288), ("add", 720, 288), ("pool", 1008, 192), ("fc", 1200, 5)]
+        [
+            ("input", 0, 144),
+            ("conv1", 144, 288),
+            ("down", 432, 288),
+            ("add", 720, 288),
+            ("pool", 1008, 192),
+            ("fc", 1200, 5)
+        ]
     );
-    let inputs: Vec<Vec<f32>> = plan.ops.iter().map(|op| vec![1.0; op.input_len()]).collect();
+    let inputs: Vec<Vec<f32>> = plan
+        .ops
+        .iter()
+        .map(|op| vec![1.0; op.input_len()])
+        .collect();
     let inputs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
-    let counts: Vec<usize> = (0..plan.ops.len()).map(|i| collect(SampleGraph::layer(&plan, &inputs, i).unwrap()).len()).collect();
+    let counts: Vec<usize> = (0..plan.ops.len())
+        .map(|i| collect(SampleGraph::layer(&plan, &inputs, i).unwrap()).len())
+        .collect();
     // conv1: 4 input channels x 2 outputs of their group x 16 x 16 row/column taps; down: 4 x 8 x
     // 36; add: 2 x 288; pool: 16 channels x (2 + 2 + 2 + 2 rows) x (2 + 2 + 2 columns); fc: 192 x 5.
     assert_eq!(counts, [2048, 1152, 576, 768, 960]);
-    assert_eq!(GraphBounds::new(&net, GraphOptions::default()).unwrap().op_max_edges, counts);
+    assert_eq!(
+        GraphBounds::new(&net, GraphOptions::default())
+            .unwrap()
+            .op_max_edges,
+        counts
+    );
     // The skip connection: input unit u -> down's unit, and down's unit i -> add's unit i.
     let add = collect(SampleGraph::layer(&plan, &inputs, 2).unwrap());
     assert!(add.iter().any(|e| (e.src, e.dst) == (432 + 7, 720 + 7)));
     assert!(add.iter().any(|e| (e.src, e.dst) == (144 + 7, 720 + 7)));
     // The layers scope: one graph per graph op, named by the layer.
     let mut out = Vec::new();
-    let scopes = Scopes { network: true, layers: true };
-    Workspace::new().run(&plan, &inputs, scopes, HomologyOptions::default(), &mut out).unwrap();
+    let scopes = Scopes {
+        network: true,
+        layers: true,
+    };
+    Workspace::new()
+        .run(&plan, &inputs, scopes, HomologyOptions::default(), &mut out)
+        .unwrap();
     let names: Vec<&str> = out.iter().map(|s| s.scope.as_str()).collect();
     assert_eq!(names, ["network", "conv1", "down", "add", "pool", "fc"]);
 }
@@ -555,8 +638,15 @@ fn a_conv_reading_a_cat_along_height_is_refused_by_name() {
         "name = \"pool\"\nop = \"conv2d\"\nout_channels = 2\nkernel_size = 1\nbias = false",
     );
     let net = resolve(&text);
-    let err = GraphBounds::new(&net, GraphOptions::default()).unwrap_err().to_string();
-    for want in ["layer `pool` (conv2d)", "channel 0", "`add` and `conv1`", "cat dim = 1"] {
+    let err = GraphBounds::new(&net, GraphOptions::default())
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "layer `pool` (conv2d)",
+        "channel 0",
+        "`add` and `conv1`",
+        "cat dim = 1",
+    ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
 }
@@ -583,7 +673,10 @@ fn graph_batch_norm_is_recorded_only_where_it_is_a_choice() {
         if !rule.is_empty() {
             args.extend(["--set".to_string(), format!("graph.batch_norm=\"{rule}\"")]);
         }
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_actopo")).args(&args).output().unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_actopo"))
+            .args(&args)
+            .output()
+            .unwrap();
         (o, out)
     };
     let (o, default) = run("default", "");
@@ -597,8 +690,15 @@ fn graph_batch_norm_is_recorded_only_where_it_is_a_choice() {
     let (_, meta) = read_parquet(&default.join(stem));
     assert_eq!(meta.get("actopo.batch_norm"), None);
     let (_, meta) = read_parquet(&values.join(stem));
-    assert_eq!(meta.get("actopo.batch_norm").map(String::as_str), Some("values"));
+    assert_eq!(
+        meta.get("actopo.batch_norm").map(String::as_str),
+        Some("values")
+    );
     let (o, _) = run("bad", "none");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("`graph.batch_norm`: `none` is not a batch-norm rule"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`graph.batch_norm`: `none` is not a batch-norm rule"),
+        "{}",
+        stderr(&o)
+    );
 }

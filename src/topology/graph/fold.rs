@@ -72,7 +72,10 @@ mod tests {
         let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
         let tensor = |shape: Vec<usize>, data: Vec<f32>| Tensor { shape, data };
         let mut t = BTreeMap::new();
-        t.insert("fc.weight".into(), tensor(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        t.insert(
+            "fc.weight".into(),
+            tensor(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
+        );
         t.insert("bn.weight".into(), tensor(vec![2], vec![2.0, -1.0]));
         t.insert("bn.bias".into(), tensor(vec![2], vec![9.0, 9.0]));
         t.insert("bn.running_mean".into(), tensor(vec![2], vec![7.0, 7.0]));

@@ -85,11 +85,12 @@ impl GraphPlan {
         let mut bounds = GraphBounds::new(net, options)?;
         // Vertex layer of graph op i (the input, when a vertex layer, comes first).
         let first = usize::from(options.include_input);
-        let graph_layers = (net.layers.iter().enumerate())
-            .filter_map(|(i, l)| Some((i, l, Geometry::of(&l.op)?)));
+        let graph_layers =
+            (net.layers.iter().enumerate()).filter_map(|(i, l)| Some((i, l, Geometry::of(&l.op)?)));
         let operands = std::mem::take(&mut bounds.operands);
         let mut ops = Vec::new();
-        for ((i, (layer_index, layer, geometry)), operands) in graph_layers.enumerate().zip(operands)
+        for ((i, (layer_index, layer, geometry)), operands) in
+            graph_layers.enumerate().zip(operands)
         {
             let weight = match geometry {
                 Geometry::Conv(_) | Geometry::Linear => {

@@ -195,9 +195,7 @@ impl Runs {
 /// `dim`, each operand's block of values in turn.
 fn cat_runs(layer: &Layer, dim: usize, operands: &[Rc<Runs>]) -> Runs {
     let outer = numel(&layer.out_shape[..dim]);
-    let blocks: Vec<usize> = (layer.in_shapes.iter())
-        .map(|s| numel(&s[dim..]))
-        .collect();
+    let blocks: Vec<usize> = (layer.in_shapes.iter()).map(|s| numel(&s[dim..])).collect();
     let mut out = Runs::default();
     for o in 0..outer {
         for (runs, &block) in operands.iter().zip(&blocks) {

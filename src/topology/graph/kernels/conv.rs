@@ -84,7 +84,11 @@ fn unconnected_conv_edges<S: EdgeSink>(
             let (s, d) = (src + k * step, dst + k);
             if src_labels[s] != dst_labels[d] || src_labels[s] == NO_LABEL {
                 let weight = (wv * a[s]).abs();
-                out.put(weight, (src_unit + k * step) as u32, (dst_offset + d) as u32);
+                out.put(
+                    weight,
+                    (src_unit + k * step) as u32,
+                    (dst_offset + d) as u32,
+                );
             }
         }
     });
@@ -115,11 +119,7 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S)
 /// within the op's input and output). Order: output channel, input channel of its group, tap
 /// row, tap column, output row; input channels that are no vertices are skipped.
 #[inline(always)]
-fn conv_runs(
-    g: &GraphOp,
-    c: &Conv2d,
-    mut run: impl FnMut(f32, usize, usize, usize, usize, usize),
-) {
+fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usize, usize, usize)) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
