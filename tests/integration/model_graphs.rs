@@ -702,3 +702,100 @@ fn graph_batch_norm_is_recorded_only_where_it_is_a_choice() {
         stderr(&o)
     );
 }
+
+/// Writes `tensors` (name, shape, values) as a safetensors file.
+fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<Vec<u8>> = (tensors.iter())
+        .map(|(_, _, data)| data.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView)> = (tensors.iter().zip(&bytes))
+        .map(|((name, shape, _), b)| {
+            (
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(path, safetensors::tensor::serialize(views, None).unwrap()).unwrap();
+}
+
+/// `actopo diagrams` on a residual block (no forward pass needed): one scope per graph op, `add`
+/// included, whose diagrams equal the library's on the same captures (add's capture: its two
+/// operands one after the other), with and without folding.
+#[test]
+fn diagrams_command_computes_a_model_graph_from_given_captures() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = resolve(BLOCK);
+    let mut draw = small_ints(11);
+    let tensors = random_tensors(&net, &mut draw);
+    let as_file = |t: &BTreeMap<String, Tensor>| -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        t.iter()
+            .map(|(n, t)| (n.clone(), t.shape.clone(), t.data.clone()))
+            .collect()
+    };
+    write_safetensors(&dir.path().join("block.safetensors"), &as_file(&tensors));
+    std::fs::write(dir.path().join("block.toml"), BLOCK).unwrap();
+    let weights = Weights::from_tensors(tensors, &net).unwrap();
+    let n = 2;
+    let mut captures = Vec::new();
+    for layer in net.layers.iter().filter(|l| l.op.is_graph_op()) {
+        let len: usize = layer.in_shapes.iter().map(|s| numel(s)).sum();
+        let mut shape = vec![n, layer.in_shapes.len()];
+        shape.extend(&layer.in_shape);
+        let data: Vec<f32> = (0..n * len).map(|_| draw()).collect();
+        captures.push((layer.name.clone(), shape, data));
+    }
+    write_safetensors(&dir.path().join("acts.safetensors"), &captures);
+    for fold in [true, false] {
+        let rule = if fold { "fold" } else { "values" };
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_actopo"))
+            .args([
+                "diagrams",
+                "--spec",
+                "block.toml",
+                "--weights",
+                "block.safetensors",
+            ])
+            .args([
+                "--activations",
+                "acts.safetensors",
+                "--out",
+                "d.json",
+                "--scopes",
+                "network,layers",
+            ])
+            .args(["--batch-norm", rule])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("d.json")).unwrap()).unwrap();
+        let plan = GraphPlan::new(&net, &weights, options(true, fold)).unwrap();
+        for i in 0..n {
+            let inputs: Vec<&[f32]> = (plan.ops.iter().zip(&captures))
+                .map(|(op, (_, _, data))| &data[i * op.input_len()..(i + 1) * op.input_len()])
+                .collect();
+            let mut out = Vec::new();
+            let scopes = Scopes {
+                network: true,
+                layers: true,
+            };
+            Workspace::new()
+                .run(&plan, &inputs, scopes, HomologyOptions::default(), &mut out)
+                .unwrap();
+            let got = doc["samples"][i]["scopes"].as_array().unwrap();
+            let names: Vec<&str> = got.iter().map(|s| s["scope"].as_str().unwrap()).collect();
+            assert_eq!(names, ["network", "conv1", "down", "add", "pool", "fc"]);
+            for (scope, want) in got.iter().zip(&out) {
+                let h0: Vec<(f32, f32)> =
+                    want.diagram.h0.iter().map(|p| (p.birth, p.death)).collect();
+                let json_h0: Vec<(f32, f32)> = (scope["h0"].as_array().unwrap().iter())
+                    .map(|p| (p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32))
+                    .collect();
+                assert_eq!(json_h0, h0, "{rule}, sample {i}, scope {}", want.scope);
+            }
+        }
+    }
+}
