@@ -1,5 +1,5 @@
-//! A model's activation-graph layout: its graph ops in order, each with its unit-id offsets,
-//! shapes and weights, ready to enumerate one sample's edges into a sink.
+//! A model's activation-graph layout: its graph ops in order, each with the units its operands
+//! hold, its shapes and weights, ready to enumerate one sample's edges into a sink.
 
 use super::bounds::{GraphBounds, VertexLayer};
 use super::errors::{GraphError, PlanError};
