@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use actopo::spec::{numel, LayerInput, ModelSpec, Network, Op};
+use actopo::spec::{numel, Conv2d, Layer, LayerInput, ModelSpec, Network, Op};
 use actopo::topology::{
     BatchNormFolding, Diagram, Edge, EdgeSink, EdgeSource, GraphBounds, GraphOptions, GraphPlan,
     HomologyOptions, Persistence, SampleGraph, Scopes, Workspace,
@@ -153,8 +153,12 @@ fn oracle_weight(
     w
 }
 
+/// An edge before the rules that drop it: (source unit, output value index, weight).
+type Candidate = (Option<u32>, usize, f32);
+
 /// Graph op at layer `li`'s edges, from every (input value, output value) pair; `a` is its input
-/// (operands one after the other).
+/// (operands one after the other). Edges from values that are no vertices, and of weight 0, are
+/// left out.
 fn oracle_edges(
     net: &Network,
     units: &Units,
@@ -164,98 +168,123 @@ fn oracle_edges(
     a: &[f32],
 ) -> BTreeSet<Key> {
     let layer = &net.layers[li];
-    let op_index = net.layers[..li]
-        .iter()
+    let op_index = (net.layers[..li].iter())
         .filter(|l| l.op.is_graph_op())
         .count();
     let first = units.op_first[op_index];
     let src = units.operand(layer.inputs[0]);
+    let candidates = match &layer.op {
+        Op::Linear(l) => linear_candidates(
+            l.in_features,
+            l.out_features,
+            &oracle_weight(net, tensors, li, fold),
+            src,
+            a,
+        ),
+        Op::Conv2d(c) => conv_candidates(layer, c, &oracle_weight(net, tensors, li, fold), src, a),
+        Op::AdaptiveAvgPool2d { output_size } => adaptive_candidates(layer, *output_size, src, a),
+        Op::Add => {
+            let n = numel(&layer.in_shape);
+            let operands = layer.inputs.iter().map(|&input| units.operand(input));
+            (operands.enumerate())
+                .flat_map(|(k, operand)| (0..n).map(move |i| (operand[i], i, a[k * n + i].abs())))
+                .collect()
+        }
+        other => panic!("the oracle has no rule for {}", other.kind()),
+    };
     let mut edges = BTreeSet::new();
-    let mut put = |s: Option<u32>, d: usize, weight: f32| {
+    for (s, d, weight) in candidates {
         if let Some(s) = s.filter(|_| weight != 0.0) {
             assert!(
                 edges.insert((s, first + d as u32, weight.to_bits())),
                 "duplicate edge"
             );
         }
-    };
-    match &layer.op {
-        Op::Linear(l) => {
-            let w = oracle_weight(net, tensors, li, fold);
-            for i in 0..l.out_features {
-                for j in 0..l.in_features {
-                    put(src[j], i, (w[i * l.in_features + j] * a[j]).abs());
-                }
-            }
-        }
-        Op::Conv2d(c) => {
-            let w = oracle_weight(net, tensors, li, fold);
-            let (ins, outs) = (&layer.in_shape, &layer.out_shape);
-            let (cig, cog) = (c.in_channels / c.groups, c.out_channels / c.groups);
-            for d in 0..numel(outs) {
-                let [o, y, x] = unravel(d, outs)[..] else {
-                    unreachable!()
-                };
-                for s in 0..numel(ins) {
-                    let [ch, iy, ix] = unravel(s, ins)[..] else {
-                        unreachable!()
-                    };
-                    if ch / cig != o / cog {
-                        continue; // another group
-                    }
-                    for ty in 0..c.kernel[0] {
-                        for tx in 0..c.kernel[1] {
-                            let row = (y * c.stride[0] + ty * c.dilation[0]) as isize
-                                - c.padding[0] as isize;
-                            let col = (x * c.stride[1] + tx * c.dilation[1]) as isize
-                                - c.padding[1] as isize;
-                            if row == iy as isize && col == ix as isize {
-                                let wv =
-                                    w[((o * cig + ch % cig) * c.kernel[0] + ty) * c.kernel[1] + tx];
-                                put(src[s], d, (wv * a[s]).abs());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Op::AdaptiveAvgPool2d { output_size } => {
-            let (ins, outs) = (&layer.in_shape, &layer.out_shape);
-            // PyTorch's window of output i of n over size: [floor(i size / n), ceil((i+1) size / n)).
-            let window = |i: usize, size: usize, n: usize| {
-                let lo = (i as f64 * size as f64 / n as f64).floor() as usize;
-                let hi = ((i + 1) as f64 * size as f64 / n as f64).ceil() as usize;
-                lo..hi
-            };
-            for d in 0..numel(outs) {
-                let [ch, y, x] = unravel(d, outs)[..] else {
-                    unreachable!()
-                };
-                let (rows, cols) = (
-                    window(y, ins[1], output_size[0]),
-                    window(x, ins[2], output_size[1]),
-                );
-                let area = (rows.len() * cols.len()) as f32;
-                for iy in rows.clone() {
-                    for ix in cols.clone() {
-                        let s = ravel(&[ch, iy, ix], ins);
-                        put(src[s], d, a[s].abs() / area);
-                    }
-                }
-            }
-        }
-        Op::Add => {
-            let n = numel(&layer.in_shape);
-            for (k, &input) in layer.inputs.iter().enumerate() {
-                let operand = units.operand(input);
-                for i in 0..n {
-                    put(operand[i], i, a[k * n + i].abs());
-                }
-            }
-        }
-        other => panic!("the oracle has no rule for {}", other.kind()),
     }
     edges
+}
+
+fn linear_candidates(
+    n_in: usize,
+    n_out: usize,
+    w: &[f32],
+    src: &[Option<u32>],
+    a: &[f32],
+) -> Vec<Candidate> {
+    let pairs = (0..n_out).flat_map(|i| (0..n_in).map(move |j| (i, j)));
+    pairs
+        .map(|(i, j)| (src[j], i, (w[i * n_in + j] * a[j]).abs()))
+        .collect()
+}
+
+/// Every (output cell, input cell of the output's group, kernel tap) whose tap reads that cell.
+fn conv_candidates(
+    layer: &Layer,
+    c: &Conv2d,
+    w: &[f32],
+    src: &[Option<u32>],
+    a: &[f32],
+) -> Vec<Candidate> {
+    let (ins, outs) = (&layer.in_shape, &layer.out_shape);
+    let (cig, cog) = (c.in_channels / c.groups, c.out_channels / c.groups);
+    let mut out = Vec::new();
+    for d in 0..numel(outs) {
+        let [o, y, x] = unravel(d, outs)[..] else {
+            unreachable!()
+        };
+        for s in 0..numel(ins) {
+            let [ch, iy, ix] = unravel(s, ins)[..] else {
+                unreachable!()
+            };
+            if ch / cig != o / cog {
+                continue; // another group
+            }
+            for ty in 0..c.kernel[0] {
+                for tx in 0..c.kernel[1] {
+                    let row =
+                        (y * c.stride[0] + ty * c.dilation[0]) as isize - c.padding[0] as isize;
+                    let col =
+                        (x * c.stride[1] + tx * c.dilation[1]) as isize - c.padding[1] as isize;
+                    if row == iy as isize && col == ix as isize {
+                        let wv = w[((o * cig + ch % cig) * c.kernel[0] + ty) * c.kernel[1] + tx];
+                        out.push((src[s], d, (wv * a[s]).abs()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every cell of every output cell's window, PyTorch's window of output i of n over size being
+/// [floor(i size / n), ceil((i + 1) size / n)) (computed here in f64).
+fn adaptive_candidates(
+    layer: &Layer,
+    size: [usize; 2],
+    src: &[Option<u32>],
+    a: &[f32],
+) -> Vec<Candidate> {
+    let (ins, outs) = (&layer.in_shape, &layer.out_shape);
+    let window = |i: usize, len: usize, n: usize| {
+        let lo = (i as f64 * len as f64 / n as f64).floor() as usize;
+        let hi = ((i + 1) as f64 * len as f64 / n as f64).ceil() as usize;
+        lo..hi
+    };
+    let mut out = Vec::new();
+    for d in 0..numel(outs) {
+        let [ch, y, x] = unravel(d, outs)[..] else {
+            unreachable!()
+        };
+        let (rows, cols) = (window(y, ins[1], size[0]), window(x, ins[2], size[1]));
+        let area = (rows.len() * cols.len()) as f32;
+        for iy in rows.clone() {
+            for ix in cols.clone() {
+                let s = ravel(&[ch, iy, ix], ins);
+                out.push((src[s], d, a[s].abs() / area));
+            }
+        }
+    }
+    out
 }
 
 /// The sizes of one random residual model (see `residual_spec`).
