@@ -6,6 +6,7 @@ mod attacks;
 mod bad_inputs;
 mod cli;
 mod graph_props;
+mod model_graphs;
 mod persistence_props;
 mod reference;
 mod safety;
