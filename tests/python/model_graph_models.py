@@ -62,19 +62,32 @@ class TinyResNet(nn.Module):
         return self.fc(self.flatten(self.pool(self.layer2(self.layer1(self.stem(x))))))
 
 
-def depthwise_separable():
-    """MobileNet-like: depthwise 3x3 (groups = channels) + BN + ReLU6, pointwise 1x1 + BN +
-    hardswish, overlapping max pool, a grouped conv (groups = 4) with bias, adaptive pool 7x7 -> 3x3."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
-        nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
-        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
-        nn.MaxPool2d(3, 2, 1),
-        nn.Conv2d(16, 16, 3, 1, 1, groups=4), nn.BatchNorm2d(16), nn.Hardswish(),
-        nn.AdaptiveAvgPool2d(3),
-        nn.Flatten(),
-        nn.Linear(16 * 9, 10),
-    )
+class DepthwiseSeparable(nn.Module):
+    """MobileNet-like: a residual add that reads the model input (its conv's BN folds), a
+    depthwise 3x3 (groups = channels) + BN + ReLU6, a pointwise 1x1 whose output feeds both its BN
+    and an add (so that BN does not fold), hardswish, an overlapping max pool with padding, a
+    grouped conv (groups = 4) with bias + BN, adaptive pool 7x7 -> 3x3."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Conv2d(1, 1, 3, 1, 1, bias=False)
+        self.pre_bn = nn.BatchNorm2d(1)
+        self.pre_add = Add()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.pw = nn.Conv2d(8, 16, 1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(16)
+        self.pw_act = nn.Hardswish()
+        self.pw_skip = Add()
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.grouped = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, groups=4), nn.BatchNorm2d(16), nn.Hardswish())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(16 * 9, 10))
+
+    def forward(self, x):
+        h = self.dw(self.stem(self.pre_add(x, self.pre_bn(self.pre(x)))))
+        p = self.pw(h)
+        h = self.pw_skip(self.pw_act(self.pw_bn(p)), p)
+        return self.head(self.grouped(self.pool(h)))
 
 
 class DenseLayer(nn.Module):
@@ -143,7 +156,7 @@ def train_briefly(model, images, labels, steps, batch=64):
 MODELS = {
     "mlp_bn": mlp_bn,
     "resnet": TinyResNet,
-    "dwsep": depthwise_separable,
+    "dwsep": DepthwiseSeparable,
     "dense_cat": TinyDenseNet,
 }
 
