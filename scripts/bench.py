@@ -11,10 +11,14 @@
     tests/python/tolerance.py: 1e-5 of each birth or death + 5e-6 of the diagram's largest value,
     propagated to the sum);
 (c) optionally (--alexnet), the paper's AlexNet-for-CIFAR shape with seeded random weights on random
-    32x32x3 inputs: edges per input, seconds per input, peak RSS.
+    32x32x3 inputs: edges per input, seconds per input, peak RSS;
+(d) optionally (--models N), model graphs exported from PyTorch by scripts/export_torch.py with seeded
+    random weights: ResNet-18 in its CIFAR form (3x3 stem, no max-pool, 3x32x32), VGG-11-BN in its
+    CIFAR form (torchvision's features, then a 512 -> 10 classifier), and torchvision's resnet18 at
+    3x224x224: edges per input, seconds per input with 1 and 2 workers, peak RSS.
 Everything runs in one invocation so the ratios compare like with like.
 
-Usage: python scripts/bench.py [--images 10000] [--ref-images 20] [--alexnet 4]
+Usage: python scripts/bench.py [--images 10000] [--ref-images 20] [--alexnet 4] [--models 4]
 """
 
 import argparse
@@ -142,11 +146,60 @@ def alexnet(folder, n_images, workers):
     return wall, rss, np.mean([r["n_edges"] for r in rows]), bound
 
 
+def resnet18_cifar():
+    import torchvision
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def vgg11_bn_cifar():
+    import torchvision
+    features = torchvision.models.vgg11_bn(weights=None).features
+    return nn.Sequential(features, nn.Flatten(), nn.Linear(512, 10))
+
+
+def resnet18_224():
+    import torchvision
+    return torchvision.models.resnet18(weights=None)
+
+
+MODELS = [("resnet18-cifar", resnet18_cifar, (3, 32, 32)), ("vgg11-bn-cifar", vgg11_bn_cifar, (3, 32, 32)),
+          ("resnet18-224", resnet18_224, (3, 224, 224))]
+
+
+def exported_model(folder, name, build, shape, n_images, workers):
+    """Exports `build()` (seeded random weights, batch-norm statistics from a few random batches so
+    that they are not the identity) and times `actopo run` on random uint8 inputs."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from export_torch import export
+    spec = folder / f"{name}.toml"
+    if not spec.exists():
+        torch.manual_seed(0)
+        model = build().train()
+        with torch.no_grad():
+            for _ in range(3):
+                model(torch.rand(8, *shape))
+        export(model.eval(), shape, folder / name, name=name)
+        rng = np.random.default_rng(0)
+        np.savez(folder / f"{name}-inputs.npz", x=rng.integers(0, 256, size=(n_images, *shape), dtype=np.uint8))
+    run = folder / f"{name}-run.toml"
+    run.write_text(f'[model]\nspec = "{name}.toml"\ndevice = "cpu"\n[data]\nshards = ["{name}-inputs.npz"]\n'
+                   f'[pipeline]\nbatch_size = 2\n[output]\ndiagrams = false\n')
+    out = folder / f"{name}-out-{workers}"
+    wall, rss, _ = timed([BIN, "run", str(run), "--overwrite", "--set", f"pipeline.workers={workers}",
+                          "--set", f'output.dir="{out}"'])
+    rows = pq.read_table(out / f"summary/{name}-inputs.parquet").to_pylist()
+    return wall, rss, np.mean([r["n_edges"] for r in rows])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--ref-images", type=int, default=20)
     ap.add_argument("--alexnet", type=int, default=0, help="AlexNet-CIFAR inputs to time (0 = skip)")
+    ap.add_argument("--models", type=int, default=0, help="inputs per exported model graph to time (0 = skip)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the reference's forward on one thread, as actopo's
     config = ROOT / "config/fashion-mnist.toml"
@@ -173,6 +226,12 @@ def main():
                 wall, rss, edges, bound = alexnet(tmp, args.alexnet, workers)
                 print(f"AlexNet-CIFAR workers={workers}: {args.alexnet} inputs in {wall:.1f} s = {wall / args.alexnet:.2f} s/input "
                       f"(incl. start-up), mean {edges / 1e6:.1f} M edges/input ({bound}), peak RSS {rss / 1024:.2f} GB")
+        for name, build, shape in MODELS if args.models else []:
+            for workers in (1, 2):
+                wall, rss, edges = exported_model(tmp, name, build, shape, args.models, workers)
+                print(f"{name} workers={workers}: {args.models} inputs in {wall:.1f} s = {wall / args.models:.2f} s/input "
+                      f"(incl. start-up), mean {edges / 1e6:.1f} M edges/input = {edges * args.models / wall / 1e6:.0f} M edges/s, "
+                      f"peak RSS {rss / 1024:.2f} GB")
 
 
 if __name__ == "__main__":

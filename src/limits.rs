@@ -9,8 +9,8 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::forward::FORWARD_CHUNK;
-use crate::spec::Network;
+use crate::forward::{liveness, FORWARD_CHUNK};
+use crate::spec::{Layer, LayerInput, Network};
 use crate::topology::{Edge, GraphBounds};
 
 /// Topology workers allowed per available core (`pipeline.workers`): workers are CPU-bound, so
@@ -34,9 +34,12 @@ const UNIT_BYTES: u128 = 20;
 const EDGE_SHARE: (u128, u128) = (1, 4);
 /// Copies of the weights held at once: the tensors as read, the graph plan's, libtorch's.
 const WEIGHT_COPIES: u128 = 3;
-/// The forward pass holds each layer's output for `FORWARD_CHUNK` rows; attacks keep their
-/// gradients too.
+/// A forward pass with gradients (attacks) keeps every layer's output for `FORWARD_CHUNK` rows,
+/// and the backward pass makes their gradients too.
 const FORWARD_COPIES: u128 = 3;
+/// A forward pass without gradients holds its live tensors (`ModelSizes::forward_values`);
+/// libtorch's allocator keeps freed blocks for reuse, so count them twice.
+const NO_GRAD_COPIES: u128 = 2;
 /// Raw input batches held by the reader at once (its queue of 2 and the one being read).
 const INPUT_BATCHES: u128 = 3;
 /// An over-estimate of one queue slot (a job or a result handle).
@@ -53,10 +56,15 @@ pub struct ModelSizes {
     pub largest_layer: Option<(String, u128)>,
     /// Values of one input.
     pub input_values: u128,
-    /// Values captured per sample: the input of every graph op.
+    /// Values captured per sample: the operands of every graph op (an `add`'s, all of them).
     pub capture_values: u128,
-    /// Values of one row of the forward pass: the input and every layer's output.
+    /// Values of one row a forward pass without gradients holds at its peak: the tensors still
+    /// to be read (each is dropped after its last reader), the output being made and an `add`'s
+    /// capture copy.
     pub forward_values: u128,
+    /// Values of one row a forward pass with gradients holds: the input and every layer's
+    /// output (autograd keeps them for the backward pass).
+    pub gradient_forward_values: u128,
     pub n_units: u128,
     pub max_edges: u128,
 }
@@ -74,28 +82,59 @@ impl ModelSizes {
             largest_layer: None,
             input_values: values(&net.input_shape),
             capture_values: 0,
-            forward_values: values(&net.input_shape),
+            forward_values: peak_forward_values(net),
+            gradient_forward_values: values(&net.input_shape),
             n_units: bounds.n_units as u128,
             max_edges: bounds.max_edges as u128,
         };
         for layer in &net.layers {
-            let weights = [layer.op.weight_shape(), layer.op.bias_shape()]
-                .iter()
-                .flatten()
-                .fold(0u128, |n, s| n.saturating_add(values(s)));
+            let weights =
+                (layer.op.params().iter()).fold(0u128, |n, (_, s)| n.saturating_add(values(s)));
             sizes.weight_values = sizes.weight_values.saturating_add(weights);
             if weights > sizes.largest_layer.as_ref().map_or(0, |l| l.1) {
                 sizes.largest_layer = Some((layer.name.clone(), weights));
             }
             if layer.op.is_graph_op() {
-                sizes.capture_values = sizes.capture_values.saturating_add(values(&layer.in_shape));
+                sizes.capture_values = sizes.capture_values.saturating_add(operand_values(layer));
             }
-            sizes.forward_values = sizes
-                .forward_values
+            sizes.gradient_forward_values = sizes
+                .gradient_forward_values
                 .saturating_add(values(&layer.out_shape));
         }
         sizes
     }
+}
+
+/// Values of all of a layer's operands (one sample).
+fn operand_values(layer: &Layer) -> u128 {
+    (layer.in_shapes.iter()).fold(0u128, |n, s| n.saturating_add(values(s)))
+}
+
+/// The most values of one row a forward pass without gradients holds at once: it runs the layers
+/// in order and drops each tensor after its last reader (`forward::liveness`). While a layer
+/// runs, the live tensors, its output and, for a multi-operand graph op (`add`), the copy of its
+/// operands that is captured.
+fn peak_forward_values(net: &Network) -> u128 {
+    let mut live = values(&net.input_shape);
+    let mut peak = live;
+    for (layer, releases) in net.layers.iter().zip(liveness::releases(net)) {
+        let out = values(&layer.out_shape);
+        let capture_copy = if layer.op.is_graph_op() && layer.inputs.len() > 1 {
+            operand_values(layer)
+        } else {
+            0
+        };
+        peak = peak.max(live.saturating_add(out).saturating_add(capture_copy));
+        live = live.saturating_add(out);
+        for source in releases {
+            let freed = match source {
+                LayerInput::Input => values(&net.input_shape),
+                LayerInput::Layer(j) => values(&net.layers[j].out_shape),
+            };
+            live = live.saturating_sub(freed);
+        }
+    }
+    peak
 }
 
 /// The pipeline settings that scale memory.
@@ -103,7 +142,8 @@ impl ModelSizes {
 pub struct RunShape {
     pub batch_size: usize,
     pub workers: usize,
-    /// `clean` plus one per attack.
+    /// `clean` plus one per attack. With attacks, the forward pass is sized as if it took
+    /// gradients (keeping every layer's output).
     pub variants: usize,
     /// `homology.h1_diagram`: each worker then holds a sample's H1 death list, up to one value
     /// per edge.
@@ -155,6 +195,16 @@ impl ModelSizes {
         self.capture_values.saturating_mul(F32_BYTES)
     }
 
+    /// The forward pass's tensors for `FORWARD_CHUNK` rows, with or without gradients.
+    pub fn forward_bytes(&self, gradients: bool) -> u128 {
+        let (row_values, copies) = if gradients {
+            (self.gradient_forward_values, FORWARD_COPIES)
+        } else {
+            (self.forward_values, NO_GRAD_COPIES)
+        };
+        row_values.saturating_mul(FORWARD_CHUNK as u128 * F32_BYTES * copies)
+    }
+
     /// The weights, every copy.
     pub fn weight_bytes(&self) -> u128 {
         self.weight_values.saturating_mul(F32_BYTES * WEIGHT_COPIES)
@@ -194,9 +244,7 @@ pub(crate) fn memory_parts(m: &ModelSizes, run: RunShape) -> Vec<Part> {
         },
         Part {
             what: "forward pass",
-            bytes: m
-                .forward_values
-                .saturating_mul(FORWARD_CHUNK as u128 * F32_BYTES * FORWARD_COPIES),
+            bytes: m.forward_bytes(run.variants > 1),
             lever: Lever::Model,
         },
         Part {
@@ -443,6 +491,7 @@ mod tests {
             input_values: 784,
             capture_values: 2_000,
             forward_values: 3_000,
+            gradient_forward_values: 5_000,
             n_units: 4_000,
             max_edges: 400_000,
         }
@@ -541,6 +590,58 @@ mod tests {
         m.max_edges = 1 << 40;
         let p = check_memory(&m, Path::new(SPEC), RUN, &limit(64)).join("\n");
         assert!(p.contains("in one allocation"), "{p}");
+    }
+
+    #[test]
+    fn a_model_graph_counts_add_operands_and_its_peak_of_live_tensors() {
+        use crate::spec::ModelSpec;
+        let text = r#"
+format_version = 2
+name = "res"
+input_shape = [2, 4, 4]
+[[layers]]
+name = "a"
+op = "conv2d"
+out_channels = 4
+kernel_size = 1
+[[layers]]
+name = "bn"
+op = "batch_norm2d"
+[[layers]]
+name = "down"
+op = "conv2d"
+inputs = ["input"]
+out_channels = 4
+kernel_size = 1
+[[layers]]
+name = "sum"
+op = "add"
+inputs = ["bn", "down"]
+[[layers]]
+name = "flat"
+op = "flatten"
+"#;
+        let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
+        let bounds = GraphBounds::new(&net, crate::topology::GraphOptions::default()).unwrap();
+        let m = ModelSizes::of(&net, &bounds);
+        // a and down read the input (32 values each); sum reads bn and down (64 + 64).
+        assert_eq!(m.capture_values, 32 + 32 + 128);
+        // input 32; a +64 (96); bn +64 (160), drops a (96); down +64 (160), drops the input
+        // (128); sum: 128 live + 64 out + 128 captured = 320, drops bn and down (64); flat 128.
+        assert_eq!(m.forward_values, 320);
+        assert_eq!(m.gradient_forward_values, 32 + 5 * 64);
+        // conv weights 4 x 2 + bias 4, twice; batch norm 4 tensors of 4.
+        assert_eq!(m.weight_values, 2 * 12 + 16);
+        let chunk = FORWARD_CHUNK as u128 * 4;
+        assert_eq!(m.forward_bytes(false), 320 * chunk * NO_GRAD_COPIES);
+        let forward_part = |variants| {
+            memory_parts(&m, RunShape { variants, ..RUN })
+                .into_iter()
+                .find(|p| p.what == "forward pass")
+                .map(|p| p.bytes)
+        };
+        assert_eq!(forward_part(1), Some(320 * chunk * NO_GRAD_COPIES));
+        assert_eq!(forward_part(2), Some(352 * chunk * FORWARD_COPIES));
     }
 
     #[test]

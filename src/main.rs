@@ -42,10 +42,13 @@ enum Command {
         #[command(flatten)]
         shard: cli::run::ShardArgs,
     },
-    /// Check a config, its model spec and weights, and the first sample of every shard, without running.
+    /// Check a config, its model spec and weights, the spec's reference outputs and the first
+    /// sample of every shard, without running; or a model spec alone (a TOML file with
+    /// `format_version`): its weights and reference outputs.
     #[command(after_help = DOCS)]
     Validate {
-        /// Config TOML (see config/fashion-mnist.toml).
+        /// Config TOML (see config/fashion-mnist.toml), or a model spec TOML.
+        #[arg(value_name = "CONFIG_OR_SPEC")]
         config: PathBuf,
         /// Override a config key, e.g. --set pipeline.batch_size=64 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use actopo::model::Model;
 use actopo::topology::{
-    GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram, ScopeKind, Scopes,
-    Summary, Workspace,
+    BatchNormFolding, GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram,
+    ScopeKind, Scopes, Summary, Workspace,
 };
 use actopo::weights::{read_safetensors, Tensor};
 use anyhow::{bail, Context};
@@ -23,7 +23,8 @@ pub(crate) struct Args {
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Safetensors file with one tensor per graph op, named like the layer, holding that op's
-    /// input activations for N samples: shape [N, ...layer input shape].
+    /// input activations for N samples: shape [N, ...layer input shape] (for `add`, its operands
+    /// one after the other: [N, operands, ...operand shape]).
     #[arg(long)]
     activations: PathBuf,
     /// Where to write the JSON result.
@@ -38,6 +39,10 @@ pub(crate) struct Args {
     /// Max-pool edges: all (every window unit, the reference rule) or argmax (PyTorch's pick).
     #[arg(long, default_value = "all")]
     maxpool_edges: MaxPoolEdges,
+    /// Batch norms: fold (into the conv or linear before them, graph.batch_norm = "fold") or
+    /// values (never fold).
+    #[arg(long, default_value = "fold")]
+    batch_norm: BatchNormFolding,
     /// Keep H0 pairs with birth == death (homology.keep_zero_persistence = true).
     #[arg(long)]
     keep_zero_persistence: bool,
@@ -51,6 +56,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let options = GraphOptions {
         include_input: !args.no_input,
         maxpool_edges: args.maxpool_edges,
+        batch_norm: args.batch_norm,
         ..Default::default()
     };
     let plan = GraphPlan::new(&model.network, &model.weights, options)?;
@@ -105,12 +111,17 @@ fn op_inputs<'t>(
         })?;
         let n = t.shape.first().copied().unwrap_or(0);
         if *n_samples.get_or_insert(n) != n || t.data.len() != n * op.input_len() {
+            let layer = &model.network.layers[op.layer_index];
+            let operands = match layer.in_shapes.len() {
+                1 => String::new(),
+                k => format!("{k}, "),
+            };
             bail!(
-                "{}: tensor `{}` has shape {:?}; expected [N, {:?}] with the same N for every op",
+                "{}: tensor `{}` has shape {:?}; expected [N, {operands}{}] with the same N for every op",
                 args.activations.display(),
                 op.name,
                 t.shape,
-                model.network.layers[op.layer_index].in_shape
+                layer.in_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
             );
         }
         per_op.push(t);

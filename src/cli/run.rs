@@ -1,4 +1,4 @@
-//! `actopo run CONFIG` and `actopo validate CONFIG`.
+//! `actopo run CONFIG` and `actopo validate CONFIG|SPEC`.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use actopo::config::Settings;
 use actopo::data::{self, Samples, ShardSource};
-use actopo::forward::{device_name, TchModel};
+use actopo::forward::{device_name, reference, TchModel};
+use actopo::model::Model;
 use actopo::perturb::{AttackKind, OutOfClip, SampleRng, ATTACKED_OUT_OF_CLIP, CLEAN_OUT_OF_CLIP};
 use actopo::pipeline::{self, RunOptions, RunReport};
-use anyhow::{bail, Context};
+use actopo::topology::{GraphOptions, GraphPlan};
+use anyhow::{anyhow, bail, Context};
 
 use super::CommandOutcome;
 
@@ -143,19 +145,22 @@ fn attacks_needing_model(kind: &AttackKind) -> Option<&AttackKind> {
     }
 }
 
-pub(crate) fn validate(config: &Path, sets: &[String]) -> anyhow::Result<CommandOutcome> {
-    let settings = Settings::load(config, sets)?;
+/// `actopo validate PATH`: a config, or a model spec (a TOML file with a top-level
+/// `format_version` key). Exit code 2 when the model's outputs differ from its reference file's.
+pub(crate) fn validate(path: &Path, sets: &[String]) -> anyhow::Result<CommandOutcome> {
+    if is_model_spec(path) {
+        if !sets.is_empty() {
+            bail!(
+                "--set changes config keys, but {} is a model spec (it has `format_version`)\n  fix: drop --set, or validate a config whose model.spec names this spec",
+                path.display()
+            );
+        }
+        return validate_spec(path);
+    }
+    let settings = Settings::load(path, sets)?;
     let prepared = pipeline::prepare(&settings)?;
-    println!("config    {}: ok", config.display());
-    println!(
-        "model     {} ({} layers, {} graph ops, {} units, at most {} edges per input): ok",
-        prepared.model.spec.path.display(),
-        prepared.model.network.layers.len(),
-        prepared.plan.ops.len(),
-        prepared.plan.n_units,
-        prepared.plan.max_edges()
-    );
-    println!("weights   {}: ok", prepared.model.weights_path.display());
+    println!("config    {}: ok", path.display());
+    print_model(&prepared.model, &prepared.plan);
     let tch_model = TchModel::new(
         &prepared.model,
         settings.device,
@@ -163,6 +168,7 @@ pub(crate) fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Command
         &prepared.std,
     )?;
     println!("device    {}", device_name(tch_model.device()));
+    check_reference(&prepared.model)?;
     let mut failed = 0;
     for shard in &prepared.shards {
         let one = data::ReadOptions {
@@ -187,6 +193,98 @@ pub(crate) fn validate(config: &Path, sets: &[String]) -> anyhow::Result<Command
     } else {
         CommandOutcome::Failures
     })
+}
+
+/// A model spec has a top-level `format_version` key (a config never does); a file that is not
+/// valid TOML counts as a spec when a line starts with it, so that its errors are a spec's.
+fn is_model_spec(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false; // the config loader says why it cannot be read
+    };
+    match text.parse::<toml::Table>() {
+        Ok(table) => table.contains_key("format_version"),
+        Err(_) => (text.lines()).any(|l| l.trim_start().starts_with("format_version")),
+    }
+}
+
+/// Loads a spec and the weights it names, sizes its graph, and checks its reference outputs.
+fn validate_spec(path: &Path) -> anyhow::Result<CommandOutcome> {
+    let model = Model::load(path, None)?;
+    let plan = GraphPlan::new(&model.network, &model.weights, GraphOptions::default())
+        .map_err(|e| anyhow!("model spec {}: {e}", path.display()))?;
+    print_model(&model, &plan);
+    check_reference(&model)?;
+    Ok(CommandOutcome::Ok)
+}
+
+/// The weights loaded are the file the spec names (not replaced by the config's model.weights).
+fn uses_spec_weights(model: &Model) -> bool {
+    let Some(named) = &model.spec.weights else {
+        return false;
+    };
+    let folder = model.spec.path.parent().unwrap_or(Path::new("."));
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    same(&folder.join(named), &model.weights_path)
+}
+
+fn print_model(model: &Model, plan: &GraphPlan) {
+    println!(
+        "model     {} ({} layers, {} graph ops, {} units, at most {} edges per input): ok",
+        model.spec.path.display(),
+        model.network.layers.len(),
+        plan.ops.len(),
+        plan.n_units,
+        plan.max_edges()
+    );
+    println!("weights   {}: ok", model.weights_path.display());
+}
+
+/// Compares the model's outputs with the reference file beside its spec, when there is one; an
+/// error (exit code 2) past the tolerance, naming the file, the worst row and column and both
+/// values.
+fn check_reference(model: &Model) -> anyhow::Result<()> {
+    let path = reference::reference_path(&model.spec.path);
+    if !path.exists() {
+        println!(
+            "reference none: no {} beside the spec (scripts/export_torch.py writes one)",
+            path.display()
+        );
+        return Ok(());
+    }
+    if !uses_spec_weights(model) {
+        println!(
+            "reference {}: skipped: model.weights = {} replaces the spec's weights, which the reference outputs were written with",
+            path.display(),
+            model.weights_path.display()
+        );
+        return Ok(());
+    }
+    let c = reference::check(model, &path)?;
+    let (row, col, expected, got) = c.worst;
+    if !c.passes() {
+        bail!(
+            "reference check failed: {}: actopo's output differs from PyTorch's by {:.3e} at row {row}, column {col} (PyTorch {expected}, actopo {got}), above the tolerance {:.1e} = {:.0e} x max(1, largest |output| {}); {} rows, {} values compared\n  fix: the spec or its weights do not reproduce the model the reference was written from; export them again with scripts/export_torch.py (docs/model-spec.md, \"Reference outputs\")",
+            path.display(),
+            c.max_abs_diff,
+            c.tolerance(),
+            reference::RELATIVE_TOLERANCE,
+            c.max_abs_output,
+            c.rows,
+            c.values
+        );
+    }
+    println!(
+        "reference {}: {} rows, {} values compared on the cpu: max abs difference {:.3e} (tolerance {:.1e}): ok",
+        path.display(),
+        c.rows,
+        c.values,
+        c.max_abs_diff,
+        c.tolerance()
+    );
+    Ok(())
 }
 
 /// Checks a shard's first sample: its values against `data.clip`, the forward pass and every

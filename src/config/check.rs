@@ -8,7 +8,8 @@ use super::{Config, DataFormat, Device};
 use crate::limits::{self, MemoryLimit, ModelSizes, RunShape};
 use crate::spec::{ModelSpec, Network};
 use crate::topology::{
-    GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, ScopeKind, Scopes, VertexBirth,
+    BatchNormFolding, GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, ScopeKind, Scopes,
+    VertexBirth,
 };
 
 /// What the checks turn the config into (the rest of `Settings`).
@@ -32,6 +33,9 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
         problems.push("`pipeline.batch_size` must be at least 1".into());
     }
     let (scopes, maxpool_edges, vertex_birth) = check_graph(c, problems);
+    let batch_norm = (c.graph.batch_norm.parse::<BatchNormFolding>())
+        .map_err(|e| problems.push(format!("`graph.batch_norm`: {e}")))
+        .ok();
     check_output(c, base, problems);
     let workers = check_workers(c.pipeline.workers, problems);
     Some(Checked {
@@ -44,6 +48,7 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
             include_input: c.graph.include_input,
             maxpool_edges: maxpool_edges?,
             vertex_birth: vertex_birth?,
+            batch_norm: batch_norm?,
         },
         homology: HomologyOptions {
             keep_zero_persistence: c.homology.keep_zero_persistence,

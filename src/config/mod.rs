@@ -100,6 +100,15 @@ pub struct GraphConfig {
     pub include_input: bool,
     pub maxpool_edges: String,
     pub vertex_birth: String,
+    /// "fold" (a batch norm after a conv or linear layer scales its edges) or "values". Left
+    /// out of the manifest (and so of the run identity) when "fold", so runs that do not set it
+    /// record what they did before.
+    #[serde(skip_serializing_if = "is_fold")]
+    pub batch_norm: String,
+}
+
+fn is_fold(v: &str) -> bool {
+    v == "fold"
 }
 
 impl Default for GraphConfig {
@@ -109,6 +118,7 @@ impl Default for GraphConfig {
             include_input: true,
             maxpool_edges: "all".into(),
             vertex_birth: "max_incident".into(),
+            batch_norm: "fold".into(),
         }
     }
 }

@@ -72,6 +72,8 @@ pub(super) fn known_keys() -> serde_json::Value {
     known["attacks"] = serde_json::json!([attack]);
     // Left out of the defaults' serialization when 0 (see `PipelineConfig`).
     known["pipeline"]["memory_limit_mb"] = 0.into();
+    // Left out when "fold" (see `GraphConfig`).
+    known["graph"]["batch_norm"] = "fold".into();
     known
 }
 

@@ -1,10 +1,12 @@
 //! The forward pass and the gradient attacks: the only module that uses tch (libtorch).
 //!
-//! `TchModel` builds the spec's layers from the checked weights and runs batched, no-grad forward
-//! passes, capturing every graph op's input (post-activation values) as plain f32 arrays for the
-//! topology workers, plus each sample's prediction and softmax confidence. Inputs come in raw units
-//! (8-bit images in [0, 1]); the model applies the data's mean/std itself, so attacks can work and
-//! clip in raw units with gradients through the normalisation (`attacks`).
+//! `TchModel` builds the spec's model graph from the checked weights (`ops`: each op with
+//! PyTorch's eval-mode semantics) and runs batched, no-grad forward passes. It evaluates the layers
+//! in `Network::layers` order (a topological order), keeping each layer's output only until its
+//! last reader has run (`liveness`), and captures every graph op's operands as plain f32 arrays
+//! for the topology workers, plus each sample's prediction and softmax confidence. Inputs come in
+//! raw units (8-bit images in [0, 1]); the model applies the data's mean/std itself, so attacks can
+//! work and clip in raw units with gradients through the normalisation (`attacks`).
 //!
 //! Batches are cut into fixed chunks of `FORWARD_CHUNK` samples, the last one padded with zeros:
 //! libtorch's CPU kernels may round differently for different batch sizes, and outputs must not
@@ -15,46 +17,32 @@ use tch::{Device as TchDevice, Kind, Tensor};
 
 use crate::config::Device;
 use crate::model::Model;
-use crate::spec::{self, Op};
+use crate::spec::{self, LayerInput};
 
 pub mod attacks;
+pub(crate) mod liveness;
+mod ops;
+pub mod reference;
+
+use ops::TchOp;
 
 /// Samples per forward call; every call sees exactly this many rows.
 pub(crate) const FORWARD_CHUNK: usize = 32;
 
-enum TchLayer {
-    Conv {
-        weight: Tensor,
-        bias: Option<Tensor>,
-        stride: [i64; 2],
-        padding: [i64; 2],
-        dilation: [i64; 2],
-    },
-    Linear {
-        weight: Tensor,
-        bias: Option<Tensor>,
-    },
-    MaxPool {
-        kernel: [i64; 2],
-        stride: [i64; 2],
-        padding: [i64; 2],
-    },
-    AvgPool {
-        kernel: [i64; 2],
-        stride: [i64; 2],
-        padding: [i64; 2],
-    },
-    Relu,
-    LeakyRelu(f64),
-    Sigmoid,
-    Tanh,
-    Flatten,
-    Identity,
+/// One layer of the model graph: its op, what it reads, and what may be dropped after it.
+struct Node {
+    op: TchOp,
+    inputs: Vec<LayerInput>,
+    /// A graph op: its operands are captured for the topology workers.
+    is_graph_op: bool,
+    /// Operands this layer is the last reader of (`liveness`).
+    releases: Vec<LayerInput>,
 }
 
 /// A model on a device, ready for batched forward passes.
 pub struct TchModel {
-    layers: Vec<(TchLayer, bool)>,
+    /// In `Network::layers` order (topological); the last is the model output.
+    nodes: Vec<Node>,
     device: TchDevice,
     input_shape: Vec<i64>,
     capture_lens: Vec<usize>,
@@ -74,66 +62,6 @@ pub struct ForwardOutput {
     pub pred: Vec<i64>,
     /// Largest softmax probability, per sample.
     pub confidence: Vec<f32>,
-}
-
-fn i2(v: [usize; 2]) -> [i64; 2] {
-    [v[0] as i64, v[1] as i64]
-}
-
-/// A layer's weight or bias from the checked weights, as a tensor on `device`.
-fn parameter(model: &Model, layer: &str, param: Param, device: TchDevice) -> Option<Tensor> {
-    let weights = model.weights.layer(layer)?;
-    let t = match param {
-        Param::Weight => &weights.weight,
-        Param::Bias => weights.bias.as_ref()?,
-    };
-    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-    Some(
-        Tensor::from_slice(&t.data)
-            .view(shape.as_slice())
-            .to_device(device),
-    )
-}
-
-#[derive(Clone, Copy)]
-enum Param {
-    Weight,
-    Bias,
-}
-
-/// The tch form of one resolved spec layer.
-fn build_layer(model: &Model, layer: &spec::Layer, device: TchDevice) -> anyhow::Result<TchLayer> {
-    let tensor = |param| parameter(model, &layer.name, param, device);
-    Ok(match &layer.op {
-        Op::Conv2d(c) => TchLayer::Conv {
-            weight: tensor(Param::Weight).context("conv weight")?,
-            bias: tensor(Param::Bias),
-            stride: i2(c.stride),
-            padding: i2(c.padding),
-            dilation: i2(c.dilation),
-        },
-        Op::Linear(_) => TchLayer::Linear {
-            weight: tensor(Param::Weight).context("linear weight")?,
-            bias: tensor(Param::Bias),
-        },
-        Op::MaxPool2d(p) => TchLayer::MaxPool {
-            kernel: i2(p.kernel),
-            stride: i2(p.stride),
-            padding: i2(p.padding),
-        },
-        Op::AvgPool2d(p) => TchLayer::AvgPool {
-            kernel: i2(p.kernel),
-            stride: i2(p.stride),
-            padding: i2(p.padding),
-        },
-        Op::Relu => TchLayer::Relu,
-        Op::LeakyRelu { negative_slope } => TchLayer::LeakyRelu(*negative_slope as f64),
-        Op::Sigmoid => TchLayer::Sigmoid,
-        Op::Tanh => TchLayer::Tanh,
-        Op::Flatten => TchLayer::Flatten,
-        Op::Dropout => TchLayer::Identity,
-        other => bail!("op `{}` is not in the forward pass yet", other.kind()),
-    })
 }
 
 /// Per-channel mean and std shaped to broadcast over a [N, C, H, W] (or [N, F]) batch.
@@ -198,27 +126,23 @@ impl TchModel {
             // The topology workers need the cores more than this small forward pass does.
             tch::set_num_threads(1);
         }
-        let mut layers = Vec::new();
-        let mut capture_lens = Vec::new();
-        for layer in &model.network.layers {
-            let is_graph_op = layer.op.is_graph_op();
-            if is_graph_op {
-                capture_lens.push(layer.in_shape.iter().product());
-            }
-            layers.push((build_layer(model, layer, device)?, is_graph_op));
+        let net = &model.network;
+        let mut nodes = Vec::with_capacity(net.layers.len());
+        for (layer, releases) in net.layers.iter().zip(liveness::releases(net)) {
+            nodes.push(Node {
+                op: TchOp::build(model, layer, device)?,
+                inputs: layer.inputs.clone(),
+                is_graph_op: layer.op.is_graph_op(),
+                releases,
+            });
         }
-        let input_shape: Vec<i64> = model
-            .network
-            .input_shape
-            .iter()
-            .map(|&d| d as i64)
-            .collect();
+        let input_shape: Vec<i64> = net.input_shape.iter().map(|&d| d as i64).collect();
         let (mean, std) = normalisation(mean, std, &input_shape, device)?;
         Ok(TchModel {
-            layers,
+            nodes,
             device,
             input_shape,
-            capture_lens,
+            capture_lens: net.graph_layers().map(capture_len).collect(),
             mean,
             std,
         })
@@ -240,25 +164,53 @@ impl TchModel {
 
     /// Logits of a batch of raw inputs, differentiable (used by the attacks).
     pub fn logits(&self, x: &Tensor) -> anyhow::Result<Tensor> {
-        let mut h = x.f_sub(&self.mean)?.f_div(&self.std)?;
-        for (layer, _) in &self.layers {
-            h = apply(layer, h)?;
-        }
-        Ok(h.f_flatten(1, -1)?)
+        let h = x.f_sub(&self.mean)?.f_div(&self.std)?;
+        Ok(self.evaluate(h, |_, _| Ok(()))?.f_flatten(1, -1)?)
     }
 
     pub fn device(&self) -> TchDevice {
         self.device
     }
 
+    /// Runs the model graph on a normalised batch `h`; `capture(i, operands)` sees the operands
+    /// of the i-th graph op before it runs. Each tensor is dropped once its last reader has run.
+    /// Returns the model output (the last layer's).
+    fn evaluate(
+        &self,
+        h: Tensor,
+        mut capture: impl FnMut(usize, &[&Tensor]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Tensor> {
+        let mut input = Some(h);
+        let mut outputs: Vec<Option<Tensor>> = (0..self.nodes.len()).map(|_| None).collect();
+        let mut graph_op = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            let out = {
+                let operands = (node.inputs.iter())
+                    .map(|source| match source {
+                        LayerInput::Input => input.as_ref(),
+                        LayerInput::Layer(j) => outputs[*j].as_ref(),
+                    })
+                    .collect::<Option<Vec<&Tensor>>>()
+                    .context("a layer reads a tensor already dropped (layers out of order)")?;
+                if node.is_graph_op {
+                    capture(graph_op, &operands)?;
+                    graph_op += 1;
+                }
+                node.op.apply(&operands)?
+            };
+            for source in &node.releases {
+                match source {
+                    LayerInput::Input => input = None,
+                    LayerInput::Layer(j) => outputs[*j] = None,
+                }
+            }
+            outputs[i] = Some(out);
+        }
+        outputs.pop().flatten().context("the model has no layers")
+    }
+
     /// Runs `n` samples (`x` holds n * input numel raw values; the model normalises them).
     pub fn forward(&self, x: &[f32], n: usize) -> anyhow::Result<ForwardOutput> {
-        let sample_len: usize = self.input_shape.iter().product::<i64>() as usize;
-        anyhow::ensure!(
-            x.len() == n * sample_len,
-            "batch has {} values for {n} samples of {sample_len}",
-            x.len()
-        );
         let mut out = ForwardOutput {
             captures: self
                 .capture_lens
@@ -269,28 +221,58 @@ impl TchModel {
             pred: Vec::with_capacity(n),
             confidence: Vec::with_capacity(n),
         };
+        self.for_each_chunk(x, n, |chunk, rows| {
+            tch::no_grad(|| self.forward_chunk(chunk, rows, &mut out))
+        })?;
+        Ok(out)
+    }
+
+    /// The model outputs (the last layer's, flat per sample) of `n` samples given as they enter
+    /// the model, so without `data.mean`/`data.std` unless the model was built with mean 0 and
+    /// std 1: sample-major, `n` rows.
+    pub fn outputs(&self, x: &[f32], n: usize) -> anyhow::Result<Vec<f32>> {
+        let mut out = Vec::new();
+        self.for_each_chunk(x, n, |chunk, rows| {
+            tch::no_grad(|| {
+                let logits = self.logits(&self.batch_tensor(chunk, FORWARD_CHUNK))?;
+                append_rows(&logits, rows, &mut out)
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f(chunk, rows)` on `FORWARD_CHUNK`-row chunks of `n` samples, the last one padded
+    /// with zeros (outputs must not depend on the batch size).
+    fn for_each_chunk(
+        &self,
+        x: &[f32],
+        n: usize,
+        mut f: impl FnMut(&[f32], usize) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let sample_len = self.sample_len();
+        anyhow::ensure!(
+            x.len() == n * sample_len,
+            "batch has {} values for {n} samples of {sample_len}",
+            x.len()
+        );
         let mut padded = vec![0f32; FORWARD_CHUNK * sample_len];
         for start in (0..n).step_by(FORWARD_CHUNK) {
             let rows = (n - start).min(FORWARD_CHUNK);
             padded[..rows * sample_len]
                 .copy_from_slice(&x[start * sample_len..(start + rows) * sample_len]);
             padded[rows * sample_len..].fill(0.0);
-            tch::no_grad(|| self.forward_chunk(&padded, rows, &mut out))?;
+            f(&padded, rows)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn forward_chunk(&self, x: &[f32], rows: usize, out: &mut ForwardOutput) -> anyhow::Result<()> {
         let x = self.batch_tensor(x, FORWARD_CHUNK);
-        let mut h = x.f_sub(&self.mean)?.f_div(&self.std)?;
-        let mut op = 0;
-        for (layer, is_graph_op) in &self.layers {
-            if *is_graph_op {
-                append_rows(&h, rows, &mut out.captures[op])?;
-                op += 1;
-            }
-            h = apply(layer, h)?;
-        }
+        let h = x.f_sub(&self.mean)?.f_div(&self.std)?;
+        let captures = &mut out.captures;
+        let h = self.evaluate(h, |op, operands| {
+            append_capture(operands, rows, &mut captures[op])
+        })?;
         let logits = h.f_flatten(1, -1)?.narrow(0, 0, rows as i64);
         let pred = logits.f_argmax(1, false)?.to_device(TchDevice::Cpu);
         let conf = logits
@@ -303,36 +285,24 @@ impl TchModel {
     }
 }
 
-fn apply(layer: &TchLayer, h: Tensor) -> anyhow::Result<Tensor> {
-    Ok(match layer {
-        TchLayer::Conv {
-            weight,
-            bias,
-            stride,
-            padding,
-            dilation,
-        } => h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, 1)?,
-        TchLayer::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
-        TchLayer::MaxPool {
-            kernel,
-            stride,
-            padding,
-        } => h.f_max_pool2d(kernel, stride, padding, [1, 1], false)?,
-        TchLayer::AvgPool {
-            kernel,
-            stride,
-            padding,
-        } => h.f_avg_pool2d(kernel, stride, padding, false, true, None::<i64>)?,
-        TchLayer::Relu => h.f_relu()?,
-        TchLayer::LeakyRelu(slope) => {
-            let neg = h.f_mul_scalar(*slope)?;
-            h.f_where_self(&h.f_gt(0.0)?, &neg)?
+/// Values per sample a graph op's capture holds: its operand's, or for `add` every operand's
+/// one after the other.
+fn capture_len(layer: &spec::Layer) -> usize {
+    layer.in_shapes.iter().map(|s| spec::numel(s)).sum()
+}
+
+/// Appends the first `rows` samples of a graph op's operands to its capture: per sample, operand
+/// 0's values (flat, row-major), then operand 1's, ... (one operand but for `add`).
+fn append_capture(operands: &[&Tensor], rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()> {
+    match operands {
+        [one] => append_rows(one, rows, dst),
+        many => {
+            let flat = (many.iter())
+                .map(|t| t.narrow(0, 0, rows as i64).f_flatten(1, -1))
+                .collect::<Result<Vec<Tensor>, _>>()?;
+            append_rows(&Tensor::f_cat(&flat, 1)?, rows, dst)
         }
-        TchLayer::Sigmoid => h.f_sigmoid()?,
-        TchLayer::Tanh => h.f_tanh()?,
-        TchLayer::Flatten => h.f_flatten(1, -1)?,
-        TchLayer::Identity => h,
-    })
+    }
 }
 
 fn append_rows(h: &Tensor, rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()> {
@@ -347,3 +317,6 @@ fn append_rows(h: &Tensor, rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()
     t.f_copy_data(&mut dst[start..], len)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

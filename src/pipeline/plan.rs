@@ -15,7 +15,8 @@ use crate::output::lock::{self, RunLock};
 use crate::output::manifest::{self, Manifest, ModelInfo, ShardRecord};
 use crate::output::{folder, identity, resume, OutputLayout, Table};
 use crate::perturb::{Attack, AttackKind};
-use crate::topology::GraphPlan;
+use crate::spec::{Network, Op};
+use crate::topology::{BatchNormFolding, GraphPlan};
 
 /// Everything checked before any sample is processed.
 pub struct Prepared {
@@ -262,7 +263,7 @@ fn variant_names(attacks: &[Attack]) -> Vec<String> {
 fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
     let g = &settings.graph;
     let h = &settings.homology;
-    vec![
+    let mut conventions = vec![
         ("actopo.version".into(), env!("CARGO_PKG_VERSION").into()),
         ("actopo.model".into(), model.network.name.clone()),
         (
@@ -271,12 +272,18 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
         ),
         (
             "actopo.edge_weight".into(),
-            "|w * a| in f32 (pool: |a|, avg pool: |a| / (kh * kw)); zero-weight edges left out"
-                .into(),
+            edge_weight_rule(&model.network),
         ),
         ("actopo.include_input".into(), g.include_input.to_string()),
         ("actopo.maxpool_edges".into(), g.maxpool_edges.to_string()),
         ("actopo.vertex_birth".into(), g.vertex_birth.to_string()),
+    ];
+    // Recorded where it is a choice: a model with a batch norm that can fold, or a run that
+    // set it (files of other models stay as they were).
+    if folds_batch_norm(&model.network) || g.batch_norm != BatchNormFolding::default() {
+        conventions.push(("actopo.batch_norm".into(), g.batch_norm.to_string()));
+    }
+    conventions.extend([
         (
             "actopo.keep_zero_persistence".into(),
             h.keep_zero_persistence.to_string(),
@@ -294,7 +301,32 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
             "actopo.unit_ids".into(),
             "vertex layer offset + flat C,H,W index; layers listed in manifest.json".into(),
         ),
-    ]
+    ]);
+    conventions
+}
+
+/// Whether some batch norm of `net` directly follows a conv or linear layer it can fold into.
+fn folds_batch_norm(net: &Network) -> bool {
+    (0..net.layers.len()).any(|i| net.fold_target(i).is_some())
+}
+
+/// How edge weights are defined, naming the rules of the ops `net` has beyond the sequential ones
+/// (docs/graph.md).
+fn edge_weight_rule(net: &Network) -> String {
+    let has = |op: fn(&Op) -> bool| net.layers.iter().any(|l| op(&l.op));
+    let mut more = String::new();
+    if has(|op| matches!(op, Op::AdaptiveAvgPool2d { .. })) {
+        more.push_str(", adaptive avg pool: |a| / window area");
+    }
+    if has(|op| matches!(op, Op::Add)) {
+        more.push_str(", add: |operand value|");
+    }
+    if folds_batch_norm(net) {
+        more.push_str(", w of a conv or linear with a batch norm folded in per actopo.batch_norm");
+    }
+    format!(
+        "|w * a| in f32 (pool: |a|, avg pool: |a| / (kh * kw){more}); zero-weight edges left out"
+    )
 }
 
 /// Every file the run reads, which it must never write over.

@@ -1,8 +1,9 @@
 //! The topology core: activation graphs and their persistence, in pure Rust (no tch: checked by
 //! the test below). The definitions it implements: docs/graph.md and docs/persistence.md.
 //!
-//! - `graph`: unit numbering and sparse edge enumeration for linear, conv and pool layers, into
-//!   sinks that may keep only some edges (`EdgeSink`, `EdgeSource`);
+//! - `graph`: unit numbering (through value and shape ops of a model graph) and sparse edge
+//!   enumeration for linear, conv, pool and add layers, into sinks that may keep only some edges
+//!   (`EdgeSink`, `EdgeSource`);
 //! - `persistence`: radix sort + union-find superlevel persistence (H0 pairs with their killing
 //!   edges, essential H0, H1), filtering cycle edges before sorting;
 //! - `summary`: the per-diagram statistics written to the summary table;
@@ -17,8 +18,8 @@ mod summary;
 mod workspace;
 
 pub use graph::{
-    Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOp, GraphOptions, GraphPlan,
-    MaxPoolEdges, PlanError, SampleGraph, VertexBirth, VertexLayer, WeightSample,
+    BatchNormFolding, Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOp, GraphOptions,
+    GraphPlan, MaxPoolEdges, PlanError, SampleGraph, VertexBirth, VertexLayer, WeightSample,
 };
 pub use persistence::{sort_heaviest_first, Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;

@@ -1,4 +1,5 @@
-//! Property tests: sparse conv/pool edge enumeration equals a naive all-pairs construction.
+//! Property tests: sparse conv (grouped too)/pool edge enumeration equals a naive all-pairs
+//! construction.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -48,6 +49,8 @@ struct Case {
     s: [usize; 2],
     p: [usize; 2],
     d: [usize; 2],
+    /// Conv groups: `c` and `out_c` are multiples of it.
+    groups: usize,
 }
 
 fn cases() -> impl Strategy<Value = Case> {
@@ -61,8 +64,9 @@ fn cases() -> impl Strategy<Value = Case> {
         [1usize..3, 1usize..3],
         [0usize..3, 0usize..3],
         [1usize..3, 1usize..3],
+        1usize..4,
     )
-        .prop_map(|(op, c, h, w, out_c, k, s, p, d)| {
+        .prop_map(|(op, c, h, w, out_c, k, s, p, d, groups)| {
             let mut case = Case {
                 op,
                 c,
@@ -73,8 +77,12 @@ fn cases() -> impl Strategy<Value = Case> {
                 s,
                 p,
                 d,
+                groups: 1,
             };
-            if op != "conv2d" {
+            if op == "conv2d" {
+                // Grouped (depthwise when a group has one channel each way).
+                (case.groups, case.c, case.out_c) = (groups, groups * c, groups * out_c);
+            } else {
                 case.d = [1, 1];
                 case.p = [case.p[0].min(case.k[0] / 2), case.p[1].min(case.k[1] / 2)];
             }
@@ -89,8 +97,8 @@ fn cases() -> impl Strategy<Value = Case> {
 fn network(case: &Case) -> Network {
     let extra = if case.op == "conv2d" {
         format!(
-            "out_channels = {}\ndilation = [{}, {}]\nbias = false\n",
-            case.out_c, case.d[0], case.d[1]
+            "out_channels = {}\ndilation = [{}, {}]\ngroups = {}\nbias = false\n",
+            case.out_c, case.d[0], case.d[1], case.groups
         )
     } else {
         String::new()
@@ -115,6 +123,8 @@ fn naive_edges(
     let out = &net.layers[0].out_shape;
     let (oc, oh, ow) = (out[0], out[1], out[2]);
     let n_in = case.c * case.h * case.w;
+    // Input and output channels per conv group.
+    let (cig, cog) = (case.c / case.groups, oc / case.groups);
     let mut edges = BTreeSet::new();
     for o in 0..oc {
         for y in 0..oh {
@@ -124,6 +134,9 @@ fn naive_edges(
                 for c in 0..case.c {
                     if case.op != "conv2d" && c != o {
                         continue;
+                    }
+                    if case.op == "conv2d" && c / cig != o / cog {
+                        continue; // a conv's output channel reads only its group's inputs
                     }
                     for ih in 0..case.h {
                         for iw in 0..case.w {
@@ -138,7 +151,7 @@ fn naive_edges(
                                     if hit {
                                         let av = a[(c * case.h + ih) * case.w + iw];
                                         let wgt = match case.op {
-                                            "conv2d" => (weight[((o * case.c + c) * case.k[0]
+                                            "conv2d" => (weight[((o * cig + c % cig) * case.k[0]
                                                 + kh)
                                                 * case.k[1]
                                                 + kw]

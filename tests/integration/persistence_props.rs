@@ -26,7 +26,7 @@ impl EdgeSource for StoredEdges<'_> {
 /// the union-find: simplices ordered by decreasing value, vertices before edges on ties, vertex
 /// births computed directly as the largest incident weight.
 /// Returns (finite H0 pairs, essential H0 births, H1 births), each sorted descending.
-fn brute_force(edges: &[Edge], n_units: usize) -> (Vec<(f32, f32)>, Vec<f32>, Vec<f32>) {
+pub(crate) fn brute_force(edges: &[Edge], n_units: usize) -> (Vec<(f32, f32)>, Vec<f32>, Vec<f32>) {
     let mut birth = vec![f32::NEG_INFINITY; n_units];
     for e in edges {
         birth[e.src as usize] = birth[e.src as usize].max(e.weight);

@@ -109,7 +109,7 @@ kernel_size = 2
         &stderr(&o),
         &[
             "layer 0 (c, op = \"conv2d\"): `kernel_size` = \"three\": expected a whole number or a pair [h, w] of whole numbers",
-            "layer 0 (c, op = \"conv2d\"): key `p` does not apply to conv2d; remove it (accepted: out_channels, in_channels, kernel_size, stride, padding, dilation, bias)",
+            "layer 0 (c, op = \"conv2d\"): key `p` does not apply to conv2d; remove it (accepted: out_channels, in_channels, kernel_size, stride, padding, dilation, groups, bias)",
             "layer 1 (1, op = \"relu\"): key `negative_slope` does not apply to relu; remove it (accepted: none)",
             "layer 2 (2, op = \"softmax\"): unknown op `softmax`; expected one of conv2d, linear,",
             "layer 3 (c, op = \"linear\"): the name `c` is used twice",

@@ -3,6 +3,7 @@
 use super::errors::PlanError;
 use super::geometry::{chw, Geometry};
 use super::options::GraphOptions;
+use super::units::{self, OperandUnits, NO_UNIT};
 use crate::spec::{checked_numel, Network};
 
 /// A block of consecutive unit ids: the units of the input or of one graph op's output.
@@ -25,38 +26,42 @@ pub(crate) fn layer_of_unit(layers: &[VertexLayer], unit: u32) -> Option<&Vertex
 /// Every sum and product is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphBounds {
+    /// The input (when a vertex layer), then one per graph op in `Network::layers` order.
     pub vertex_layers: Vec<VertexLayer>,
-    /// Per graph op, in order: its edge bound (0 when its inputs are not vertices).
+    /// Per graph op, in order: its edge bound (counting only inputs that are vertices).
     pub op_max_edges: Vec<usize>,
     /// Total number of unit ids.
     pub n_units: usize,
     /// Upper bound on the `network` graph's edge count.
     pub max_edges: usize,
+    /// Per graph op, in order: the units each of its operands holds.
+    pub(super) operands: Vec<Vec<OperandUnits>>,
 }
 
 impl GraphBounds {
+    /// Fails when the units overflow u32 ids, an edge bound 64-bit arithmetic, or when an
+    /// operand's values cannot be mapped to units channel by channel (docs/graph.md).
     pub fn new(net: &Network, options: GraphOptions) -> Result<GraphBounds, PlanError> {
         let mut vertex_layers = Vec::new();
         let mut next: usize = 0;
         if options.include_input {
             next = add_vertex_layer(&mut vertex_layers, "input", 0, &net.input_shape)?;
         }
+        let mut op_offsets = Vec::new();
+        for layer in net.graph_layers() {
+            op_offsets.push(next as u32);
+            next = add_vertex_layer(&mut vertex_layers, &layer.name, next, &layer.out_shape)?;
+        }
+        let input_unit = if options.include_input { 0 } else { NO_UNIT };
+        let operands = units::trace(net, input_unit, &op_offsets, &vertex_layers)?;
         let mut op_max_edges = Vec::new();
         let mut max_edges: usize = 0;
-        for layer in &net.layers {
-            let Some(geometry) = Geometry::of(&layer.op) else {
-                continue;
-            };
-            let has_src = !vertex_layers.is_empty();
-            next = add_vertex_layer(&mut vertex_layers, &layer.name, next, &layer.out_shape)?;
+        for (layer, units) in net.graph_layers().zip(&operands) {
             let too_many = || PlanError::TooManyEdges(layer.name.clone());
-            let edges = if has_src {
-                geometry
-                    .max_edges(chw(&layer.in_shape), chw(&layer.out_shape))
-                    .ok_or_else(too_many)?
-            } else {
-                0
-            };
+            let geometry = Geometry::of(&layer.op).expect("every graph op has a geometry");
+            let edges = geometry
+                .max_edges(chw(&layer.in_shape), chw(&layer.out_shape), units)
+                .ok_or_else(too_many)?;
             max_edges = max_edges.checked_add(edges).ok_or_else(too_many)?;
             op_max_edges.push(edges);
         }
@@ -65,6 +70,7 @@ impl GraphBounds {
             op_max_edges,
             n_units: next,
             max_edges,
+            operands,
         })
     }
 }

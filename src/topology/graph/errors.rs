@@ -32,4 +32,11 @@ pub enum PlanError {
         "layer `{0}` has more possible edges than 64-bit arithmetic can count; use a smaller layer"
     )]
     TooManyEdges(String),
+    #[error("layer `{layer}` ({op}): its input channel {channel} holds values of {sources}, but edges need each input channel of a conv, pool or add to be consecutive units of one vertex layer; concatenate along channels (cat dim = 1) rather than along height or width, and reshape only in ways that keep channels whole")]
+    UnitLayout {
+        layer: String,
+        op: &'static str,
+        channel: usize,
+        sources: String,
+    },
 }

@@ -45,6 +45,41 @@ impl FromStr for MaxPoolEdges {
     }
 }
 
+/// Whether a batch norm that can be folded into the conv or linear layer before it is folded
+/// (`Network::fold_target`): its scale then multiplies that layer's weights before edges are
+/// weighed. The forward pass is the same either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchNormFolding {
+    /// W' = W * gamma / sqrt(running_var + eps), per output channel (f32).
+    #[default]
+    Fold,
+    /// Never fold: every batch norm is a value op and edges carry the raw weights.
+    Values,
+}
+
+impl fmt::Display for BatchNormFolding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BatchNormFolding::Fold => "fold",
+            BatchNormFolding::Values => "values",
+        })
+    }
+}
+
+impl FromStr for BatchNormFolding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fold" => Ok(BatchNormFolding::Fold),
+            "values" => Ok(BatchNormFolding::Values),
+            _ => Err(format!(
+                "`{s}` is not a batch-norm rule; use fold (into the conv or linear before it) or values (never fold)"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for VertexBirth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("max_incident")
@@ -57,6 +92,7 @@ pub struct GraphOptions {
     pub include_input: bool,
     pub maxpool_edges: MaxPoolEdges,
     pub vertex_birth: VertexBirth,
+    pub batch_norm: BatchNormFolding,
 }
 
 impl Default for GraphOptions {
@@ -65,6 +101,7 @@ impl Default for GraphOptions {
             include_input: true,
             maxpool_edges: MaxPoolEdges::All,
             vertex_birth: VertexBirth::MaxIncident,
+            batch_norm: BatchNormFolding::Fold,
         }
     }
 }

@@ -1,13 +1,18 @@
-//! A model's activation-graph layout: its graph ops in order, each with its unit-id offsets,
-//! shapes and weights, ready to enumerate one sample's edges into a sink.
+//! A model's activation-graph layout: its graph ops in order, each with the units its operands
+//! hold, its shapes and weights, ready to enumerate one sample's edges into a sink.
 
 use super::bounds::{GraphBounds, VertexLayer};
 use super::errors::{GraphError, PlanError};
+use super::fold::edge_weights;
 use super::geometry::{chw, Geometry};
-use super::kernels::{conv_edges, linear_edges, maxpool_argmax_edges, pool_edges};
+use super::kernels::{
+    adaptive_pool_edges, add_edges, conv_edges, linear_edges, mapped_linear_edges,
+    maxpool_argmax_edges, pool_edges,
+};
 use super::options::{GraphOptions, MaxPoolEdges};
 use super::sink::{Edge, EdgeSink};
-use crate::spec::{Layer, Network};
+use super::units::OperandUnits;
+use crate::spec::Network;
 use crate::weights::Weights;
 
 /// One graph op, ready to emit edges.
@@ -17,31 +22,45 @@ pub struct GraphOp {
     pub name: String,
     /// Index of the layer in `Network::layers`.
     pub layer_index: usize,
-    /// Input and output shapes as [C, H, W] (a flat [F] is [F, 1, 1]).
+    /// Each operand's shape and the output shape as [C, H, W] (a flat [F] is [F, 1, 1]).
     pub(super) in_chw: [usize; 3],
     pub(super) out_chw: [usize; 3],
-    /// Unit-id offset of the input units, or None when they are not vertices
-    /// (the first graph op when `include_input = false`).
-    pub(super) src_offset: Option<u32>,
+    /// The units of each operand's values (one operand, except for `add`).
+    pub(super) operands: Vec<OperandUnits>,
+    /// For convs and pools: the unit of each input channel's first value (`NO_UNIT` for
+    /// channels that are no vertices); a channel's values are consecutive units.
+    pub(super) channel_units: Vec<u32>,
     pub(super) dst_offset: u32,
     pub(super) geometry: Geometry,
+    /// Conv and linear weights (with a batch norm folded in when `graph.batch_norm` says so).
     pub(super) weight: Vec<f32>,
-    /// Largest |weight| (1 for pools): with the largest |input| it bounds every edge weight, so
-    /// overflow needs checking edge by edge only when that bound is beyond f32.
+    /// Largest |weight| (1 for pools and add): with the largest |input| it bounds every edge
+    /// weight, so overflow needs checking edge by edge only when that bound is beyond f32.
     max_abs_weight: f32,
     /// Upper bound on this op's edge count (0 when its inputs are not vertices).
     max_edges: usize,
 }
 
 impl GraphOp {
-    /// Number of input values this op reads for one sample.
+    /// Number of input values this op reads for one sample (for `add`, its operands one after
+    /// the other).
     pub fn input_len(&self) -> usize {
+        self.operand_len() * self.operands.len()
+    }
+
+    /// Values of one operand.
+    pub(super) fn operand_len(&self) -> usize {
         self.in_chw.iter().product()
     }
 
     /// Upper bound on this op's edge count (all activations and weights nonzero).
     pub(super) fn max_edges(&self) -> usize {
         self.max_edges
+    }
+
+    /// Whether any input value is a vertex (else the op has no edges).
+    pub(super) fn has_sources(&self) -> bool {
+        self.operands.iter().any(|u| *u != OperandUnits::None)
     }
 }
 
@@ -63,27 +82,35 @@ impl GraphPlan {
         weights: &Weights,
         options: GraphOptions,
     ) -> Result<GraphPlan, PlanError> {
-        let bounds = GraphBounds::new(net, options)?;
+        let mut bounds = GraphBounds::new(net, options)?;
         // Vertex layer of graph op i (the input, when a vertex layer, comes first).
         let first = usize::from(options.include_input);
-        let graph_layers = net
-            .layers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| Some((i, l, Geometry::of(&l.op)?)));
+        let graph_layers =
+            (net.layers.iter().enumerate()).filter_map(|(i, l)| Some((i, l, Geometry::of(&l.op)?)));
+        let operands = std::mem::take(&mut bounds.operands);
         let mut ops = Vec::new();
-        for (i, (layer_index, layer, geometry)) in graph_layers.enumerate() {
-            let weight = op_weight(layer, &geometry, weights)?;
+        for ((i, (layer_index, layer, geometry)), operands) in
+            graph_layers.enumerate().zip(operands)
+        {
+            let weight = match geometry {
+                Geometry::Conv(_) | Geometry::Linear => {
+                    edge_weights(net, layer_index, weights, options.batch_norm)?
+                }
+                _ => Vec::new(),
+            };
             let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
-            let src_offset = (first + i)
-                .checked_sub(1)
-                .map(|j| bounds.vertex_layers[j].offset);
+            let in_chw = chw(&layer.in_shape);
+            let channel_units = match geometry {
+                Geometry::Linear | Geometry::Add => Vec::new(),
+                _ => operands[0].channel_starts(in_chw[0], in_chw[1] * in_chw[2]),
+            };
             ops.push(GraphOp {
                 name: layer.name.clone(),
                 layer_index,
-                in_chw: chw(&layer.in_shape),
+                in_chw,
                 out_chw: chw(&layer.out_shape),
-                src_offset,
+                operands,
+                channel_units,
                 dst_offset: bounds.vertex_layers[first + i].offset,
                 geometry,
                 weight,
@@ -141,38 +168,34 @@ impl GraphPlan {
     }
 
     /// Hands graph op `op`'s edges for one (checked) input to `sink`. `input` is the op's input
-    /// activation (post-activation values of the layer before), flat in C, H, W order.
+    /// activation, flat in C, H, W order (for `add`, its operands one after the other): the
+    /// values as they enter the op, after the value ops before it.
     pub(super) fn emit_edges<S: EdgeSink>(&self, op: usize, input: &[f32], sink: &mut S) {
         let g = &self.ops[op];
-        let Some(src_offset) = g.src_offset else {
+        if !g.has_sources() {
             return;
-        };
+        }
         match &g.geometry {
-            Geometry::Linear => linear_edges(g, src_offset, input, sink),
-            Geometry::Conv(c) => conv_edges(g, c, src_offset, input, sink),
+            Geometry::Linear => match &g.operands[0] {
+                OperandUnits::Contiguous(base) => linear_edges(g, *base, input, sink),
+                OperandUnits::Channels { starts, .. } => {
+                    mapped_linear_edges(g, starts, input, sink)
+                }
+                OperandUnits::None => {}
+            },
+            Geometry::Conv(c) => conv_edges(g, c, input, sink),
             Geometry::MaxPool(p) => match self.options.maxpool_edges {
-                MaxPoolEdges::All => pool_edges(g, p, src_offset, input, 1.0, sink),
-                MaxPoolEdges::Argmax => maxpool_argmax_edges(g, p, src_offset, input, sink),
+                MaxPoolEdges::All => pool_edges(g, p, input, 1.0, sink),
+                MaxPoolEdges::Argmax => maxpool_argmax_edges(g, p, input, sink),
             },
             Geometry::AvgPool(p) => {
                 let area = (p.kernel[0] * p.kernel[1]) as f32;
-                pool_edges(g, p, src_offset, input, area, sink)
+                pool_edges(g, p, input, area, sink)
             }
+            Geometry::AdaptiveAvgPool => adaptive_pool_edges(g, input, sink),
+            Geometry::Add => add_edges(g, input, sink),
         }
     }
-}
-
-/// The weights a graph op's edges carry: the layer's weight tensor, none for pools.
-fn op_weight(layer: &Layer, geometry: &Geometry, weights: &Weights) -> Result<Vec<f32>, PlanError> {
-    Ok(match geometry {
-        Geometry::Conv(_) | Geometry::Linear => weights
-            .layer(&layer.name)
-            .ok_or_else(|| PlanError::MissingWeights(layer.name.clone()))?
-            .weight
-            .data
-            .clone(),
-        Geometry::MaxPool(_) | Geometry::AvgPool(_) => Vec::new(),
-    })
 }
 
 /// A sink that only notes whether any edge weight is infinite (overflowed).

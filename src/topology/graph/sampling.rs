@@ -4,6 +4,7 @@
 use super::geometry::Geometry;
 use super::plan::{GraphOp, GraphPlan};
 use super::sink::{Edge, EdgeSink};
+use super::units::{OperandUnits, NO_UNIT};
 use crate::spec::Conv2d;
 
 /// Edge weights sampled from a graph, in parts whose weights may each be on their own scale
@@ -56,7 +57,7 @@ impl EdgeSink for EveryNth<'_> {
 
 /// Adds about one in `every` of graph op `op`'s edge weights for one (checked) input to `out`.
 /// Dense and conv layers hold most edges: they are sampled at strided positions of their
-/// (weight, input) pairs without enumerating them; pools are enumerated.
+/// (weight, input) pairs without enumerating them; pools and adds are enumerated.
 pub(super) fn sample_op(
     plan: &GraphPlan,
     op: usize,
@@ -65,7 +66,7 @@ pub(super) fn sample_op(
     out: &mut Vec<f32>,
 ) {
     let g = &plan.ops[op];
-    if g.src_offset.is_none() {
+    if !g.has_sources() {
         return;
     }
     match &g.geometry {
@@ -75,34 +76,105 @@ pub(super) fn sample_op(
     }
 }
 
-/// Every `every`-th (output, input) pair of a dense layer, as an edge weight when nonzero.
+/// Every `every`-th (output, input) pair of a dense layer, as an edge weight when nonzero and the
+/// input is a vertex.
 fn linear_sample(g: &GraphOp, a: &[f32], every: usize, out: &mut Vec<f32>) {
     let n_in = g.input_len();
+    let is_vertex = |j: usize| match &g.operands[0] {
+        OperandUnits::Channels { starts, .. } => starts[j] != NO_UNIT,
+        _ => true,
+    };
     let picked = (0..g.weight.len()).step_by(every);
     out.extend(
         picked
+            .filter(|e| is_vertex(e % n_in))
             .map(|e| (g.weight[e] * a[e % n_in]).abs())
             .filter(|&w| w != 0.0),
     );
 }
 
-/// Every `every`-th (output channel, input channel, kernel tap, output position) of a conv, as
-/// an edge weight when the tap reads a real cell and the weight is nonzero.
+/// Every `every`-th (output channel, input channel of its group, kernel tap, output position) of
+/// a conv, as an edge weight when the tap reads a real cell of a vertex channel and the weight
+/// is nonzero.
 fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f32>) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
-    for e in (0..co * ci * kh * kw * oh * ow).step_by(every) {
+    let (group_in, group_out) = (ci / c.groups, co / c.groups);
+    for e in (0..co * group_in * kh * kw * oh * ow).step_by(every) {
         let (x, rest) = (e % ow, e / ow);
         let (y, tap) = (rest % oh, rest / oh);
-        let (tx, ty, ch) = (tap % kw, (tap / kw) % kh, (tap / (kw * kh)) % ci);
+        let (tx, ty) = (tap % kw, (tap / kw) % kh);
+        let (k, o) = ((tap / (kw * kh)) % group_in, tap / (kw * kh * group_in));
+        let ch = o / group_out * group_in + k;
         let iy = (y * c.stride[0] + ty * c.dilation[0]).wrapping_sub(c.padding[0]);
         let ix = (x * c.stride[1] + tx * c.dilation[1]).wrapping_sub(c.padding[1]);
-        if iy < h && ix < w {
+        if iy < h && ix < w && g.channel_units[ch] != NO_UNIT {
             let weight = (g.weight[tap] * a[(ch * h + iy) * w + ix]).abs();
             if weight != 0.0 {
                 out.push(weight);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ModelSpec, Network};
+    use crate::topology::graph::GraphOptions;
+    use crate::weights::{Tensor, Weights};
+
+    /// Collects edge weights.
+    struct Weighs(Vec<f32>);
+
+    impl EdgeSink for Weighs {
+        fn extend(&mut self, edges: &[Edge]) {
+            self.0.extend(edges.iter().map(|e| e.weight));
+        }
+    }
+
+    fn sorted(mut v: Vec<f32>) -> Vec<f32> {
+        v.sort_by(f32::total_cmp);
+        v
+    }
+
+    /// Sampling every edge (stride 1) gives exactly the enumerated edge weights: a grouped conv,
+    /// a linear layer reading a cat of the (non-vertex) input and a conv, and an add.
+    #[test]
+    fn a_stride_one_sample_is_every_edge_weight() {
+        let text = "format_version = 2\nname = \"s\"\ninput_shape = [4, 3, 3]\n\
+            [[layers]]\nname = \"c\"\nop = \"conv2d\"\nout_channels = 6\nkernel_size = 2\npadding = 1\ngroups = 2\nbias = false\n\
+            [[layers]]\nname = \"a\"\nop = \"add\"\ninputs = [\"c\", \"c\"]\n\
+            [[layers]]\nname = \"f\"\nop = \"flatten\"\n\
+            [[layers]]\nname = \"fi\"\nop = \"flatten\"\ninputs = [\"input\"]\n\
+            [[layers]]\nname = \"cat\"\nop = \"cat\"\ninputs = [\"fi\", \"f\"]\n\
+            [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 3\nbias = false\n";
+        let net = Network::resolve(&ModelSpec::parse(text, "s.toml".as_ref()).unwrap()).unwrap();
+        let mut next = 7u32;
+        let mut draw = move || {
+            next = next.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            ((next >> 16) % 5) as f32 - 2.0
+        };
+        let mut tensors = std::collections::BTreeMap::new();
+        for (name, shape) in [("c", vec![6, 2, 2, 2]), ("fc", vec![3, 36 + 96])] {
+            let data = (0..shape.iter().product()).map(|_| draw()).collect();
+            tensors.insert(format!("{name}.weight"), Tensor { shape, data });
+        }
+        let weights = Weights::from_tensors(tensors, &net).unwrap();
+        let options = GraphOptions {
+            include_input: false,
+            ..GraphOptions::default()
+        };
+        let plan = GraphPlan::new(&net, &weights, options).unwrap();
+        for op in 0..plan.ops.len() {
+            let input: Vec<f32> = (0..plan.ops[op].input_len()).map(|_| draw()).collect();
+            let mut sample = Vec::new();
+            sample_op(&plan, op, &input, 1, &mut sample);
+            let mut all = Weighs(Vec::new());
+            plan.emit_edges(op, &input, &mut all);
+            assert!(!all.0.is_empty() || op == 0, "op {op} has edges");
+            assert_eq!(sorted(sample), sorted(all.0), "op {op}");
         }
     }
 }

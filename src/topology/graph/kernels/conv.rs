@@ -1,10 +1,12 @@
 //! Conv2d edges, enumerated from the shapes (stride, padding, dilation) without any unrolled
 //! matrix: for each kernel tap the valid output rows and columns are computed up front, so the
-//! inner loops have no bounds checks on padding.
+//! inner loops have no bounds checks on padding. Grouped convs (depthwise included) link an
+//! output channel only to the input channels of its group.
 
 use super::super::geometry::valid_range;
 use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
+use super::super::units::NO_UNIT;
 use super::heavy::put_heavier;
 use crate::spec::Conv2d;
 
@@ -13,46 +15,49 @@ use crate::spec::Conv2d;
 pub(in crate::topology::graph) fn conv_edges<S: EdgeSink>(
     g: &GraphOp,
     c: &Conv2d,
-    src_offset: u32,
     a: &[f32],
     sink: &mut S,
 ) {
     match (sink.keeps_heavier_than(), sink.connected_labels()) {
-        (Some(split), None) => heavy_conv_edges(g, c, src_offset, a, split, sink),
+        (Some(split), None) => heavy_conv_edges(g, c, a, split, sink),
         (_, Some(labels)) => {
             // Edges between units the sink knows connected are skipped unweighed.
-            let (src, dst) = (src_offset as usize, g.dst_offset as usize);
-            let src_labels = labels[src..][..g.input_len()].to_vec();
+            let src_labels = input_labels(g, labels);
+            let dst = g.dst_offset as usize;
             let dst_labels = labels[dst..][..g.out_chw.iter().product()].to_vec();
-            unconnected_conv_edges(g, c, src_offset, a, &src_labels, &dst_labels, sink)
+            unconnected_conv_edges(g, c, a, &src_labels, &dst_labels, sink)
         }
-        (None, None) => all_conv_edges(g, c, src_offset, a, sink),
+        (None, None) => all_conv_edges(g, c, a, sink),
     }
+}
+
+/// The label of each input value, by flat index (`NO_LABEL` for values that are no vertices).
+fn input_labels(g: &GraphOp, labels: &[u32]) -> Vec<u32> {
+    let plane = g.in_chw[1] * g.in_chw[2];
+    let mut out = vec![NO_LABEL; g.operand_len()];
+    for (channel, &unit) in out.chunks_mut(plane).zip(&g.channel_units) {
+        if unit != NO_UNIT {
+            channel.copy_from_slice(&labels[unit as usize..][..plane]);
+        }
+    }
+    out
 }
 
 /// For a sink that keeps only edges heavier than `split`: weighed in 64-wide chunks of a run,
 /// handing over only the heavier edges.
-fn heavy_conv_edges<S: EdgeSink>(
-    g: &GraphOp,
-    c: &Conv2d,
-    src_offset: u32,
-    a: &[f32],
-    split: f32,
-    sink: &mut S,
-) {
-    let (src_offset, dst_offset) = (src_offset as usize, g.dst_offset as usize);
+fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32, sink: &mut S) {
+    let dst_offset = g.dst_offset as usize;
     let mut light = 0usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
     let mut weights = [0.0f32; 64];
-    conv_runs(g, c, |wv, src, step, dst, len| {
+    conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
         for start in (0..len).step_by(64) {
             let n = (len - start).min(64);
             for (k, slot) in weights[..n].iter_mut().enumerate() {
                 *slot = (wv * a[src + (start + k) * step]).abs();
             }
-            let (first_src, first_dst) =
-                (src_offset + src + start * step, dst_offset + dst + start);
+            let (first_src, first_dst) = (src_unit + start * step, dst_offset + dst + start);
             light += put_heavier(&mut out, &weights, n, split, |k| {
                 ((first_src + k * step) as u32, (first_dst + k) as u32)
             });
@@ -66,21 +71,24 @@ fn heavy_conv_edges<S: EdgeSink>(
 fn unconnected_conv_edges<S: EdgeSink>(
     g: &GraphOp,
     c: &Conv2d,
-    src_offset: u32,
     a: &[f32],
     src_labels: &[u32],
     dst_labels: &[u32],
     sink: &mut S,
 ) {
-    let (src_offset, dst_offset) = (src_offset as usize, g.dst_offset as usize);
+    let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
-    conv_runs(g, c, |wv, src, step, dst, len| {
+    conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
         for k in 0..len {
             let (s, d) = (src + k * step, dst + k);
             if src_labels[s] != dst_labels[d] || src_labels[s] == NO_LABEL {
                 let weight = (wv * a[s]).abs();
-                out.put(weight, (src_offset + s) as u32, (dst_offset + d) as u32);
+                out.put(
+                    weight,
+                    (src_unit + k * step) as u32,
+                    (dst_offset + d) as u32,
+                );
             }
         }
     });
@@ -88,16 +96,16 @@ fn unconnected_conv_edges<S: EdgeSink>(
 }
 
 /// Every edge.
-fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f32], sink: &mut S) {
-    let (src_offset, dst_offset) = (src_offset as usize, g.dst_offset as usize);
+fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S) {
+    let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
-    conv_runs(g, c, |wv, src, step, dst, len| {
+    conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
         for k in 0..len {
             let (s, d) = (src + k * step, dst + k);
             out.put(
                 (wv * a[s]).abs(),
-                (src_offset + s) as u32,
+                (src_unit + k * step) as u32,
                 (dst_offset + d) as u32,
             );
         }
@@ -105,21 +113,31 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, src_offset: u32, a: &[f3
     out.finish();
 }
 
-/// Calls `run(weight, src, src_step, dst, len)` for each run of a conv's edges that share a
-/// nonzero kernel weight and an output row, in enumeration order: edge k of the run joins input
-/// `src + k * src_step` to output `dst + k` (indices within the op's input and output).
+/// Calls `run(weight, src, src_step, dst, len, src_unit)` for each run of a conv's edges that
+/// share a nonzero kernel weight and an output row, in enumeration order: edge k of the run joins
+/// input `src + k * src_step` (unit `src_unit + k * src_step`) to output `dst + k` (indices
+/// within the op's input and output). Order: output channel, input channel of its group, tap
+/// row, tap column, output row; input channels that are no vertices are skipped.
 #[inline(always)]
-fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usize, usize)) {
+fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usize, usize, usize)) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
+    // Input and output channels per group.
+    let (group_in, group_out) = (ci / c.groups, co / c.groups);
     for o in 0..co {
-        for ch in 0..ci {
+        let first_channel = o / group_out * group_in;
+        for k in 0..group_in {
+            let ch = first_channel + k;
+            let channel_unit = g.channel_units[ch];
+            if channel_unit == NO_UNIT {
+                continue;
+            }
             for ty in 0..kh {
                 let tap_y = ty * c.dilation[0];
                 let ys = valid_range(h, oh, c.stride[0], tap_y, c.padding[0]);
                 for tx in 0..kw {
-                    let wv = g.weight[((o * ci + ch) * kh + ty) * kw + tx];
+                    let wv = g.weight[((o * group_in + k) * kh + ty) * kw + tx];
                     if wv == 0.0 {
                         continue;
                     }
@@ -131,12 +149,14 @@ fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usi
                     let ix0 = xs.start * c.stride[1] + tap_x - c.padding[1];
                     for y in ys.clone() {
                         let iy = y * c.stride[0] + tap_y - c.padding[0];
+                        let in_plane = iy * w + ix0;
                         run(
                             wv,
-                            (ch * h + iy) * w + ix0,
+                            ch * h * w + in_plane,
                             c.stride[1],
                             (o * oh + y) * ow + xs.start,
                             xs.len(),
+                            channel_unit as usize + in_plane,
                         );
                     }
                 }

@@ -2,19 +2,69 @@
 
 use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
+use super::super::units::NO_UNIT;
 use super::heavy::put_heavier;
+
+/// The unit of input feature j: `base + j` for an input that is one vertex layer in order, or
+/// a table (a `cat` of several). Generic so that the common case compiles to an addition.
+trait FeatureUnits: Copy {
+    fn unit(self, j: u32) -> u32;
+}
+
+#[derive(Clone, Copy)]
+struct Offset(u32);
+
+impl FeatureUnits for Offset {
+    #[inline(always)]
+    fn unit(self, j: u32) -> u32 {
+        self.0 + j
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Table<'a>(&'a [u32]);
+
+impl FeatureUnits for Table<'_> {
+    #[inline(always)]
+    fn unit(self, j: u32) -> u32 {
+        self.0[j as usize]
+    }
+}
+
+/// `linear_edges` for an input whose features are units `base, base + 1, ...`.
+pub(in crate::topology::graph) fn linear_edges<S: EdgeSink>(
+    g: &GraphOp,
+    base: u32,
+    a: &[f32],
+    sink: &mut S,
+) {
+    edges(g, Offset(base), a, sink)
+}
+
+/// `linear_edges` for an input whose feature j is unit `units[j]` (`NO_UNIT`: no vertex, no
+/// edges; such features are read as 0).
+pub(in crate::topology::graph) fn mapped_linear_edges<S: EdgeSink>(
+    g: &GraphOp,
+    units: &[u32],
+    a: &[f32],
+    sink: &mut S,
+) {
+    if units.contains(&NO_UNIT) {
+        let masked: Vec<f32> = (a.iter().zip(units))
+            .map(|(&x, &u)| if u == NO_UNIT { 0.0 } else { x })
+            .collect();
+        edges(g, Table(units), &masked, sink)
+    } else {
+        edges(g, Table(units), a, sink)
+    }
+}
 
 /// How many output labels keep their list of inputs; rows with any further label list theirs anew.
 const CACHED_LABELS: usize = 32;
 
 /// Every (output, nonzero input) pair, output by output, inputs ascending; rows skip what the sink
 /// says it does not want (edges inside a component, or lighter than its split).
-pub(in crate::topology::graph) fn linear_edges<S: EdgeSink>(
-    g: &GraphOp,
-    src_offset: u32,
-    a: &[f32],
-    sink: &mut S,
-) {
+fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &mut S) {
     let n_in = g.in_chw.iter().product::<usize>();
     let n_out = g.out_chw[0];
     let above = sink.keeps_heavier_than();
@@ -22,7 +72,7 @@ pub(in crate::topology::graph) fn linear_edges<S: EdgeSink>(
     let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
     let mut by_label = sink
         .connected_labels()
-        .map(|labels| InputsByLabel::new(labels, &nonzero, src_offset, g.dst_offset, n_out));
+        .map(|labels| InputsByLabel::new(labels, &nonzero, units, g.dst_offset, n_out));
     let mut light = 0usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
@@ -34,13 +84,13 @@ pub(in crate::topology::graph) fn linear_edges<S: EdgeSink>(
                 by_label.inputs_to(by_label.outputs[i])
             }
             (_, Some(above)) => {
-                light += heavy_row(&mut out, row, a, above, src_offset, dst);
+                light += heavy_row(&mut out, row, a, above, units, dst);
                 continue;
             }
             _ => &nonzero[..],
         };
         for &j in inputs {
-            out.put((row[j as usize] * a[j as usize]).abs(), src_offset + j, dst);
+            out.put((row[j as usize] * a[j as usize]).abs(), units.unit(j), dst);
         }
     }
     out.finish();
@@ -66,13 +116,13 @@ impl<'a> InputsByLabel<'a> {
     fn new(
         labels: &[u32],
         nonzero: &'a [u32],
-        src_offset: u32,
+        units: impl FeatureUnits,
         dst_offset: u32,
         n_out: usize,
     ) -> Self {
         let input_labels = nonzero
             .iter()
-            .map(|&j| labels[(src_offset + j) as usize])
+            .map(|&j| labels[units.unit(j) as usize])
             .collect();
         InputsByLabel {
             nonzero,
@@ -110,12 +160,12 @@ impl<'a> InputsByLabel<'a> {
 /// chunks, handing over only the heavier edges, in order. Returns how many lighter edges it left
 /// out.
 #[inline(always)]
-fn heavy_row<S: EdgeSink>(
+fn heavy_row<S: EdgeSink, U: FeatureUnits>(
     out: &mut Blocks<S>,
     row: &[f32],
     a: &[f32],
     above: f32,
-    src_offset: u32,
+    units: U,
     dst: u32,
 ) -> usize {
     let mut light = 0;
@@ -124,8 +174,10 @@ fn heavy_row<S: EdgeSink>(
         for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
             *slot = (w * x).abs();
         }
-        let first = src_offset + (chunk * 64) as u32;
-        light += put_heavier(out, &weights, w64.len(), above, |k| (first + k as u32, dst));
+        let first = (chunk * 64) as u32;
+        light += put_heavier(out, &weights, w64.len(), above, |k| {
+            (units.unit(first + k as u32), dst)
+        });
     }
     light
 }

@@ -3,11 +3,13 @@
 //! edges the same way in every pass. They use what the sink says it does not want to skip edges
 //! unweighed (`EdgeSink::connected_labels`, `EdgeSink::keeps_heavier_than`).
 
+mod add;
 mod conv;
 mod dense;
 mod heavy;
 mod pool;
 
+pub(super) use add::add_edges;
 pub(super) use conv::conv_edges;
-pub(super) use dense::linear_edges;
-pub(super) use pool::{maxpool_argmax_edges, pool_edges};
+pub(super) use dense::{linear_edges, mapped_linear_edges};
+pub(super) use pool::{adaptive_pool_edges, maxpool_argmax_edges, pool_edges};
