@@ -107,7 +107,8 @@ class DenseLayer(nn.Module):
 
 class TinyDenseNet(nn.Module):
     """The input concatenated with the stem's output, a max pool, two dense layers, a transition
-    (BN after cat, 1x1 conv, avg pool), a 3x3 conv + BN (folds), adaptive pool 5x5 -> 2x2,
+    (BN after cat, 1x1 conv, avg pool), a cat of a tensor with itself read by a 3x3 conv + BN
+    (folds; each unit reaches the conv twice: parallel edges), adaptive pool 5x5 -> 2x2,
     flatten(start_dim=2), reshape, fc."""
 
     def __init__(self):
@@ -119,13 +120,15 @@ class TinyDenseNet(nn.Module):
         self.dense2 = DenseLayer(9, 4)
         self.trans = nn.Sequential(nn.BatchNorm2d(13), nn.ReLU(), nn.Conv2d(13, 8, 1, bias=False),
                                    nn.AvgPool2d(2))
-        self.head = nn.Sequential(nn.Conv2d(8, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        self.twice = Cat(1)
+        self.head = nn.Sequential(nn.Conv2d(16, 8, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                                   nn.AdaptiveAvgPool2d(2), nn.Flatten(2), Reshape(32))
         self.fc = nn.Linear(32, 10)
 
     def forward(self, x):
         h = self.pool0(self.cat0(x, self.stem(x)))
-        return self.fc(self.head(self.trans(self.dense2(self.dense1(h)))))
+        t = self.trans(self.dense2(self.dense1(h)))
+        return self.fc(self.head(self.twice(t, t)))
 
 
 def randomise_affine(model, seed):
