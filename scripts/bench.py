@@ -186,7 +186,7 @@ def exported_model(folder, name, build, shape, n_images, workers):
         np.savez(folder / f"{name}-inputs.npz", x=rng.integers(0, 256, size=(n_images, *shape), dtype=np.uint8))
     run = folder / f"{name}-run.toml"
     run.write_text(f'[model]\nspec = "{name}.toml"\ndevice = "cpu"\n[data]\nshards = ["{name}-inputs.npz"]\n'
-                   f'[pipeline]\nbatch_size = 2\n[output]\ndiagrams = false\n')
+                   f'[pipeline]\nbatch_size = 32\n[output]\ndiagrams = false\n')
     out = folder / f"{name}-out-{workers}"
     wall, rss, _ = timed([BIN, "run", str(run), "--overwrite", "--set", f"pipeline.workers={workers}",
                           "--set", f'output.dir="{out}"'])

@@ -20,6 +20,8 @@ echo "== GUDHI cross-check on real conv nets"
 "$PYTHON" tests/python/gudhi_crosscheck.py --bin target/release/actopo --samples 3
 echo "== end-to-end: actopo run on real images vs PyTorch + GUDHI"
 "$PYTHON" tests/python/e2e_gudhi.py --bin target/release/actopo --samples 16
+echo "== model graphs (residual, batch norm, depthwise, cat, adaptive pool): actopo vs hooks + unfold + GUDHI"
+"$PYTHON" tests/python/model_graph_crosscheck.py --bin target/release/actopo --samples 8
 echo "== exporter: torchvision resnet18, vgg11_bn, mobilenet_v2, densenet121 and a custom module; actopo validate vs PyTorch"
 "$PYTHON" tests/python/export_check.py --bin target/release/actopo
 target/release/actopo validate models/fmnist-resnet.toml
