@@ -86,6 +86,22 @@ def accuracy(model, x, y):
     return (pred == y).float().mean().item(), pred
 
 
+def train(model, train_split, test_split, epochs, lr):
+    """Adam on cross-entropy, batches of 128; prints the test accuracy after each epoch."""
+    (xtr, ytr), (xte, yte) = train_split, test_split
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xtr))
+        for i in range(0, len(xtr), 128):
+            idx = perm[i:i + 128]
+            opt.zero_grad()
+            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+        acc, _ = accuracy(model, xte, yte)
+        print(f"epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
@@ -96,17 +112,7 @@ def main():
     xtr, ytr = load("train")
     xte, yte = load("t10k")
     model = ccff()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for epoch in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 128):
-            idx = perm[i:i + 128]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-        acc, _ = accuracy(model, xte, yte)
-        print(f"epoch {epoch + 1}: test accuracy {acc:.4f}")
+    train(model, (xtr, ytr), (xte, yte), args.epochs, lr=1e-3)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ccff.toml").write_text(SPEC)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_torch import export  # noqa: E402
-from train_ccff import accuracy, load  # noqa: E402
+from train_ccff import load, train  # noqa: E402
 
 
 class BasicBlock(nn.Module):
@@ -72,17 +72,7 @@ def main():
     xtr, ytr = load("train")
     xte, yte = load("t10k")
     model = SmallResNet()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for epoch in range(args.epochs):
-        model.train()
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 128):
-            idx = perm[i:i + 128]
-            opt.zero_grad()
-            F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
-            opt.step()
-        acc, _ = accuracy(model, xte, yte)
-        print(f"epoch {epoch + 1}: test accuracy {acc:.4f}", flush=True)
+    train(model, (xtr, ytr), (xte, yte), args.epochs, lr=2e-3)
     model.eval()
     exported = export(model, (1, 28, 28), Path(args.out) / "fmnist-resnet", name="fmnist-resnet",
                       reference_inputs=xte[:8])
