@@ -79,7 +79,7 @@ def actopo(bin_path, *args):
 
 def actopo_predictions(bin_path, spec, shard, images, tmp):
     config = tmp / "config.toml"
-    config.write_text(CONFIG.format(spec=spec, shard=shard, limit=images, out=tmp / "out"))
+    config.write_text(CONFIG.format(spec=spec.resolve(), shard=Path(shard).resolve(), limit=images, out=tmp / "out"))
     rc, text = actopo(bin_path, "validate", str(config))
     if rc != 0:
         return None, f"actopo validate failed (status {rc}):\n{text}"
