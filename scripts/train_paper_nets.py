@@ -63,6 +63,11 @@ OPTIMISERS = {"relu": ("sgd", torch.optim.SGD, 0.01), "sigmoid": ("adam", torch.
 REFERENCE_IMAGES = 8
 
 
+def shown(path):
+    """`path` relative to the source tree when it lies in it (shorter messages)."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def name_of(dataset, net, act):
     return f"{net}-{act}-{dataset}"
 
@@ -126,7 +131,7 @@ def train_one(dataset, net, act, splits, epochs):
     write_atomic(spec, lambda p: p.write_text(spec_text(dataset, net, act)))
     weights = OUT / f"{name}.safetensors"
     if weights.exists():
-        print(f"{name}: {weights.relative_to(ROOT)} exists, skipped")
+        print(f"{name}: {shown(weights)} exists, skipped")
         return None
     (xtr, ytr), (xte, yte) = splits
     torch.manual_seed(SEED)
@@ -150,7 +155,7 @@ def train_one(dataset, net, act, splits, epochs):
     # Weights last: their presence means the net is done.
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_atomic(weights, lambda p: save_file(state, str(p)))
-    print(f"{name}: test accuracy {acc:.4f} (PyTorch), {seconds:.0f} s; saved {weights.relative_to(ROOT)}")
+    print(f"{name}: test accuracy {acc:.4f} (PyTorch), {seconds:.0f} s; saved {shown(weights)}")
     return log
 
 
