@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up on a fresh machine: Debian data, the Python venv, the release build.
+# `scripts/setup.sh --mnist` also installs MNIST (scripts/setup_mnist.sh; opt-in, not by default).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -20,6 +21,10 @@ if ! "$PYTHON" -c "import torch, torchvision, gudhi, numpy, pyarrow, safetensors
   echo "setup: installing Python packages (torch 2.13.0 is large; a few minutes on first run)"
   "$PYTHON" -m pip install -q --upgrade pip
   "$PYTHON" -m pip install -q -r scripts/requirements.txt
+fi
+
+if [ "${1:-}" = "--mnist" ]; then
+  scripts/setup_mnist.sh
 fi
 
 echo "setup: cargo build --release"

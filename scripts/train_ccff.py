@@ -71,9 +71,15 @@ def ccff():
     )
 
 
-def load(split):
-    images = gzip.open(DATA / f"{split}-images-idx3-ubyte.gz", "rb").read()
-    labels = gzip.open(DATA / f"{split}-labels-idx1-ubyte.gz", "rb").read()
+def read_idx(path):
+    """An IDX file's bytes: `path` + ".gz" when that exists, else `path` as is (raw)."""
+    gz = path.with_name(path.name + ".gz")
+    return gzip.open(gz, "rb").read() if gz.exists() else path.read_bytes()
+
+
+def load(split, data=DATA):
+    images = read_idx(Path(data) / f"{split}-images-idx3-ubyte")
+    labels = read_idx(Path(data) / f"{split}-labels-idx1-ubyte")
     x = np.frombuffer(images, dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
     y = np.frombuffer(labels, dtype=np.uint8, offset=8).astype(np.int64)
     return torch.from_numpy(x), torch.from_numpy(y)
@@ -86,15 +92,16 @@ def accuracy(model, x, y):
     return (pred == y).float().mean().item(), pred
 
 
-def train(model, train_split, test_split, epochs, lr):
-    """Adam on cross-entropy, batches of 128; prints the test accuracy after each epoch."""
+def train(model, train_split, test_split, epochs, lr, optimizer=torch.optim.Adam, batch_size=128):
+    """`optimizer` (Adam) on cross-entropy, batches of `batch_size`; prints the test accuracy after
+    each epoch."""
     (xtr, ytr), (xte, yte) = train_split, test_split
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = optimizer(model.parameters(), lr=lr)
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr), 128):
-            idx = perm[i:i + 128]
+        for i in range(0, len(xtr), batch_size):
+            idx = perm[i:i + batch_size]
             opt.zero_grad()
             F.cross_entropy(model(xtr[idx]), ytr[idx]).backward()
             opt.step()
