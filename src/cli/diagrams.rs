@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use actopo::model::Model;
 use actopo::topology::{
-    BatchNormFolding, EdgeThreshold, GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram,
-    ScopeKind, Scopes, Summary, Workspace,
+    BatchNormFolding, EdgeThreshold, GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges,
+    ScopeDiagram, ScopeKind, Scopes, Summary, Workspace,
 };
 use actopo::weights::{read_safetensors, Tensor};
 use anyhow::{bail, Context};

@@ -8,8 +8,8 @@ use super::{Config, DataFormat, Device};
 use crate::limits::{self, MemoryLimit, ModelSizes, RunShape};
 use crate::spec::{ModelSpec, Network};
 use crate::topology::{
-    BatchNormFolding, EdgeThreshold, GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, ScopeKind, Scopes,
-    VertexBirth,
+    BatchNormFolding, EdgeThreshold, GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges,
+    ScopeKind, Scopes, VertexBirth,
 };
 
 /// What the checks turn the config into (the rest of `Settings`).

@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 
 use actopo::spec::{ModelSpec, Network};
 use actopo::topology::{
-    Diagram, Edge, EdgeSink, EdgeSource, EdgeThreshold, GraphOptions, GraphPlan,
-    HomologyOptions, OpCuts, Persistence, SampleGraph, ScopeDiagram, Scopes, Workspace,
+    Diagram, Edge, EdgeSink, EdgeSource, EdgeThreshold, GraphOptions, GraphPlan, HomologyOptions,
+    OpCuts, Persistence, SampleGraph, ScopeDiagram, Scopes, Workspace,
 };
 use actopo::weights::{Tensor, Weights};
 use proptest::prelude::*;
@@ -61,7 +61,11 @@ fn oracle_cut(edges: &[Edge], threshold: EdgeThreshold) -> f64 {
             let mut w: Vec<f32> = edges.iter().map(|e| e.weight).collect();
             w.sort_by(f32::total_cmp);
             let rank = (p * w.len() as f64 / 100.0).ceil() as usize;
-            if rank == 0 { 0.0 } else { w[rank - 1] as f64 }
+            if rank == 0 {
+                0.0
+            } else {
+                w[rank - 1] as f64
+            }
         }
         EdgeThreshold::Weight(w) => w,
         EdgeThreshold::None => 0.0,
@@ -73,20 +77,31 @@ fn oracle_edges(plan: &GraphPlan, inputs: &[&[f32]], threshold: EdgeThreshold) -
     (0..plan.ops.len())
         .map(|op| {
             let mut all = Collected::default();
-            SampleGraph::layer(plan, inputs, op).unwrap().for_each_edge(&mut all);
+            SampleGraph::layer(plan, inputs, op)
+                .unwrap()
+                .for_each_edge(&mut all);
             let cut = oracle_cut(&all.0, threshold);
-            all.0.into_iter().filter(|e| e.weight as f64 >= cut).collect()
+            all.0
+                .into_iter()
+                .filter(|e| e.weight as f64 >= cut)
+                .collect()
         })
         .collect()
 }
 
 /// Fails unless `d` is the brute-force diagram of `edges`.
-fn check_diagram(d: &Diagram, edges: &[Edge], n_units: usize, what: &str) -> Result<(), TestCaseError> {
+fn check_diagram(
+    d: &Diagram,
+    edges: &[Edge],
+    n_units: usize,
+    what: &str,
+) -> Result<(), TestCaseError> {
     let (h0, essential, h1) = brute_force(edges, n_units);
     let mut ours: Vec<(f32, f32)> = d.h0.iter().map(|p| (p.birth, p.death)).collect();
     ours.sort_by(|a, b| b.partial_cmp(a).unwrap());
     prop_assert_eq!(d.n_edges as usize, edges.len(), "{} edges", what);
-    let vertices: std::collections::BTreeSet<u32> = edges.iter().flat_map(|e| [e.src, e.dst]).collect();
+    let vertices: std::collections::BTreeSet<u32> =
+        edges.iter().flat_map(|e| [e.src, e.dst]).collect();
     prop_assert_eq!(d.n_vertices as usize, vertices.len(), "{} vertices", what);
     prop_assert_eq!(ours, h0, "{} H0", what);
     prop_assert_eq!(&d.h0_essential, &essential, "{} essential H0", what);
@@ -175,28 +190,59 @@ fn a_hand_example_keeps_the_edges_counted_by_hand() {
         (EdgeThreshold::Weight(7.0), 0, 0),
     ];
     for (threshold, n_edges, n_vertices) in cases {
-        let options = GraphOptions { threshold, ..GraphOptions::default() };
+        let options = GraphOptions {
+            threshold,
+            ..GraphOptions::default()
+        };
         let plan = GraphPlan::new(&net, &weights, options).unwrap();
         let mut out = Vec::new();
-        let scopes = Scopes { network: true, layers: true };
+        let scopes = Scopes {
+            network: true,
+            layers: true,
+        };
         Workspace::new()
-            .run(&plan, &[&input], scopes, HomologyOptions::default(), &mut out)
+            .run(
+                &plan,
+                &[&input],
+                scopes,
+                HomologyOptions::default(),
+                &mut out,
+            )
             .unwrap();
         for scope in &out {
             let d = &scope.diagram;
-            assert_eq!((d.n_edges, d.n_vertices), (n_edges, n_vertices), "{threshold} {}", scope.scope);
+            assert_eq!(
+                (d.n_edges, d.n_vertices),
+                (n_edges, n_vertices),
+                "{threshold} {}",
+                scope.scope
+            );
         }
     }
     // At percentile 90 the one edge, 6 (input 2 -> output 1), gives both ends birth 6.
-    let options = GraphOptions { threshold: EdgeThreshold::Percentile(90.0), ..GraphOptions::default() };
+    let options = GraphOptions {
+        threshold: EdgeThreshold::Percentile(90.0),
+        ..GraphOptions::default()
+    };
     let plan = GraphPlan::new(&net, &weights, options).unwrap();
     let mut out = Vec::new();
-    Workspace::new().run(&plan, &[&input], Scopes::default(), HomologyOptions::default(), &mut out).unwrap();
+    Workspace::new()
+        .run(
+            &plan,
+            &[&input],
+            Scopes::default(),
+            HomologyOptions::default(),
+            &mut out,
+        )
+        .unwrap();
     assert_eq!(out[0].diagram.h0_essential, [6.0]);
 }
 
 fn actopo(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actopo")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_actopo"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// `run` (or `validate`) of the demo config on two images with `sets` added.
@@ -222,19 +268,45 @@ fn demo_args(command: &str, out: &Path, sets: &[&str]) -> Vec<String> {
 fn wrong_thresholds_are_listed_by_key_with_a_fix() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("graph.threshold={percentile=101}", "`graph.threshold.percentile` = 101: a percentile is between 0 and 100; fix:"),
-        ("graph.threshold={percentile=-1}", "`graph.threshold.percentile` = -1: a percentile is between 0 and 100; fix:"),
-        ("graph.threshold={weight=-0.5}", "`graph.threshold.weight` = -0.5: an edge weight cut is a finite number >= 0; fix:"),
-        ("graph.threshold={percentile=90, weight=1}", "`graph.threshold` sets both percentile and weight; fix: keep one of them"),
-        ("graph.threshold={}", "`graph.threshold` sets neither percentile nor weight; fix:"),
-        ("graph.threshold={percentil=90}", "unknown key `graph.threshold.percentil`; check its spelling"),
+        (
+            "graph.threshold={percentile=101}",
+            "`graph.threshold.percentile` = 101: a percentile is between 0 and 100; fix:",
+        ),
+        (
+            "graph.threshold={percentile=-1}",
+            "`graph.threshold.percentile` = -1: a percentile is between 0 and 100; fix:",
+        ),
+        (
+            "graph.threshold={weight=-0.5}",
+            "`graph.threshold.weight` = -0.5: an edge weight cut is a finite number >= 0; fix:",
+        ),
+        (
+            "graph.threshold={percentile=90, weight=1}",
+            "`graph.threshold` sets both percentile and weight; fix: keep one of them",
+        ),
+        (
+            "graph.threshold={}",
+            "`graph.threshold` sets neither percentile nor weight; fix:",
+        ),
+        (
+            "graph.threshold={percentil=90}",
+            "unknown key `graph.threshold.percentil`; check its spelling",
+        ),
     ];
     for (set, want) in cases {
         let o = actopo(&demo_args("validate", &dir.path().join("out"), &[set]));
         assert_eq!(o.status.code(), Some(2), "{set}: {}", stderr(&o));
-        assert!(stderr(&o).contains(want), "{set}: {want:?} not in\n{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{set}: {want:?} not in\n{}",
+            stderr(&o)
+        );
     }
-    let o = actopo(&demo_args("validate", &dir.path().join("out"), &["graph.threshold={percentile=90}"]));
+    let o = actopo(&demo_args(
+        "validate",
+        &dir.path().join("out"),
+        &["graph.threshold={percentile=90}"],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -256,12 +328,24 @@ fn a_threshold_is_recorded_in_the_manifest_and_the_metadata() {
     assert_eq!(meta.get("actopo.threshold"), None);
     let (manifest, meta) = run("p90", &["graph.threshold={percentile=90}"]);
     let value: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    assert_eq!(value["config"]["graph"]["threshold"], serde_json::json!({"percentile": 90.0}));
+    assert_eq!(
+        value["config"]["graph"]["threshold"],
+        serde_json::json!({"percentile": 90.0})
+    );
     let rule = meta.get("actopo.threshold").unwrap();
-    assert!(rule.starts_with("percentile = 90; per graph op and input: the nearest-rank"), "{rule}");
+    assert!(
+        rule.starts_with("percentile = 90; per graph op and input: the nearest-rank"),
+        "{rule}"
+    );
     let (manifest, meta) = run("w", &["graph.threshold={weight=0.25}"]);
     let value: serde_json::Value = serde_json::from_str(&manifest).unwrap();
-    assert_eq!(value["config"]["graph"]["threshold"], serde_json::json!({"weight": 0.25}));
+    assert_eq!(
+        value["config"]["graph"]["threshold"],
+        serde_json::json!({"weight": 0.25})
+    );
     let rule = meta.get("actopo.threshold").unwrap();
-    assert!(rule.starts_with("weight = 0.25; edges of weight at or above it kept"), "{rule}");
+    assert!(
+        rule.starts_with("weight = 0.25; edges of weight at or above it kept"),
+        "{rule}"
+    );
 }

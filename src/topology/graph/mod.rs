@@ -38,5 +38,5 @@ pub use plan::{GraphOp, GraphPlan};
 pub use sample_graph::SampleGraph;
 pub use sampling::WeightSample;
 pub use sink::{Edge, EdgeSink, EdgeSource};
-pub use threshold::{percentile_cut, Cuts, EdgeThreshold, OpCuts};
 pub(crate) use sink::{NO_EDGE, NO_LABEL};
+pub use threshold::{percentile_cut, Cuts, EdgeThreshold, OpCuts};

@@ -146,7 +146,10 @@ impl<'s, S: EdgeSink> CutSink<'s, S> {
     pub(super) fn finish(self) {
         let skipped_below = self.below.saturating_sub(self.dropped);
         let exact = self.inner.connected_labels().is_none();
-        debug_assert!(!exact || self.skipped >= skipped_below, "skip counts add up");
+        debug_assert!(
+            !exact || self.skipped >= skipped_below,
+            "skip counts add up"
+        );
         let kept_skipped = self.skipped.saturating_sub(skipped_below);
         if kept_skipped > 0 {
             self.inner.skipped(kept_skipped);
@@ -193,7 +196,13 @@ mod tests {
     #[test]
     fn nearest_rank_picks_the_ceil_rank() {
         let w = [5.0f32, 1.0, 4.0, 2.0, 3.0, 6.0, 8.0, 7.0, 10.0, 9.0];
-        for (p, cut) in [(0.0, 0.0), (1.0, 1.0), (10.0, 1.0), (11.0, 2.0), (50.0, 5.0)] {
+        for (p, cut) in [
+            (0.0, 0.0),
+            (1.0, 1.0),
+            (10.0, 1.0),
+            (11.0, 2.0),
+            (50.0, 5.0),
+        ] {
             assert_eq!(percentile_cut(&mut w.clone(), p), cut, "P = {p}");
         }
         for (p, cut) in [(90.0, 9.0), (90.5, 10.0), (100.0, 10.0)] {
