@@ -51,7 +51,7 @@ fn weights_of(net: &Network, draw: &mut impl FnMut() -> f32) -> Weights {
             tensors.insert(format!("{}.weight", layer.name), Tensor { shape, data });
         }
     }
-    Weights::from_tensors(tensors, &net).unwrap()
+    Weights::from_tensors(tensors, net).unwrap()
 }
 
 /// The oracle's cut of one op: sort its nonzero weights, take the ceil(P n / 100)-th smallest.
