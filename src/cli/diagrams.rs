@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use actopo::model::Model;
 use actopo::topology::{
-    BatchNormFolding, GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges, ScopeDiagram,
-    ScopeKind, Scopes, Summary, Workspace,
+    BatchNormFolding, EdgeThreshold, GraphOptions, GraphPlan, HomologyOptions, MaxPoolEdges,
+    ScopeDiagram, ScopeKind, Scopes, Summary, Workspace,
 };
 use actopo::weights::{read_safetensors, Tensor};
 use anyhow::{bail, Context};
@@ -43,6 +43,13 @@ pub(crate) struct Args {
     /// values (never fold).
     #[arg(long, default_value = "fold")]
     batch_norm: BatchNormFolding,
+    /// Keep each graph op's edges at or above the P-th percentile (0 to 100, nearest rank) of its
+    /// nonzero edge weights (graph.threshold = { percentile = P }).
+    #[arg(long, conflicts_with = "threshold_weight")]
+    threshold_percentile: Option<f64>,
+    /// Keep the edges of weight at or above W >= 0 (graph.threshold = { weight = W }).
+    #[arg(long)]
+    threshold_weight: Option<f64>,
     /// Keep H0 pairs with birth == death (homology.keep_zero_persistence = true).
     #[arg(long)]
     keep_zero_persistence: bool,
@@ -51,12 +58,28 @@ pub(crate) struct Args {
     h1_diagram: bool,
 }
 
+/// `--threshold-percentile` or `--threshold-weight`, checked as `graph.threshold` is.
+fn threshold(args: &Args) -> anyhow::Result<EdgeThreshold> {
+    match (args.threshold_percentile, args.threshold_weight) {
+        (Some(p), _) if !(0.0..=100.0).contains(&p) => {
+            bail!("--threshold-percentile {p}: a percentile is between 0 and 100")
+        }
+        (Some(p), _) => Ok(EdgeThreshold::Percentile(p)),
+        (_, Some(w)) if !(w.is_finite() && w >= 0.0) => {
+            bail!("--threshold-weight {w}: an edge weight cut is a finite number >= 0")
+        }
+        (_, Some(w)) => Ok(EdgeThreshold::Weight(w)),
+        (None, None) => Ok(EdgeThreshold::None),
+    }
+}
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     let model = Model::load(&args.spec, args.weights.as_deref())?;
     let options = GraphOptions {
         include_input: !args.no_input,
         maxpool_edges: args.maxpool_edges,
         batch_norm: args.batch_norm,
+        threshold: threshold(args)?,
         ..Default::default()
     };
     let plan = GraphPlan::new(&model.network, &model.weights, options)?;

@@ -8,8 +8,8 @@ use super::{Config, DataFormat, Device};
 use crate::limits::{self, MemoryLimit, ModelSizes, RunShape};
 use crate::spec::{ModelSpec, Network};
 use crate::topology::{
-    BatchNormFolding, GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges, ScopeKind, Scopes,
-    VertexBirth,
+    BatchNormFolding, EdgeThreshold, GraphBounds, GraphOptions, HomologyOptions, MaxPoolEdges,
+    ScopeKind, Scopes, VertexBirth,
 };
 
 /// What the checks turn the config into (the rest of `Settings`).
@@ -36,6 +36,7 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
     let batch_norm = (c.graph.batch_norm.parse::<BatchNormFolding>())
         .map_err(|e| problems.push(format!("`graph.batch_norm`: {e}")))
         .ok();
+    let threshold = check_threshold(c, problems);
     check_output(c, base, problems);
     let workers = check_workers(c.pipeline.workers, problems);
     Some(Checked {
@@ -49,6 +50,7 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
             maxpool_edges: maxpool_edges?,
             vertex_birth: vertex_birth?,
             batch_norm: batch_norm?,
+            threshold: threshold?,
         },
         homology: HomologyOptions {
             keep_zero_persistence: c.homology.keep_zero_persistence,
@@ -56,6 +58,28 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
         },
         workers,
     })
+}
+
+/// `graph.threshold`: absent, `{ percentile = P }` with 0 <= P <= 100, or `{ weight = w }` with
+/// w >= 0 (finite).
+fn check_threshold(c: &Config, problems: &mut Vec<String>) -> Option<EdgeThreshold> {
+    let Some(t) = &c.graph.threshold else {
+        return Some(EdgeThreshold::None);
+    };
+    let problem = match (t.percentile, t.weight) {
+        (Some(p), None) if (0.0..=100.0).contains(&p) => return Some(EdgeThreshold::Percentile(p)),
+        (None, Some(w)) if w.is_finite() && w >= 0.0 => return Some(EdgeThreshold::Weight(w)),
+        (Some(p), None) => format!(
+            "`graph.threshold.percentile` = {p}: a percentile is between 0 and 100; fix: e.g. graph.threshold = {{ percentile = 90 }}"
+        ),
+        (None, Some(w)) => format!(
+            "`graph.threshold.weight` = {w}: an edge weight cut is a finite number >= 0; fix: e.g. graph.threshold = {{ weight = 0.1 }}"
+        ),
+        (Some(_), Some(_)) => "`graph.threshold` sets both percentile and weight; fix: keep one of them".into(),
+        (None, None) => "`graph.threshold` sets neither percentile nor weight; fix: write graph.threshold = { percentile = P } or { weight = w }, or leave it out to keep every edge".into(),
+    };
+    problems.push(problem);
+    None
 }
 
 /// `[model]`: the spec (required) and weights files exist; the device is one we know.

@@ -105,6 +105,20 @@ pub struct GraphConfig {
     /// record what they did before.
     #[serde(skip_serializing_if = "is_fold")]
     pub batch_norm: String,
+    /// `{ percentile = P }` or `{ weight = w }`: which edges of each graph op are kept. Left out
+    /// of the manifest (and the run identity) when not set, as `batch_norm`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<ThresholdConfig>,
+}
+
+/// `graph.threshold`: exactly one of its keys (checked in `check`). Unknown keys in it are
+/// reported with the other unknown keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
 }
 
 fn is_fold(v: &str) -> bool {
@@ -119,6 +133,7 @@ impl Default for GraphConfig {
             maxpool_edges: "all".into(),
             vertex_birth: "max_incident".into(),
             batch_norm: "fold".into(),
+            threshold: None,
         }
     }
 }

@@ -74,6 +74,8 @@ pub(super) fn known_keys() -> serde_json::Value {
     known["pipeline"]["memory_limit_mb"] = 0.into();
     // Left out when "fold" (see `GraphConfig`).
     known["graph"]["batch_norm"] = "fold".into();
+    // Not set by default (see `GraphConfig`); its keys, so that others are reported unknown.
+    known["graph"]["threshold"] = serde_json::json!({"percentile": null, "weight": null});
     known
 }
 

@@ -16,7 +16,7 @@ use crate::output::manifest::{self, Manifest, ModelInfo, ShardRecord};
 use crate::output::{folder, identity, resume, OutputLayout, Table};
 use crate::perturb::{Attack, AttackKind};
 use crate::spec::{Network, Op};
-use crate::topology::{BatchNormFolding, GraphPlan};
+use crate::topology::{BatchNormFolding, EdgeThreshold, GraphPlan};
 
 /// Everything checked before any sample is processed.
 pub struct Prepared {
@@ -283,6 +283,10 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
     if folds_batch_norm(&model.network) || g.batch_norm != BatchNormFolding::default() {
         conventions.push(("actopo.batch_norm".into(), g.batch_norm.to_string()));
     }
+    // Recorded only when set, so files of runs without it stay as they were.
+    if g.threshold != EdgeThreshold::None {
+        conventions.push(("actopo.threshold".into(), threshold_rule(g.threshold)));
+    }
     conventions.extend([
         (
             "actopo.keep_zero_persistence".into(),
@@ -303,6 +307,17 @@ fn conventions(settings: &Settings, model: &Model) -> Vec<(String, String)> {
         ),
     ]);
     conventions
+}
+
+/// `actopo.threshold`: the cut and how it is taken (docs/graph.md).
+fn threshold_rule(threshold: EdgeThreshold) -> String {
+    let how = match threshold {
+        EdgeThreshold::Percentile(_) => {
+            "per graph op and input: the nearest-rank percentile of the op's nonzero edge weights (rank ceil(P * n / 100)); edges at or above it kept, in every scope"
+        }
+        _ => "edges of weight at or above it kept, in every scope",
+    };
+    format!("{threshold}; {how}")
 }
 
 /// Whether some batch norm of `net` directly follows a conv or linear layer it can fold into.

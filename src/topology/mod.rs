@@ -18,8 +18,9 @@ mod summary;
 mod workspace;
 
 pub use graph::{
-    BatchNormFolding, Edge, EdgeSink, EdgeSource, GraphBounds, GraphError, GraphOp, GraphOptions,
-    GraphPlan, MaxPoolEdges, PlanError, SampleGraph, VertexBirth, VertexLayer, WeightSample,
+    percentile_cut, BatchNormFolding, Cuts, Edge, EdgeSink, EdgeSource, EdgeThreshold, GraphBounds,
+    GraphError, GraphOp, GraphOptions, GraphPlan, MaxPoolEdges, OpCuts, PlanError, SampleGraph,
+    VertexBirth, VertexLayer, WeightSample,
 };
 pub use persistence::{sort_heaviest_first, Diagram, H0Pair, HomologyOptions, Persistence};
 pub use summary::Summary;

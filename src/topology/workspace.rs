@@ -1,6 +1,6 @@
 //! One sample's diagrams, scope by scope, with the buffers a worker thread keeps across samples.
 
-use super::graph::{GraphError, GraphPlan, SampleGraph};
+use super::graph::{EdgeThreshold, GraphError, GraphPlan, OpCuts, SampleGraph};
 use super::persistence::{Diagram, HomologyOptions, Persistence};
 
 /// A kind of scope (`graph.scopes`): the whole network as one graph, or one graph per graph op.
@@ -71,6 +71,8 @@ pub struct ScopeDiagram {
 #[derive(Debug, Default)]
 pub struct Workspace {
     persistence: Persistence,
+    /// Each graph op's cut for the current sample (`graph.threshold`).
+    cuts: OpCuts,
 }
 
 impl Workspace {
@@ -92,9 +94,17 @@ impl Workspace {
         let n_scopes = scopes.network as usize + if scopes.layers { plan.ops.len() } else { 0 };
         out.resize_with(n_scopes, ScopeDiagram::default);
         let mut slot = 0;
+        // Each op's cut, once for all scopes and passes (inputs checked first).
+        let cuts = match plan.threshold() {
+            EdgeThreshold::None => None,
+            threshold => {
+                SampleGraph::network(plan, inputs)?;
+                self.cuts.compute(plan, inputs, threshold)
+            }
+        };
         // Graphs are enumerated a few times rather than stored (see `compute_from`).
         if scopes.network {
-            let graph = SampleGraph::network(plan, inputs)?;
+            let graph = SampleGraph::network(plan, inputs)?.with_cuts(cuts);
             out[0].scope.clear();
             out[0].scope.push_str(ScopeKind::Network.name());
             self.persistence
@@ -103,7 +113,7 @@ impl Workspace {
         }
         if scopes.layers {
             for (i, op) in plan.ops.iter().enumerate() {
-                let graph = SampleGraph::layer(plan, inputs, i)?;
+                let graph = SampleGraph::layer(plan, inputs, i)?.with_cuts(cuts);
                 let target = &mut out[slot];
                 target.scope.clear();
                 target.scope.push_str(&op.name);

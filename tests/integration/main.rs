@@ -15,4 +15,5 @@ mod sizes;
 mod stage_failures;
 mod support;
 mod sweeps;
+mod thresholds;
 mod traps;

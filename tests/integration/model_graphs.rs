@@ -484,6 +484,7 @@ fn small_ints(seed: u32) -> impl FnMut() -> f32 {
 fn options(include_input: bool, fold: bool) -> GraphOptions {
     GraphOptions {
         include_input,
+        threshold: Default::default(),
         batch_norm: if fold {
             BatchNormFolding::Fold
         } else {

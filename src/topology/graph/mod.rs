@@ -9,6 +9,7 @@
 //! - `sink`: the edge protocol: `Edge`, `EdgeSink` (where edges go, in blocks) and `EdgeSource`
 //!   (a graph that can be enumerated again and again);
 //! - `sample_graph`: one scope's graph of one sample, the `EdgeSource` persistence reads;
+//! - `threshold`: `graph.threshold`: each op's cut for one sample, and the sink that applies it;
 //! - `sampling`: strided samples of edge weights (to place persistence's split weights);
 //! - `geometry`: the op shapes and the valid-tap ranges that let kernels skip padding;
 //! - `kernels`: the edge enumeration loops for dense, conv, pool and add ops.
@@ -26,6 +27,7 @@ mod plan;
 mod sample_graph;
 mod sampling;
 mod sink;
+mod threshold;
 mod units;
 
 pub(crate) use bounds::layer_of_unit;
@@ -37,3 +39,4 @@ pub use sample_graph::SampleGraph;
 pub use sampling::WeightSample;
 pub use sink::{Edge, EdgeSink, EdgeSource};
 pub(crate) use sink::{NO_EDGE, NO_LABEL};
+pub use threshold::{percentile_cut, Cuts, EdgeThreshold, OpCuts};

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::threshold::EdgeThreshold;
+
 /// Which units of a max-pool window get an edge to the pooled unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +95,8 @@ pub struct GraphOptions {
     pub maxpool_edges: MaxPoolEdges,
     pub vertex_birth: VertexBirth,
     pub batch_norm: BatchNormFolding,
+    /// Which edges of each graph op are kept (`graph.threshold`).
+    pub threshold: EdgeThreshold,
 }
 
 impl Default for GraphOptions {
@@ -102,6 +106,7 @@ impl Default for GraphOptions {
             maxpool_edges: MaxPoolEdges::All,
             vertex_birth: VertexBirth::MaxIncident,
             batch_norm: BatchNormFolding::Fold,
+            threshold: EdgeThreshold::None,
         }
     }
 }

@@ -11,6 +11,7 @@ use super::kernels::{
 };
 use super::options::{GraphOptions, MaxPoolEdges};
 use super::sink::{Edge, EdgeSink};
+use super::threshold::EdgeThreshold;
 use super::units::OperandUnits;
 use crate::spec::Network;
 use crate::weights::Weights;
@@ -125,6 +126,11 @@ impl GraphPlan {
             options,
             max_edges: bounds.max_edges,
         })
+    }
+
+    /// Which edges of each graph op are kept (`graph.threshold`).
+    pub fn threshold(&self) -> EdgeThreshold {
+        self.options.threshold
     }
 
     /// Upper bound on the `network` graph's edge count.
