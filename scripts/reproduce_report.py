@@ -281,4 +281,104 @@ def write(args, results, total):
         overlap_figure(loaded[r["folder"]], r["pairs"], figures / name,
                        f"{r['dataset']} / {r['net']} / threshold {r['threshold'] or 'none'}: overlap distributions")
         lines += section(r, loaded[r["folder"]], f"{figures.name}/{name}")
+        stem = f"{r['dataset']}-{r['net']}-t{r['threshold']}"
+        attack = next((a for a, _ in r["pairs"] if a.startswith("pgd")), r["pairs"][0][0])
+        drawn = subgraph_figures(r["folder"], loaded[r["folder"]]["representatives"], loaded[r["folder"]]["samples"],
+                                 attack, figures / f"representatives-{stem}.png", figures / f"example-{stem}.png",
+                                 f"{r['dataset']} / {r['net']} / threshold {r['threshold'] or 'none'}")
+        lines += [f"![class representatives on the layer grid]({figures.name}/representatives-{stem}.png)", ""]
+        if drawn:
+            lines += [f"![an attacked input's subgraphs]({figures.name}/example-{stem}.png)", ""]
     doc.write_text("\n".join(lines) + "\n")
+
+
+def layer_shape(count):
+    """(channels, side) with count = channels * side^2 and the fewest channels; side 1 as a last resort."""
+    for channels in range(1, count + 1):
+        side = math.isqrt(count // channels)
+        if count % channels == 0 and side * side * channels == count:
+            return channels, side
+    return count, 1
+
+
+class LayerGrid:
+    """Unit ids -> pixel positions: vertex layers left to right, channels stacked, each a side x side grid."""
+
+    def __init__(self, vertex_layers, cell, gap=6, margin=20):
+        self.layers, x = [], margin
+        for name, first, count in vertex_layers:
+            channels, side = layer_shape(count)
+            self.layers.append((name, first, count, channels, side, x))
+            x += side * cell + 4 * margin
+        self.cell, self.gap, self.margin = cell, gap, margin
+        self.width = x - 2 * margin
+        self.height = max(c * (s * cell + gap) for _, _, _, c, s, _ in self.layers) + 2 * margin + 14
+
+    def position(self, unit, x0=0, y0=0):
+        for _, first, count, channels, side, x in self.layers:
+            if first <= unit < first + count:
+                local = unit - first
+                channel, rest = divmod(local, side * side)
+                row, col = divmod(rest, side)
+                y = self.margin + 14 + channel * (side * self.cell + self.gap) + row * self.cell
+                return x0 + x + col * self.cell + self.cell / 2, y0 + y + self.cell / 2
+        return None
+
+    def draw_frame(self, draw, x0, y0, title):
+        draw.text((x0 + self.margin, y0 + 2), title, fill="black")
+        for name, _, _, channels, side, x in self.layers:
+            for c in range(channels):
+                top = y0 + self.margin + 14 + c * (side * self.cell + self.gap)
+                draw.rectangle([x0 + x, top, x0 + x + side * self.cell, top + side * self.cell], outline=(200, 200, 200))
+            draw.text((x0 + x, y0 + self.height - 14), f"layer {name}", fill="gray")
+
+    def draw_edges(self, draw, x0, y0, edges, colour, width=1):
+        for src, dst in edges:
+            a, b = self.position(src, x0, y0), self.position(dst, x0, y0)
+            if a and b:
+                draw.line([a, b], fill=colour, width=width)
+
+
+def subgraph_figures(folder, representatives, samples, attack, path_reps, path_example, title):
+    """Class representatives on the layer grid, and one attacked input's subgraphs beside its classes'."""
+    manifest = json.loads((Path(folder) / "test/manifest.json").read_text())
+    vertex_layers = manifest["model"]["vertex_layers"]
+    grid = LayerGrid(vertex_layers, cell=3)
+    classes = sorted(representatives["class"].unique().to_list())
+    columns = 5
+    image = Image.new("RGB", (columns * grid.width, math.ceil(len(classes) / columns) * grid.height + 20), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 4), title + ": class representatives (edges in >= min-fraction of the class's clean subgraphs)", fill="black")
+    for i, c in enumerate(classes):
+        x0, y0 = (i % columns) * grid.width, 20 + (i // columns) * grid.height
+        grid.draw_frame(draw, x0, y0, f"class {c}")
+        rep = representatives.filter(pl.col("class") == c)
+        grid.draw_edges(draw, x0, y0, zip(rep["src"].to_list(), rep["dst"].to_list()), (30, 90, 220))
+    image.save(path_reps)
+
+    right = samples.filter((pl.col("clean_pred") == pl.col("label")) & (pl.col("variant") == attack)
+                           & (pl.col("pred") != pl.col("label"))).sort("index")
+    if right.height == 0:
+        return False
+    pick = right.row(0, named=True)
+    subgraphs = pl.read_parquet(f"{folder}/test/subgraphs/*.parquet").filter(
+        (pl.col("scope") == "network") & (pl.col("index") == pick["index"]))
+    big = LayerGrid(vertex_layers, cell=6)
+    image = Image.new("RGB", (2 * big.width, big.height + 40), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 4), f"{title}: test input {pick['index']}, label {pick['label']}, {attack} -> predicted "
+              f"{pick['pred']}", fill="black")
+    panels = [
+        (f"clean subgraph (black) on class {pick['label']}'s representative (blue)", "clean", pick["label"], (30, 90, 220)),
+        (f"{attack} subgraph (red) on class {pick['pred']}'s representative (orange)", attack, pick["pred"], (240, 150, 0)),
+    ]
+    for i, (caption, variant, cls, colour) in enumerate(panels):
+        x0, y0 = i * big.width, 24
+        big.draw_frame(draw, x0, y0, caption)
+        rep = representatives.filter(pl.col("class") == cls)
+        big.draw_edges(draw, x0, y0, zip(rep["src"].to_list(), rep["dst"].to_list()), colour)
+        own = subgraphs.filter(pl.col("variant") == variant)
+        big.draw_edges(draw, x0, y0, zip(own["src"].to_list(), own["dst"].to_list()),
+                       (0, 0, 0) if variant == "clean" else (200, 30, 30), width=2)
+    image.save(path_example)
+    return True
