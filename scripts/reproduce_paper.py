@@ -138,6 +138,16 @@ def actopo(args, *argv, log=None):
     return result.stdout
 
 
+def python_step(argv, log):
+    """One of our Python scripts; its output goes to `log`, a failure stops the reproduction."""
+    cmd = [sys.executable, *argv]
+    print("+", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    Path(log).write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        sys.exit(f"reproduce_paper: `{' '.join(cmd)}` failed (exit {done.returncode}); see {log}:\n{done.stdout[-2000:]}{done.stderr}")
+
+
 def threshold_supported(args, config):
     probe = subprocess.run([args.actopo, "validate", str(config), "--set", PERCENTILE_SET.format(90)],
                            capture_output=True, text=True)
@@ -169,14 +179,11 @@ def run_setting(args, dataset, net, spec, threshold, pairs_attacks):
     actopo(args, "analyze", "subgraphs", str(folder / "test"), *fit, "--min-fraction", str(args.min_fraction),
            log=folder / "analyze_subgraphs.txt")
     actopo(args, "analyze", "uncertainty", str(folder / "test"), *fit, log=folder / "analyze_uncertainty.txt")
+    python_step([str(ROOT / "scripts/paper_comparison.py"), str(folder / "test"), "--fit", str(folder / "train"),
+                 "--min-fraction", str(args.min_fraction), "--check"], folder / "paper_comparison.txt")
     svc_json = folder / "svc.json"
-    cmd = [sys.executable, str(ROOT / "scripts/bag_of_edges.py"), str(folder / "train"), str(folder / "test"),
-           "--takes", args.takes, "--folds", str(args.folds), "--json", str(svc_json)]
-    print("+", " ".join(cmd), flush=True)
-    svc = subprocess.run(cmd, capture_output=True, text=True)
-    (folder / "svc.txt").write_text(svc.stdout + svc.stderr)
-    if svc.returncode != 0:
-        sys.exit(f"reproduce_paper: bag_of_edges.py failed:\n{svc.stderr}")
+    python_step([str(ROOT / "scripts/bag_of_edges.py"), str(folder / "train"), str(folder / "test"),
+                 "--takes", args.takes, "--folds", str(args.folds), "--json", str(svc_json)], folder / "svc.txt")
     return {"dataset": dataset, "net": net, "threshold": threshold, "folder": str(folder),
             "pairs": pairs, "seconds": time.time() - started, "threshold_set": extra[1] if extra else None}
 

@@ -3,6 +3,7 @@
 One setting (Fashion-MNIST, CCFF), 32 test images with PGD and its matched-noise control, 64
 training images for the fit, the SVC with take = 3 and 3 folds. Checks that every output exists
 and that the numbers are consistent with the run's own tables, recomputed here independently:
+- actopo analyze subgraphs --fit against scripts/paper_comparison.py (run by the script with --check);
 - the SVC's counts (inputs per variant, successful attacks) against the summary table;
 - its bag-of-edges vectors against the subgraphs table read with pyarrow (rank < take);
 - recovery + retention <= 1 (disjoint events, since a successful attack's pred != label), rates in [0, 1];
@@ -121,6 +122,8 @@ def main():
             for name in ["test/manifest.json", "train/manifest.json", "analyze_subgraphs.txt",
                          "analyze_uncertainty.txt", "svc.json", "test/analysis/uncertainty_counts.parquet"]:
                 check((folder / name).exists(), f"{name} exists")
+            check("passed, 0 failed" in (folder / "paper_comparison.txt").read_text(),
+                  "analyze subgraphs --fit agrees with scripts/paper_comparison.py --check")
             check_svc(folder)
             check_bags(folder)
             check_report(doc, folder)
