@@ -22,6 +22,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+import polars as pl
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -78,7 +79,7 @@ def check_bags(folder):
         if r["scope"] == "network" and r["variant"] == "clean" and r["rank"] < TAKE:
             truth[r["index"]].add((r["src"], r["dst"]))
     fit_rows = bag_of_edges.edges(str(folder / "train"), TAKE, clean_only=True)
-    samples = bag_of_edges.outcomes(str(folder / "train")).filter(bag_of_edges.pl.col("variant") == "clean")
+    samples = bag_of_edges.outcomes(str(folder / "train")).filter(pl.col("variant") == "clean")
     vocabulary = fit_rows.select("src", "dst").unique().sort("src", "dst").with_row_index("col")
     edge_of = {c: (s, d) for c, s, d in vocabulary.iter_rows()}
     matrix = bag_of_edges.design(fit_rows, samples, vocabulary)
