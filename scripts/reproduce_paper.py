@@ -22,7 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 
 import reproduce_report
 
@@ -190,6 +189,9 @@ def run_setting(args, dataset, net, spec, threshold, pairs_attacks):
 
 def main():
     args = parse_args()
+    if not os.access(args.actopo, os.X_OK):
+        sys.exit(f"reproduce_paper: no actopo binary at {args.actopo}; fix: cargo build --release, or set "
+                 "ACTOPO=/path/to/actopo (or --actopo PATH)")
     started = time.time()
     kinds = set(args.attacks.split(",")) if args.attacks else None
     pairs_attacks = attack_tables(kinds)
