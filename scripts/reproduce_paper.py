@@ -62,12 +62,15 @@ def parse_args():
     ap.add_argument("--top-k", type=int, default=100, help="subgraph.top_k (>= the largest take)")
     ap.add_argument("--min-fraction", type=float, default=0.2, help="analyze subgraphs --min-fraction")
     ap.add_argument("--data", action="append", default=[], help="NAME=TEST_IMAGES,TRAIN_IMAGES (repeatable)")
-    ap.add_argument("--out", default=str(ROOT / "out/reproduction"), help="folder for the runs")
-    ap.add_argument("--doc", default=str(ROOT / "docs/reproduction.md"), help="report to write")
+    ap.add_argument("--out", help="folder for the runs (default out/reproduction; quick: out/reproduction-quick)")
+    ap.add_argument("--doc", help="report to write (default docs/reproduction.md; quick: OUT/reproduction.md, "
+                                  "so a quick run never replaces the full report)")
     ap.add_argument("--actopo", default=os.environ.get("ACTOPO", str(ROOT / "target/release/actopo")))
     ap.add_argument("--device", default="auto", help="model.device")
     ap.add_argument("--fresh", action="store_true", help="delete earlier runs of these settings first")
     args = ap.parse_args()
+    args.out = args.out or str(ROOT / ("out/reproduction-quick" if args.quick else "out/reproduction"))
+    args.doc = args.doc or (str(Path(args.out) / "reproduction.md") if args.quick else str(ROOT / "docs/reproduction.md"))
     args.test_limit = args.test_limit or (100 if args.quick else 1000)
     args.train_limit = args.train_limit or (200 if args.quick else 1000)
     takes = [int(t) for t in args.takes.split(",")]

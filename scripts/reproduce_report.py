@@ -6,6 +6,7 @@ text above the GENERATED marker of an existing report (the hand-written introduc
 
 import json
 import math
+import os
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +22,15 @@ REFERENCE_PGD = {
     ("fashion-mnist", "ccff-sigmoid"): 0.72,
 }
 ADVERSARIAL = ("fgsm", "pgd", "cw_l2", "deepfool")
+
+
+def shown(path):
+    """A path relative to the repository when it is inside it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def fmt(value, digits=3):
@@ -85,7 +95,7 @@ def section(result, data, figure_rel):
     clean = next(r for r in models if r["variant"] == "clean")
     lines.append(
         f"{clean['n']} test images; clean accuracy {fmt(clean['accuracy'])}; run, fit, analyses and SVC "
-        f"took {result['seconds']:.0f} s. Folder: `{result['folder']}`."
+        f"took {result['seconds']:.0f} s. Folder: `{shown(result['folder'])}`."
     )
     lines += ["", "**The model and the perturbations** (success: share of the clean-right inputs whose "
               "prediction the variant changed; sizes in raw pixel units, [0, 1] scale, medians over "
@@ -284,7 +294,8 @@ def write(args, results, total):
              f"`scripts/reproduce_paper.sh {' '.join(a for a in __import__('sys').argv[1:])}`".replace("`scripts/reproduce_paper.sh `", "`scripts/reproduce_paper.sh`"),
              f"with {args.test_limit} test and {args.train_limit} training images per setting, "
              f"`subgraph.top_k = {args.top_k}`, `--min-fraction {args.min_fraction}`, SVC takes {args.takes}, "
-             f"{args.folds}-fold CV; total wall time {total:.0f} s ({total / 60:.1f} min).", ""]
+             f"{args.folds}-fold CV; total wall time {total:.0f} s ({total / 60:.1f} min) on "
+             f"{os.cpu_count()} CPU cores (`model.device = \"{args.device}\"`), actopo `{shown(args.actopo)}`.", ""]
     lines += comparison(results, loaded)
     lines += ["## What our numbers say about the paper's claims", "",
               "Generated from the tables below by fixed rules (stated with each line); read them with the "
