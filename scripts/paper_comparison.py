@@ -130,7 +130,8 @@ print(
 )
 
 if args.check:
-    rust = pl.read_parquet(f"{args.out}/analysis/subgraph_variants.parquet")
+    # a variant with no counted sample (n = 0, e.g. noise that flipped nothing) has no group above
+    rust = pl.read_parquet(f"{args.out}/analysis/subgraph_variants.parquet").filter(pl.col("n") > 0)
     both = table.join(rust, on="variant", suffix="_rust")
     bad = []
     if both.filter(pl.col("n") != pl.col("n_rust")).height:
@@ -143,7 +144,7 @@ if args.check:
     expected = os.path.realpath(args.fit) if args.fit and os.path.realpath(args.fit) != os.path.realpath(args.out) else "in-sample"
     if recorded != expected:
         bad.append(f"actopo.fit is {recorded!r}, expected {expected!r}")
-    if both.height != rust.height or bad:
+    if both.height != rust.height or table.height != rust.height or bad:
         print("paper_comparison: MISMATCH with actopo analyze:", bad or "variant sets differ")
         print("paper_comparison: 0 passed, 1 failed")
         sys.exit(1)

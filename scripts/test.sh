@@ -43,5 +43,7 @@ target/release/actopo run config/fashion-mnist-subgraphs.toml --set data.limit=3
 target/release/actopo analyze subgraphs "$tmp_out" --fit "$tmp_fit" --min-fraction 0.2
 target/release/actopo analyze uncertainty "$tmp_out" --fit "$tmp_fit"
 "$PYTHON" scripts/paper_comparison.py "$tmp_out" --fit "$tmp_fit" --min-fraction 0.2 --check
+echo "== the paper's reproduction, smoke version (scripts/reproduce_paper.sh on 32 images, PGD, SVC take 3)"
+"$PYTHON" tests/python/reproduce_smoke.py --bin target/release/actopo
 echo "== the README's Polars and pandas examples on that run"
 "$PYTHON" tests/python/readme_examples.py "$tmp_out"
