@@ -31,6 +31,11 @@ DATASETS = {  # name -> (test images, training images); extend with --data NAME=
         "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
         "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
     ),
+    # Installed by scripts/setup_mnist.sh (opt-in).
+    "mnist": (
+        str(ROOT / "data/mnist/t10k-images-idx3-ubyte"),
+        str(ROOT / "data/mnist/train-images-idx3-ubyte"),
+    ),
 }
 # The attacks the paper used that actopo has, plus FGSM and DeepFool. Each gradient attack and the
 # blur get a matched-noise control (Gaussian noise of the same per-sample L2 size); Gaussian noise
