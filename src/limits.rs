@@ -594,7 +594,6 @@ mod tests {
 
     #[test]
     fn a_model_graph_counts_add_operands_and_its_peak_of_live_tensors() {
-        use crate::spec::ModelSpec;
         let text = r#"
 format_version = 2
 name = "res"
@@ -621,7 +620,7 @@ inputs = ["bn", "down"]
 name = "flat"
 op = "flatten"
 "#;
-        let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
+        let net = crate::spec::resolve_toml(text).unwrap();
         let bounds = GraphBounds::new(&net, crate::topology::GraphOptions::default()).unwrap();
         let m = ModelSizes::of(&net, &bounds);
         // a and down read the input (32 values each); sum reads bn and down (64 + 64).
@@ -653,11 +652,9 @@ op = "flatten"
     /// The rule must not refuse real jobs: the demo and the paper's AlexNet-for-CIFAR shape.
     #[test]
     fn the_demo_and_alexnet_cifar_fit_in_a_few_gib() {
-        use crate::spec::ModelSpec;
         use crate::topology::GraphOptions;
         let sizes_of = |text: &str| {
-            let spec = ModelSpec::parse(text, Path::new("m.toml")).unwrap();
-            let net = Network::resolve(&spec).unwrap();
+            let net = crate::spec::resolve_toml(text).unwrap();
             ModelSizes::of(
                 &net,
                 &GraphBounds::new(&net, GraphOptions::default()).unwrap(),

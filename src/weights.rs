@@ -461,8 +461,7 @@ mod tests {
     fn network(input_shape: &str, layers: &str) -> Network {
         let text =
             format!("format_version = 1\nname = \"t\"\ninput_shape = {input_shape}\n{layers}");
-        let spec = crate::spec::ModelSpec::parse(&text, Path::new("t.toml")).unwrap();
-        Network::resolve(&spec).unwrap()
+        crate::spec::resolve_toml(&text).unwrap()
     }
 
     const MLP: &str = "[[layers]]\nop = \"linear\"\nout_features = 3\n[[layers]]\nop = \"relu\"\n[[layers]]\nop = \"linear\"\nout_features = 2\n";

@@ -38,8 +38,6 @@ pub(crate) fn releases(net: &Network) -> Vec<Vec<LayerInput>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::ModelSpec;
-    use std::path::Path;
 
     #[test]
     fn each_tensor_is_released_by_its_last_reader_only() {
@@ -62,8 +60,7 @@ name = "both"
 op = "cat"
 inputs = ["sum", "sum"]
 "#;
-        let spec = ModelSpec::parse(text, Path::new("x.toml")).unwrap();
-        let net = Network::resolve(&spec).unwrap();
+        let net = crate::spec::resolve_toml(text).unwrap();
         let r = releases(&net);
         assert_eq!(r[0], []); // a is read again by sum
         assert_eq!(r[1], []);

@@ -335,6 +335,14 @@ fn layer(
     })
 }
 
+/// Tests' shortcut: a network resolved from a spec's text (read as `m.toml`), or the message of
+/// what is wrong with it.
+#[cfg(test)]
+pub(crate) fn resolve_toml(text: &str) -> Result<Network, String> {
+    let spec = ModelSpec::parse(text, Path::new("m.toml")).map_err(|e| e.to_string())?;
+    Network::resolve(&spec).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +387,7 @@ name = "a"
 op = "avg_pool2d"
 kernel_size = 2
 "#;
-        let net = Network::resolve(&ModelSpec::parse(text, Path::new("x.toml")).unwrap()).unwrap();
+        let net = resolve_toml(text).unwrap();
         // H: (9 + 2 - 5) / 2 + 1 = 4; W: (8 + 2 - 3) / 1 + 1 = 8
         assert_eq!(net.layers[0].out_shape, vec![4, 4, 8]);
         assert_eq!(net.layers[1].out_shape, vec![4, 4, 8]);
@@ -397,17 +405,13 @@ name = "r"
 op = "relu"
 kernel_size = 3
 "#;
-        let err = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = resolve_toml(text).unwrap_err();
         assert!(err.contains("m.toml"), "{err}");
         assert!(err.contains("layer 0 (r"), "{err}");
         assert!(err.contains("kernel_size"), "{err}");
 
         let text = text.replace("op = \"relu\"\nkernel_size = 3", "op = \"softmax\"");
-        let err = Network::resolve(&ModelSpec::parse(&text, Path::new("m.toml")).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = resolve_toml(&text).unwrap_err();
         assert!(err.contains("unknown op `softmax`"), "{err}");
 
         let err = ModelSpec::parse(
@@ -429,9 +433,7 @@ input_shape = [1, 4, 4]
 op = "linear"
 out_features = 3
 "#;
-        let err = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = resolve_toml(text).unwrap_err();
         assert!(err.contains("flatten"), "{err}");
     }
 
@@ -441,10 +443,7 @@ out_features = 3
             let text = format!(
                 "format_version = 1\nname = \"x\"\ninput_shape = {input}\n[[layers]]\nname = \"l\"\n{layer}\n"
             );
-            let spec = ModelSpec::parse(&text, Path::new("m.toml")).unwrap();
-            Network::resolve(&spec)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            resolve_toml(&text).map(|_| ())
         };
         // 2^32 cubed wraps to 0 in 64 bits.
         let err = spec("[4294967296, 4294967296, 4294967296]", "op = \"relu\"").unwrap_err();
@@ -529,7 +528,7 @@ out_features = 5
 
     #[test]
     fn format_2_resolves_a_model_graph_in_topological_order() {
-        let net = Network::resolve(&ModelSpec::parse(BLOCK, Path::new("b.toml")).unwrap()).unwrap();
+        let net = resolve_toml(BLOCK).unwrap();
         let names: Vec<&str> = net.layers.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(
             names,
@@ -556,7 +555,7 @@ out_features = 5
             "inputs = [\"relu1\", \"down\"]",
             "inputs = [\"down\", \"relu1\"]",
         );
-        let net = Network::resolve(&ModelSpec::parse(&text, Path::new("b.toml")).unwrap()).unwrap();
+        let net = resolve_toml(&text).unwrap();
         assert_eq!(net.layers[4].inputs[0], LayerInput::Layer(3));
         let text = r#"
 format_version = 2
@@ -577,9 +576,7 @@ op = "relu"
 inputs = ["input"]
 "#;
         // The last table is the output: "b" is read, "out" is not, so "out" is refused.
-        let err = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = resolve_toml(text).unwrap_err();
         assert!(
             err.contains("layer 0 (out") && err.contains("no layer reads"),
             "{err}"
@@ -630,9 +627,7 @@ name = "i"
 op = "gelu"
 inputs = ["b", "c", "d", "g", "h"]
 "#;
-        let err = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = resolve_toml(text).unwrap_err();
         for want in [
             "input `nowhere` is no layer's name",
             "layers a, c read each other in a cycle",
@@ -643,9 +638,7 @@ inputs = ["b", "c", "d", "g", "h"]
             assert!(err.contains(want), "missing {want:?} in:\n{err}");
         }
         let v1 = "format_version = 1\nname = \"x\"\ninput_shape = [3]\n[[layers]]\nop = \"relu\"\ninputs = [\"input\"]\n";
-        let err = Network::resolve(&ModelSpec::parse(v1, Path::new("m.toml")).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = resolve_toml(v1).unwrap_err();
         assert!(err.contains("`inputs` needs format_version = 2"), "{err}");
     }
 }

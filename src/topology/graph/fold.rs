@@ -59,17 +59,15 @@ fn batch_norm_scale(net: &Network, i: usize, weights: &Weights) -> Result<Vec<f3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::ModelSpec;
     use crate::weights::Tensor;
     use std::collections::BTreeMap;
-    use std::path::Path;
 
     #[test]
     fn folding_scales_each_output_row() {
         let text = "format_version = 2\nname = \"m\"\ninput_shape = [3]\n\
             [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 2\nbias = false\n\
             [[layers]]\nname = \"bn\"\nop = \"batch_norm1d\"\neps = 0.5\n";
-        let net = Network::resolve(&ModelSpec::parse(text, Path::new("m.toml")).unwrap()).unwrap();
+        let net = crate::spec::resolve_toml(text).unwrap();
         let tensor = |shape: Vec<usize>, data: Vec<f32>| Tensor { shape, data };
         let mut t = BTreeMap::new();
         t.insert(

@@ -121,7 +121,6 @@ fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ModelSpec, Network};
     use crate::topology::graph::GraphOptions;
     use crate::weights::{Tensor, Weights};
 
@@ -150,7 +149,7 @@ mod tests {
             [[layers]]\nname = \"fi\"\nop = \"flatten\"\ninputs = [\"input\"]\n\
             [[layers]]\nname = \"cat\"\nop = \"cat\"\ninputs = [\"fi\", \"f\"]\n\
             [[layers]]\nname = \"fc\"\nop = \"linear\"\nout_features = 3\nbias = false\n";
-        let net = Network::resolve(&ModelSpec::parse(text, "s.toml".as_ref()).unwrap()).unwrap();
+        let net = crate::spec::resolve_toml(text).unwrap();
         let mut next = 7u32;
         let mut draw = move || {
             next = next.wrapping_mul(1_103_515_245).wrapping_add(12345);
