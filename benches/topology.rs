@@ -59,7 +59,11 @@ fn forward(net: &Network, weights: &Weights, x: Vec<f32>) -> Vec<Vec<f32>> {
             Op::Conv2d(c) => {
                 inputs.push(a.clone());
                 let w = &weights.layer(&layer.name).unwrap().weight.data;
-                let (ci, h, wd) = (layer.in_shape[0], layer.in_shape[1], layer.in_shape[2]);
+                let (ci, h, wd) = (
+                    layer.in_shape()[0],
+                    layer.in_shape()[1],
+                    layer.in_shape()[2],
+                );
                 let (co, oh, ow) = (layer.out_shape[0], layer.out_shape[1], layer.out_shape[2]);
                 let (kh, kw) = (c.kernel[0], c.kernel[1]);
                 let mut out = vec![0.0f32; co * oh * ow];

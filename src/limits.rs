@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::forward::{liveness, FORWARD_CHUNK};
-use crate::spec::{Layer, LayerInput, Network};
+use crate::spec::{LayerInput, Network};
 use crate::topology::{Edge, GraphBounds};
 
 /// Topology workers allowed per available core (`pipeline.workers`): workers are CPU-bound, so
@@ -95,7 +95,9 @@ impl ModelSizes {
                 sizes.largest_layer = Some((layer.name.clone(), weights));
             }
             if layer.op.is_graph_op() {
-                sizes.capture_values = sizes.capture_values.saturating_add(operand_values(layer));
+                sizes.capture_values = sizes
+                    .capture_values
+                    .saturating_add(layer.operands_numel() as u128);
             }
             sizes.gradient_forward_values = sizes
                 .gradient_forward_values
@@ -103,11 +105,6 @@ impl ModelSizes {
         }
         sizes
     }
-}
-
-/// Values of all of a layer's operands (one sample).
-fn operand_values(layer: &Layer) -> u128 {
-    (layer.in_shapes.iter()).fold(0u128, |n, s| n.saturating_add(values(s)))
 }
 
 /// The most values of one row a forward pass without gradients holds at once: it runs the layers
@@ -120,7 +117,7 @@ fn peak_forward_values(net: &Network) -> u128 {
     for (layer, releases) in net.layers.iter().zip(liveness::releases(net)) {
         let out = values(&layer.out_shape);
         let capture_copy = if layer.op.is_graph_op() && layer.inputs.len() > 1 {
-            operand_values(layer)
+            layer.operands_numel() as u128
         } else {
             0
         };

@@ -441,7 +441,7 @@ fn take(
                 layer.name,
                 layer.op.kind(),
                 t.shape,
-                layer.in_shape
+                layer.in_shape()
             ));
             None
         }

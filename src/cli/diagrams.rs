@@ -144,7 +144,7 @@ fn op_inputs<'t>(
                 args.activations.display(),
                 op.name,
                 t.shape,
-                layer.in_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                layer.in_shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
             );
         }
         per_op.push(t);

@@ -17,7 +17,7 @@ use tch::{Device as TchDevice, Kind, Tensor};
 
 use crate::config::Device;
 use crate::model::Model;
-use crate::spec::{self, LayerInput};
+use crate::spec::{Layer, LayerInput};
 
 pub mod attacks;
 pub(crate) mod liveness;
@@ -142,7 +142,7 @@ impl TchModel {
             nodes,
             device,
             input_shape,
-            capture_lens: net.graph_layers().map(capture_len).collect(),
+            capture_lens: net.graph_layers().map(Layer::operands_numel).collect(),
             mean,
             std,
         })
@@ -283,12 +283,6 @@ impl TchModel {
         out.confidence.extend(Vec::<f32>::try_from(&conf)?);
         Ok(())
     }
-}
-
-/// Values per sample a graph op's capture holds: its operand's, or for `add` every operand's
-/// one after the other.
-fn capture_len(layer: &spec::Layer) -> usize {
-    layer.in_shapes.iter().map(|s| spec::numel(s)).sum()
 }
 
 /// Appends the first `rows` samples of a graph op's operands to its capture: per sample, operand

@@ -123,9 +123,20 @@ pub struct Layer {
     pub inputs: Vec<LayerInput>,
     /// Shape of each operand.
     pub in_shapes: Vec<Shape>,
-    /// Shape of the first operand (of every operand, for all ops but `cat`).
-    pub in_shape: Shape,
     pub out_shape: Shape,
+}
+
+impl Layer {
+    /// Shape of the first operand (of every operand, for all ops but `cat`).
+    pub fn in_shape(&self) -> &[usize] {
+        &self.in_shapes[0]
+    }
+
+    /// Values of all its operands together, for one sample: what a graph op's capture holds
+    /// (`add`'s operands one after the other).
+    pub fn operands_numel(&self) -> usize {
+        self.in_shapes.iter().map(|s| numel(s)).sum()
+    }
 }
 
 /// A spec resolved against its input shape: every layer with its op and shapes, in a topological
@@ -329,7 +340,6 @@ fn layer(
         name,
         op,
         inputs,
-        in_shape: in_shapes[0].clone(),
         in_shapes,
         out_shape,
     })

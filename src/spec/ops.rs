@@ -315,15 +315,6 @@ impl Op {
         }
     }
 
-    /// How many inputs the op takes: (fewest, most).
-    pub fn arity(&self) -> (usize, usize) {
-        match self {
-            Op::Add => (2, usize::MAX),
-            Op::Cat { .. } => (1, usize::MAX),
-            _ => (1, 1),
-        }
-    }
-
     /// The op's name in a spec (`op = "..."`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -184,7 +184,7 @@ fn oracle_edges(
         Op::Conv2d(c) => conv_candidates(layer, c, &oracle_weight(net, tensors, li, fold), src, a),
         Op::AdaptiveAvgPool2d { output_size } => adaptive_candidates(layer, *output_size, src, a),
         Op::Add => {
-            let n = numel(&layer.in_shape);
+            let n = numel(layer.in_shape());
             let operands = layer.inputs.iter().map(|&input| units.operand(input));
             (operands.enumerate())
                 .flat_map(|(k, operand)| (0..n).map(move |i| (operand[i], i, a[k * n + i].abs())))
@@ -225,7 +225,7 @@ fn conv_candidates(
     src: &[Option<u32>],
     a: &[f32],
 ) -> Vec<Candidate> {
-    let (ins, outs) = (&layer.in_shape, &layer.out_shape);
+    let (ins, outs) = (layer.in_shape(), &layer.out_shape);
     let (cig, cog) = (c.in_channels / c.groups, c.out_channels / c.groups);
     let mut out = Vec::new();
     for d in 0..numel(outs) {
@@ -264,7 +264,7 @@ fn adaptive_candidates(
     src: &[Option<u32>],
     a: &[f32],
 ) -> Vec<Candidate> {
-    let (ins, outs) = (&layer.in_shape, &layer.out_shape);
+    let (ins, outs) = (layer.in_shape(), &layer.out_shape);
     let window = |i: usize, len: usize, n: usize| {
         let lo = (i as f64 * len as f64 / n as f64).floor() as usize;
         let hi = ((i + 1) as f64 * len as f64 / n as f64).ceil() as usize;
@@ -772,7 +772,7 @@ fn diagrams_command_computes_a_model_graph_from_given_captures() {
     for layer in net.layers.iter().filter(|l| l.op.is_graph_op()) {
         let len: usize = layer.in_shapes.iter().map(|s| numel(s)).sum();
         let mut shape = vec![n, layer.in_shapes.len()];
-        shape.extend(&layer.in_shape);
+        shape.extend(layer.in_shape());
         let data: Vec<f32> = (0..n * len).map(|_| draw()).collect();
         captures.push((layer.name.clone(), shape, data));
     }

@@ -60,7 +60,7 @@ impl GraphBounds {
             let too_many = || PlanError::TooManyEdges(layer.name.clone());
             let geometry = Geometry::of(&layer.op).expect("every graph op has a geometry");
             let edges = geometry
-                .max_edges(chw(&layer.in_shape), chw(&layer.out_shape), units)
+                .max_edges(chw(layer.in_shape()), chw(&layer.out_shape), units)
                 .ok_or_else(too_many)?;
             max_edges = max_edges.checked_add(edges).ok_or_else(too_many)?;
             op_max_edges.push(edges);
@@ -113,7 +113,6 @@ mod tests {
             }),
             inputs: vec![LayerInput::Input],
             in_shapes: vec![vec![in_features]],
-            in_shape: vec![in_features],
             out_shape: vec![out_features],
         };
         let net = Network {

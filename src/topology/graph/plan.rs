@@ -100,7 +100,7 @@ impl GraphPlan {
                 _ => Vec::new(),
             };
             let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
-            let in_chw = chw(&layer.in_shape);
+            let in_chw = chw(layer.in_shape());
             let channel_units = match geometry {
                 Geometry::Linear | Geometry::Add => Vec::new(),
                 _ => operands[0].channel_starts(in_chw[0], in_chw[1] * in_chw[2]),

@@ -222,8 +222,8 @@ fn operand_units(
     runs: &Runs,
     layers: &[VertexLayer],
 ) -> Result<OperandUnits, PlanError> {
-    let len = numel(&layer.in_shape);
-    let planes = planes(&layer.op, &layer.in_shape);
+    let len = numel(layer.in_shape());
+    let planes = planes(&layer.op, layer.in_shape());
     let mut failed = 0;
     for &plane in &planes {
         match OperandUnits::of(runs, len, plane) {
