@@ -67,6 +67,33 @@ enum Command {
     /// (a tool for cross-checking the topology core).
     #[command(after_help = DOCS)]
     Diagrams(cli::diagrams::Args),
+    /// Distances between H0 diagrams: each perturbed variant to the same sample's clean diagram,
+    /// each clean sample to its class's mean diagram (bottleneck, Wasserstein, sliced
+    /// Wasserstein) -> OUTPUT_DIR/analysis/distances.parquet.
+    #[command(after_help = DOCS)]
+    Distances(DistancesArgs),
+}
+
+#[derive(clap::Args)]
+struct DistancesArgs {
+    /// The run's output.dir (needs output.diagrams = true).
+    output_dir: PathBuf,
+    /// Wasserstein order p (exact, L-infinity ground metric).
+    #[arg(long, value_enum, default_value = "1")]
+    p: actopo::analysis::distances::Order,
+    /// Which scope's diagrams to compare.
+    #[arg(long, default_value = "network")]
+    scope: String,
+    /// Only this variant's rows (`clean`: only the distances to the class means).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Number of sliced Wasserstein directions.
+    #[arg(long, default_value_t = actopo::analysis::distances::DEFAULT_DIRECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    directions: u32,
+    /// Worker threads (default: the machine's cores; the results do not depend on it).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -106,6 +133,21 @@ struct FitArg {
     dir: Option<PathBuf>,
 }
 
+fn distances(args: &DistancesArgs) -> anyhow::Result<()> {
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        |t| t as usize,
+    );
+    let options = actopo::analysis::distances::Options {
+        p: args.p,
+        scope: args.scope.clone(),
+        variant: args.variant.clone(),
+        directions: args.directions as usize,
+        threads,
+    };
+    actopo::analysis::distances::run(&args.output_dir, &options).map(|_| ())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -130,6 +172,7 @@ fn main() -> ExitCode {
         }
         Command::Inspect { spec } => cli::inspect::run(spec).map(|_| CommandOutcome::Ok),
         Command::Diagrams(args) => cli::diagrams::run(args).map(|_| CommandOutcome::Ok),
+        Command::Distances(args) => distances(args).map(|_| CommandOutcome::Ok),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

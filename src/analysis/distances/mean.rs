@@ -47,3 +47,14 @@ fn ranked(d: &[Pair]) -> Vec<Pair> {
     });
     v
 }
+
+/// The rank-wise mean of lists of values ranked in decreasing order (essential births): the
+/// k-th value of the mean is the mean of the k-th largest values, for `K = round(mean length)`.
+pub fn rank_mean_values(lists: &[&[f64]]) -> Vec<f64> {
+    let as_pairs: Vec<Vec<Pair>> = lists
+        .iter()
+        .map(|l| l.iter().map(|&b| Pair { birth: b, death: 0.0 }).collect())
+        .collect();
+    let refs: Vec<&[Pair]> = as_pairs.iter().map(|v| &v[..]).collect();
+    rank_mean(&refs).into_iter().map(|p| p.birth).collect()
+}

@@ -15,7 +15,7 @@
 //! `OUTPUT_DIR/analysis/distances.parquet`.
 
 mod bottleneck;
-// mod command;
+mod command;
 mod mean;
 mod sliced;
 mod wasserstein;
@@ -25,14 +25,13 @@ mod tests;
 
 pub use super::diagram_set::Pair;
 pub use bottleneck::bottleneck;
-pub use command_stub::*;
-mod command_stub { #[derive(Clone, Copy, Debug)] pub enum Order { One, Two } impl Order { pub fn value(self) -> f64 { match self { Order::One => 1.0, Order::Two => 2.0 } } } }
+pub use command::{run, DistanceRow, Options, Order, Reference};
 pub use mean::rank_mean;
 pub use sliced::sliced_wasserstein;
 pub use wasserstein::wasserstein;
 
 /// The number of sliced Wasserstein directions when none is given.
-pub const DEFAULT_DIRECTIONS: usize = 50;
+pub const DEFAULT_DIRECTIONS: u32 = 50;
 
 /// L-infinity distance between two points.
 fn linf(a: &Pair, b: &Pair) -> f64 {

@@ -1,15 +1,18 @@
 //! Exact p-Wasserstein distance between two finite diagrams with the L-infinity ground metric
 //! (GUDHI's `wasserstein_distance(a, b, order=p, internal_p=inf)`), by a min-cost perfect matching.
 //!
-//! The matching problem: left vertices are the points of `a` and the diagonal copies of the points
-//! of `b`; right vertices are the points of `b` and the diagonal copies of `a`. Edges: `a_i - b_j`
-//! (cost `d(a_i, b_j)^p`), `a_i - a_i'` and `b_j' - b_j` (a point's distance to the diagonal, to the
-//! p), and `b_j' - a_i'` (cost 0). Only pairs with `d^p < diag(a_i)^p + diag(b_j)^p` get the first
-//! and last edges: any matching that uses another pair costs at least as much as sending both points
-//! to the diagonal, so the optimum is unchanged, and the graph stays sparse for diagrams whose points
-//! lie near the diagonal. The minimum is found by successive shortest paths (Dijkstra with
-//! potentials, stopped at the first free vertex), the sparse form of the Hungarian algorithm; the
-//! result is exact up to floating-point rounding.
+//! The problem: a partial matching between the points of `a` and `b` minimising the sum of
+//! `d(a_i, b_j)^p` over matched pairs plus `diag(x)^p` over unmatched points. Writing it as
+//! `sum_j diag(b_j)^p` plus the cost of assigning every `a_i` either to a `b_j` (at
+//! `d(a_i, b_j)^p - diag(b_j)^p`) or to a private diagonal slot (at `diag(a_i)^p`), with each `b_j`
+//! used at most once, gives a rectangular assignment problem with `|a|` rows: no diagonal copies of
+//! `b` and no zero-cost diagonal-to-diagonal block. Only pairs with
+//! `d^p < diag(a_i)^p + diag(b_j)^p` get an edge: any matching that uses another pair costs at
+//! least as much as sending both points to the diagonal, so the optimum is unchanged, and the graph
+//! stays sparse for diagrams whose points lie near the diagonal. The assignment is solved by
+//! successive shortest paths (Dijkstra with potentials, stopped at the first free column), the
+//! sparse form of the Hungarian algorithm; the result is exact up to floating-point rounding (the
+//! cost is summed from the final matching).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,81 +25,92 @@ pub fn wasserstein(a: &[Pair], b: &[Pair], p: f64) -> f64 {
     graph.min_cost_perfect_matching().powf(1.0 / p)
 }
 
-/// A bipartite graph with `n` vertices a side, in compressed rows, with edge costs.
+/// The assignment graph in compressed rows: row `i` (point `a_i`) has edges to columns `j < |b|`
+/// (points of `b`) and to its diagonal slot, column `|b| + i`.
 struct CostGraph {
-    n: usize,
+    rows: usize,
+    columns: usize,
     offsets: Vec<usize>,
     targets: Vec<u32>,
     costs: Vec<f64>,
+    /// `d^p` of each edge (the cost before subtracting `diag(b_j)^p`; the slot's `diag(a_i)^p`).
+    lengths: Vec<f64>,
+    /// `diag(b_j)^p`.
+    unmatched_b: Vec<f64>,
+}
+
+/// `x^p` for the two orders used, without `powf`'s cost for them.
+fn power(x: f64, p: f64) -> f64 {
+    if p == 1.0 {
+        x
+    } else if p == 2.0 {
+        x * x
+    } else {
+        x.powf(p)
+    }
 }
 
 impl CostGraph {
     fn new(a: &[Pair], b: &[Pair], p: f64) -> Self {
-        let (na, nb) = (a.len(), b.len());
-        let da: Vec<f64> = a.iter().map(|x| to_diagonal(x).powf(p)).collect();
-        let db: Vec<f64> = b.iter().map(|x| to_diagonal(x).powf(p)).collect();
-        // useful[i]: (j, cost) of the pairs worth matching
-        let mut useful: Vec<Vec<(u32, f64)>> = vec![Vec::new(); na];
-        let mut useful_b: Vec<Vec<u32>> = vec![Vec::new(); nb];
-        for (i, x) in a.iter().enumerate() {
-            for (j, y) in b.iter().enumerate() {
-                let c = linf(x, y).powf(p);
-                if c < da[i] + db[j] {
-                    useful[i].push((j as u32, c));
-                    useful_b[j].push(i as u32);
-                }
-            }
-        }
-        let n = na + nb;
+        let da: Vec<f64> = a.iter().map(|x| power(to_diagonal(x), p)).collect();
+        let db: Vec<f64> = b.iter().map(|x| power(to_diagonal(x), p)).collect();
         let mut g = CostGraph {
-            n,
+            rows: a.len(),
+            columns: a.len() + b.len(),
             offsets: vec![0],
             targets: Vec::new(),
             costs: Vec::new(),
+            lengths: Vec::new(),
+            unmatched_b: db.clone(),
         };
-        // right vertex ids: b_j = j, a_i' = nb + i
-        for (i, row) in useful.iter().enumerate() {
-            for &(j, c) in row {
-                g.push(j, c);
+        for (i, x) in a.iter().enumerate() {
+            for (j, y) in b.iter().enumerate() {
+                let c = power(linf(x, y), p);
+                if c < da[i] + db[j] {
+                    g.push(j, c - db[j], c);
+                }
             }
-            g.push((nb + i) as u32, da[i]);
-            g.offsets.push(g.targets.len());
-        }
-        for (j, row) in useful_b.iter().enumerate() {
-            g.push(j as u32, db[j]);
-            for &i in row {
-                g.push((nb + i as usize) as u32, 0.0);
-            }
+            g.push(b.len() + i, da[i], da[i]);
             g.offsets.push(g.targets.len());
         }
         g
     }
 
-    fn push(&mut self, target: u32, cost: f64) {
-        self.targets.push(target);
+    fn push(&mut self, target: usize, cost: f64, length: f64) {
+        self.targets.push(target as u32);
         self.costs.push(cost);
+        self.lengths.push(length);
     }
 
     fn row(&self, u: usize) -> std::ops::Range<usize> {
         self.offsets[u]..self.offsets[u + 1]
     }
 
-    /// The cost of a minimum-cost perfect matching (one exists: every point has its diagonal copy).
+    /// The cost of a minimum-cost assignment of every row (one exists: every row has its slot),
+    /// summed from the matching: matched lengths plus the unmatched points of `b`.
     fn min_cost_perfect_matching(&self) -> f64 {
         let mut m = Matching::new(self);
-        for s in 0..self.n {
+        for s in 0..self.rows {
             if m.mate_left[s] == FREE {
                 m.augment_from(self, s);
             }
         }
-        (0..self.n)
+        let matched: f64 = (0..self.rows)
             .map(|u| {
                 let v = m.mate_left[u];
                 self.row(u)
                     .find(|&e| self.targets[e] == v)
-                    .map_or(0.0, |e| self.costs[e])
+                    .map_or(0.0, |e| self.lengths[e])
             })
-            .sum()
+            .sum();
+        let unmatched: f64 = self
+            .unmatched_b
+            .iter()
+            .zip(&m.mate_right)
+            .filter(|(_, &w)| w == FREE)
+            .map(|(d, _)| d)
+            .sum();
+        matched + unmatched
     }
 }
 
@@ -113,6 +127,8 @@ struct Matching {
     dist: Vec<f64>,
     pred: Vec<u32>,
     done: Vec<bool>,
+    /// The smallest distance to a free column seen in this search: nothing farther is pushed.
+    bound: f64,
 }
 
 /// A heap entry: distance (as ordered bits of a non-negative f64) and right vertex.
@@ -121,15 +137,16 @@ type Entry = Reverse<(u64, u32)>;
 impl Matching {
     /// Row minima as left potentials, and a greedy matching on the tight edges.
     fn new(g: &CostGraph) -> Self {
-        let n = g.n;
+        let (n, k) = (g.rows, g.columns);
         let mut m = Matching {
             mate_left: vec![FREE; n],
-            mate_right: vec![FREE; n],
+            mate_right: vec![FREE; k],
             u: vec![0.0; n],
-            v: vec![0.0; n],
-            dist: vec![f64::INFINITY; n],
-            pred: vec![FREE; n],
-            done: vec![false; n],
+            v: vec![0.0; k],
+            dist: vec![f64::INFINITY; k],
+            pred: vec![FREE; k],
+            done: vec![false; k],
+            bound: f64::INFINITY,
         };
         for s in 0..n {
             let best = g.row(s).min_by(|&e, &f| g.costs[e].total_cmp(&g.costs[f]));
@@ -152,7 +169,10 @@ impl Matching {
                 continue;
             }
             let d = base + (g.costs[e] - self.u[from] - self.v[t]).max(0.0);
-            if d < self.dist[t] {
+            if d < self.dist[t] && d <= self.bound {
+                if self.mate_right[t] == FREE {
+                    self.bound = d;
+                }
                 self.dist[t] = d;
                 self.pred[t] = from as u32;
                 heap.push(Reverse((d.to_bits(), t as u32)));
@@ -165,6 +185,7 @@ impl Matching {
         let mut heap = BinaryHeap::new();
         let mut reached_right: Vec<usize> = Vec::new();
         let mut touched: Vec<usize> = Vec::new();
+        self.bound = f64::INFINITY;
         self.relax(g, s, 0.0, &mut heap);
         let (sink, total) = loop {
             let Some(Reverse((bits, t))) = heap.pop() else {
@@ -220,3 +241,4 @@ impl Matching {
         }
     }
 }
+
