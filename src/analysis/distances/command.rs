@@ -109,8 +109,7 @@ fn class_means(set: &DiagramSet, scope: &str) -> BTreeMap<i64, ClassMean> {
         .into_iter()
         .map(|(class, members)| {
             let pairs: Vec<&[Pair]> = members.iter().map(|s| &s.diagram.pairs[..]).collect();
-            let essential: Vec<&[f64]> =
-                members.iter().map(|s| &s.diagram.essential[..]).collect();
+            let essential: Vec<&[f64]> = members.iter().map(|s| &s.diagram.essential[..]).collect();
             let mean = ClassMean {
                 pairs: mean::rank_mean(&pairs),
                 essential: mean::rank_mean_values(&essential),
@@ -147,9 +146,7 @@ fn jobs<'a>(
                     sample: s,
                     reference: Reference::ClassMean,
                     reference_class: Some(class),
-                    against: means
-                        .get(&class)
-                        .map(|m| (&m.pairs[..], &m.essential[..])),
+                    against: means.get(&class).map(|m| (&m.pairs[..], &m.essential[..])),
                 }
             } else {
                 let clean = set.find(&s.shard, s.index, "clean", &s.scope);
@@ -306,10 +303,7 @@ fn metadata(options: &Options, warnings: &[String]) -> Vec<(String, String)> {
 
 /// `actopo distances`: computes, writes `analysis/distances.parquet` and prints a summary.
 pub fn run(dir: &Path, options: &Options) -> anyhow::Result<Vec<DistanceRow>> {
-    anyhow::ensure!(
-        options.directions >= 1,
-        "--directions must be at least 1"
-    );
+    anyhow::ensure!(options.directions >= 1, "--directions must be at least 1");
     let set = DiagramSet::load(dir)?;
     set.check_scope(&options.scope)?;
     if let Some(v) = &options.variant {
@@ -358,10 +352,17 @@ fn print_summary(set: &DiagramSet, rows: &[DistanceRow], options: &Options) {
     );
     println!(
         "{:<24} {:>7} {:>8} {:>22} {:>22} {:>22}",
-        "variant", "n", "missing", "bottleneck", options.p.column(), "sliced_wasserstein"
+        "variant",
+        "n",
+        "missing",
+        "bottleneck",
+        options.p.column(),
+        "sliced_wasserstein"
     );
     for v in &set.variants {
-        let Some(ds) = by_variant.get(v.as_str()) else { continue };
+        let Some(ds) = by_variant.get(v.as_str()) else {
+            continue;
+        };
         let stat = |f: fn(&Distances) -> f64| {
             let mut x: Vec<f64> = ds.iter().map(|d| f(d)).collect();
             x.sort_by(f64::total_cmp);

@@ -2,7 +2,7 @@
 //!
 //! Each diagram's finite pairs are ranked by persistence (birth - death), largest first (ties by
 //! birth, then death, both decreasing, so the order is total). The mean diagram has
-//! `K = round(mean number of pairs)` points; its k-th point is the coordinate-wise mean of the
+//! `K = round(mean number of pairs)` points (halves rounded up); its k-th point is the coordinate-wise mean of the
 //! k-th ranked pairs of the diagrams that have at least k + 1 pairs. It is a diagram, so distances
 //! to it are true diagram distances, and it is cheap (one sort per diagram), deterministic and
 //! independent of the order of the diagrams up to rounding (sums are taken in the given order). It
@@ -17,7 +17,8 @@ pub fn rank_mean(diagrams: &[&[Pair]]) -> Vec<Pair> {
         return Vec::new();
     }
     let total: usize = diagrams.iter().map(|d| d.len()).sum();
-    let k = (total as f64 / diagrams.len() as f64).round() as usize;
+    // round(total / n), halves up, in integers
+    let k = (2 * total + diagrams.len()) / (2 * diagrams.len());
     let mut sums = vec![(0.0, 0.0, 0usize); k];
     for d in diagrams {
         for (slot, pair) in sums.iter_mut().zip(ranked(d)) {
@@ -53,7 +54,14 @@ fn ranked(d: &[Pair]) -> Vec<Pair> {
 pub fn rank_mean_values(lists: &[&[f64]]) -> Vec<f64> {
     let as_pairs: Vec<Vec<Pair>> = lists
         .iter()
-        .map(|l| l.iter().map(|&b| Pair { birth: b, death: 0.0 }).collect())
+        .map(|l| {
+            l.iter()
+                .map(|&b| Pair {
+                    birth: b,
+                    death: 0.0,
+                })
+                .collect()
+        })
         .collect();
     let refs: Vec<&[Pair]> = as_pairs.iter().map(|v| &v[..]).collect();
     rank_mean(&refs).into_iter().map(|p| p.birth).collect()

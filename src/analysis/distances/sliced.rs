@@ -22,7 +22,8 @@ pub fn sliced_wasserstein(a: &[Pair], b: &[Pair], directions: usize) -> f64 {
     let mut right = Vec::with_capacity(a.len() + b.len());
     let mut total = 0.0;
     for k in 0..directions {
-        let theta = -std::f64::consts::FRAC_PI_2 + k as f64 * std::f64::consts::PI / directions as f64;
+        let theta =
+            -std::f64::consts::FRAC_PI_2 + k as f64 * std::f64::consts::PI / directions as f64;
         let (c, s) = (theta.cos(), theta.sin());
         let project = |(x, y): (f64, f64)| x * c + y * s;
         left.clear();
@@ -33,7 +34,11 @@ pub fn sliced_wasserstein(a: &[Pair], b: &[Pair], directions: usize) -> f64 {
         right.extend(a.iter().map(|p| project(on_diagonal(p))));
         left.sort_unstable_by(f64::total_cmp);
         right.sort_unstable_by(f64::total_cmp);
-        total += left.iter().zip(&right).map(|(x, y)| (x - y).abs()).sum::<f64>();
+        total += left
+            .iter()
+            .zip(&right)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f64>();
     }
     total / directions as f64
 }

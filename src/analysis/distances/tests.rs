@@ -8,11 +8,22 @@ use super::*;
 /// The cost of every partial matching between `a` and `b` (unmatched points go to the diagonal),
 /// each as the list of its edge lengths.
 fn all_matchings(a: &[Pair], b: &[Pair]) -> Vec<Vec<f64>> {
-    fn go(a: &[Pair], b: &[Pair], used: &mut Vec<bool>, edges: &mut Vec<f64>, out: &mut Vec<Vec<f64>>) {
+    fn go(
+        a: &[Pair],
+        b: &[Pair],
+        used: &mut Vec<bool>,
+        edges: &mut Vec<f64>,
+        out: &mut Vec<Vec<f64>>,
+    ) {
         match a.split_first() {
             None => {
                 let mut all = edges.clone();
-                all.extend(b.iter().zip(used.iter()).filter(|(_, u)| !**u).map(|(q, _)| to_diagonal(q)));
+                all.extend(
+                    b.iter()
+                        .zip(used.iter())
+                        .filter(|(_, u)| !**u)
+                        .map(|(q, _)| to_diagonal(q)),
+                );
                 out.push(all);
             }
             Some((p, rest)) => {
@@ -91,8 +102,11 @@ fn pair(birth: f64, death: f64) -> Pair {
 /// Diagrams of up to `max` superlevel pairs; coordinates on a coarse grid half the time (ties).
 fn diagram(max: usize) -> impl Strategy<Value = Vec<Pair>> {
     let coord = prop_oneof![(0u8..6).prop_map(|k| k as f64 * 0.25), 0.0..1.5f64];
-    proptest::collection::vec((coord.clone(), coord), 0..=max)
-        .prop_map(|v| v.into_iter().map(|(x, y)| pair(x.max(y), x.min(y))).collect())
+    proptest::collection::vec((coord.clone(), coord), 0..=max).prop_map(|v| {
+        v.into_iter()
+            .map(|(x, y)| pair(x.max(y), x.min(y)))
+            .collect()
+    })
 }
 
 fn close(x: f64, y: f64, rel: f64) -> bool {

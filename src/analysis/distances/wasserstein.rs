@@ -189,7 +189,9 @@ impl Matching {
         self.relax(g, s, 0.0, &mut heap);
         let (sink, total) = loop {
             let Some(Reverse((bits, t))) = heap.pop() else {
-                unreachable!("every left vertex has its diagonal copy, so a perfect matching exists")
+                unreachable!(
+                    "every left vertex has its diagonal copy, so a perfect matching exists"
+                )
             };
             let (t, d) = (t as usize, f64::from_bits(bits));
             if self.done[t] || d > self.dist[t] {
@@ -241,4 +243,3 @@ impl Matching {
         }
     }
 }
-
