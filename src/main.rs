@@ -81,9 +81,9 @@ struct DistancesArgs {
     /// Wasserstein order p (exact, L-infinity ground metric).
     #[arg(long, value_enum, default_value = "1")]
     p: actopo::analysis::distances::Order,
-    /// Which scope's diagrams to compare.
-    #[arg(long, default_value = "network")]
-    scope: String,
+    /// Which scope's diagrams to compare (repeatable: --scope network --scope 0).
+    #[arg(long = "scope", value_name = "SCOPE", default_value = "network")]
+    scopes: Vec<String>,
     /// Only this variant's rows (`clean`: only the distances to the class means).
     #[arg(long)]
     variant: Option<String>,
@@ -140,7 +140,7 @@ fn distances(args: &DistancesArgs) -> anyhow::Result<()> {
     );
     let options = actopo::analysis::distances::Options {
         p: args.p,
-        scope: args.scope.clone(),
+        scopes: args.scopes.clone(),
         variant: args.variant.clone(),
         directions: args.directions as usize,
         threads,

@@ -2,7 +2,7 @@
 //! sample's clean diagram, and of each clean diagram to its class's mean diagram, written to
 //! `OUTPUT_DIR/analysis/distances.parquet` and summarised per variant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -44,8 +44,9 @@ impl Order {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub p: Order,
-    /// The scope whose diagrams are compared (`network`, or a layer with `graph.scopes` = layers).
-    pub scope: String,
+    /// The scopes whose diagrams are compared (`network`, or layers with `graph.scopes` =
+    /// layers); each diagram is compared within its own scope.
+    pub scopes: Vec<String>,
     /// Only this variant's rows (`clean`: only the class-mean rows); every variant without it.
     pub variant: Option<String>,
     /// Sliced Wasserstein directions (>= 1).
@@ -97,17 +98,20 @@ struct ClassMean {
     support: usize,
 }
 
-/// The rank-wise means of the correctly classified clean diagrams of `scope`, per class.
-fn class_means(set: &DiagramSet, scope: &str) -> BTreeMap<i64, ClassMean> {
-    let mut groups: BTreeMap<i64, Vec<&SampleDiagram>> = BTreeMap::new();
+/// A class's mean diagram in one scope: (scope, class).
+type MeanKey = (String, i64);
+
+/// The rank-wise means of the correctly classified clean diagrams, per scope and class.
+fn class_means(set: &DiagramSet, scopes: &[String]) -> BTreeMap<MeanKey, ClassMean> {
+    let mut groups: BTreeMap<MeanKey, Vec<&SampleDiagram>> = BTreeMap::new();
     for s in &set.samples {
-        if s.scope == scope && s.variant == "clean" && s.label == Some(s.pred) {
-            groups.entry(s.pred).or_default().push(s);
+        if scopes.contains(&s.scope) && s.variant == "clean" && s.label == Some(s.pred) {
+            groups.entry((s.scope.clone(), s.pred)).or_default().push(s);
         }
     }
     groups
         .into_iter()
-        .map(|(class, members)| {
+        .map(|(key, members)| {
             let pairs: Vec<&[Pair]> = members.iter().map(|s| &s.diagram.pairs[..]).collect();
             let essential: Vec<&[f64]> = members.iter().map(|s| &s.diagram.essential[..]).collect();
             let mean = ClassMean {
@@ -115,7 +119,7 @@ fn class_means(set: &DiagramSet, scope: &str) -> BTreeMap<i64, ClassMean> {
                 essential: mean::rank_mean_values(&essential),
                 support: members.len(),
             };
-            (class, mean)
+            (key, mean)
         })
         .collect()
 }
@@ -131,10 +135,11 @@ struct Job<'a> {
 fn jobs<'a>(
     set: &'a DiagramSet,
     options: &Options,
-    means: &'a BTreeMap<i64, ClassMean>,
+    means: &'a BTreeMap<MeanKey, ClassMean>,
 ) -> Vec<Job<'a>> {
     let wanted = |s: &SampleDiagram| {
-        s.scope == options.scope && options.variant.as_ref().is_none_or(|v| *v == s.variant)
+        options.scopes.contains(&s.scope)
+            && options.variant.as_ref().is_none_or(|v| *v == s.variant)
     };
     set.samples
         .iter()
@@ -146,7 +151,9 @@ fn jobs<'a>(
                     sample: s,
                     reference: Reference::ClassMean,
                     reference_class: Some(class),
-                    against: means.get(&class).map(|m| (&m.pairs[..], &m.essential[..])),
+                    against: means
+                        .get(&(s.scope.clone(), class))
+                        .map(|m| (&m.pairs[..], &m.essential[..])),
                 }
             } else {
                 let clean = set.find(&s.shard, s.index, "clean", &s.scope);
@@ -260,16 +267,19 @@ fn table(rows: &[DistanceRow], p: Order) -> anyhow::Result<RecordBatch> {
 }
 
 /// Warnings about class means fitted on few samples, or missing, for the classes scored.
-fn mean_warnings(means: &BTreeMap<i64, ClassMean>, rows: &[DistanceRow]) -> Vec<String> {
-    let scored: std::collections::BTreeSet<i64> =
-        rows.iter().filter_map(|r| r.reference_class).collect();
+fn mean_warnings(means: &BTreeMap<MeanKey, ClassMean>, rows: &[DistanceRow]) -> Vec<String> {
+    let scored: std::collections::BTreeSet<MeanKey> = rows
+        .iter()
+        .filter_map(|r| r.reference_class.map(|c| (r.scope.clone(), c)))
+        .collect();
     scored
         .into_iter()
-        .filter_map(|c| {
-            let n = means.get(&c).map_or(0, |m| m.support);
+        .filter_map(|key| {
+            let n = means.get(&key).map_or(0, |m| m.support);
+            let (scope, c) = key;
             (n < crate::analysis::fit::MIN_FIT_SAMPLES).then(|| {
                 format!(
-                    "class {c}: mean diagram fitted on {n} correctly classified clean sample(s), fewer than {}{}; fix: run more samples (data.limit)",
+                    "scope {scope}, class {c}: mean diagram fitted on {n} correctly classified clean sample(s), fewer than {}{}; fix: run more samples (data.limit)",
                     crate::analysis::fit::MIN_FIT_SAMPLES,
                     if n == 0 { " (its clean rows have null distances)" } else { "" }
                 )
@@ -281,7 +291,7 @@ fn mean_warnings(means: &BTreeMap<i64, ClassMean>, rows: &[DistanceRow]) -> Vec<
 fn metadata(options: &Options, warnings: &[String]) -> Vec<(String, String)> {
     let key = |k: &str| format!("actopo.distances.{k}");
     vec![
-        (key("scope"), options.scope.clone()),
+        (key("scopes"), options.scopes.join(",")),
         (key("p"), format!("{}", options.p.value())),
         (key("ground_metric"), "linf".into()),
         (
@@ -305,11 +315,17 @@ fn metadata(options: &Options, warnings: &[String]) -> Vec<(String, String)> {
 pub fn run(dir: &Path, options: &Options) -> anyhow::Result<Vec<DistanceRow>> {
     anyhow::ensure!(options.directions >= 1, "--directions must be at least 1");
     let set = DiagramSet::load(dir)?;
-    set.check_scope(&options.scope)?;
+    anyhow::ensure!(
+        !options.scopes.is_empty(),
+        "no scope to compare: pass --scope"
+    );
+    for scope in &options.scopes {
+        set.check_scope(scope)?;
+    }
     if let Some(v) = &options.variant {
         set.check_variant(v)?;
     }
-    let means = class_means(&set, &options.scope);
+    let means = class_means(&set, &options.scopes);
     let jobs = jobs(&set, options, &means);
     let start = std::time::Instant::now();
     let rows = rows(&jobs, compute(&jobs, options));
@@ -338,20 +354,12 @@ pub fn run(dir: &Path, options: &Options) -> anyhow::Result<Vec<DistanceRow>> {
 }
 
 fn print_summary(set: &DiagramSet, rows: &[DistanceRow], options: &Options) {
-    let mut by_variant: HashMap<&str, Vec<&Distances>> = HashMap::new();
-    let mut missing: HashMap<&str, usize> = HashMap::new();
-    for r in rows {
-        match &r.distances {
-            Some(d) => by_variant.entry(&r.variant).or_default().push(d),
-            None => *missing.entry(&r.variant).or_default() += 1,
-        }
-    }
     println!(
-        "scope {}: mean (median) distance of each variant's diagram to the same sample's clean diagram; clean: to its class's mean diagram",
-        options.scope
+        "mean (median) distance of each variant's diagram to the same sample's clean diagram; clean: to its class's mean diagram"
     );
     println!(
-        "{:<24} {:>7} {:>8} {:>22} {:>22} {:>22}",
+        "{:<12} {:<20} {:>7} {:>8} {:>22} {:>22} {:>22}",
+        "scope",
         "variant",
         "n",
         "missing",
@@ -359,24 +367,35 @@ fn print_summary(set: &DiagramSet, rows: &[DistanceRow], options: &Options) {
         options.p.column(),
         "sliced_wasserstein"
     );
-    for v in &set.variants {
-        let Some(ds) = by_variant.get(v.as_str()) else {
-            continue;
-        };
-        let stat = |f: fn(&Distances) -> f64| {
-            let mut x: Vec<f64> = ds.iter().map(|d| f(d)).collect();
-            x.sort_by(f64::total_cmp);
-            let mean = x.iter().sum::<f64>() / x.len() as f64;
-            format!("{mean:.5} ({:.5})", x[x.len() / 2])
-        };
-        println!(
-            "{:<24} {:>7} {:>8} {:>22} {:>22} {:>22}",
-            v,
-            ds.len(),
-            missing.get(v.as_str()).unwrap_or(&0),
-            stat(|d| d.bottleneck),
-            stat(|d| d.wasserstein),
-            stat(|d| d.sliced_wasserstein)
-        );
+    for scope in &options.scopes {
+        for v in &set.variants {
+            let of = || rows.iter().filter(|r| &r.scope == scope && &r.variant == v);
+            let ds: Vec<&Distances> = of().filter_map(|r| r.distances.as_ref()).collect();
+            let missing = of().filter(|r| r.distances.is_none()).count();
+            if ds.is_empty() && missing == 0 {
+                continue;
+            }
+            let stat = |f: fn(&Distances) -> f64| {
+                let mut x: Vec<f64> = ds.iter().map(|d| f(d)).collect();
+                x.sort_by(f64::total_cmp);
+                match x.get(x.len() / 2) {
+                    Some(median) => {
+                        let mean = x.iter().sum::<f64>() / x.len() as f64;
+                        format!("{mean:.5} ({median:.5})")
+                    }
+                    None => "-".into(),
+                }
+            };
+            println!(
+                "{:<12} {:<20} {:>7} {:>8} {:>22} {:>22} {:>22}",
+                scope,
+                v,
+                ds.len(),
+                missing,
+                stat(|d| d.bottleneck),
+                stat(|d| d.wasserstein),
+                stat(|d| d.sliced_wasserstein)
+            );
+        }
     }
 }

@@ -186,3 +186,24 @@ fn rank_mean_averages_by_persistence_rank() {
     assert_eq!(mean, vec![pair(13.0 / 3.0, 1.0), pair(1.5, 0.75)]);
     assert!(rank_mean(&[]).is_empty());
 }
+
+/// A class-mean comparison from a real run's last layer on which GUDHI 3.13's
+/// `bottleneck_distance(e=0)` returns 0.150266... (its exact mode's early exit, GUDHI PR #1367);
+/// every matching tried here, hera and GUDHI's default mode give 0.138653...
+#[test]
+fn gudhi_exact_mode_counterexample() {
+    let a = [
+        pair(0.9655569195747375, 0.9077531695365906),
+        pair(0.9492682218551636, 0.8783149123191833),
+        pair(0.546485185623169, 0.39745473861694336),
+        pair(0.4987877309322357, 0.49194589257240295),
+    ];
+    let m = [
+        pair(0.7922301769256592, 0.5149225115776062),
+        pair(0.8502128958702088, 0.7280483245849609),
+        pair(0.6877826675772667, 0.6004974469542503),
+        pair(0.6164785996079445, 0.5715273097157478),
+    ];
+    assert_eq!(bottleneck(&a, &m), oracle_bottleneck(&a, &m));
+    assert_eq!(bottleneck(&a, &m), 0.13865383267402653);
+}
