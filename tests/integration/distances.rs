@@ -127,7 +127,7 @@ fn distances_to_clean_and_to_the_class_mean_are_known() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("warning: class 1: mean diagram fitted on 0"),
+        stdout.contains("scope network, class 1: mean diagram fitted on 0"),
         "{stdout}"
     );
     let one_thread = rows(dir.path());

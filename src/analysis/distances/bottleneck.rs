@@ -4,7 +4,9 @@
 //! The distance is one of the candidate values: a distance between a point of each diagram, or a
 //! point's distance to the diagonal. A threshold `r` is feasible when a matching of cost <= r
 //! exists; the smallest feasible candidate is found by a binary search that splits the candidate
-//! list at its median (`select_nth_unstable`, so the list is never sorted).
+//! list at its median (`select_nth_unstable`, so the list is never sorted). For diagrams with more
+//! than 2^24 point pairs the list is not built: the search bisects the doubles in `[0, upper]`
+//! instead (about 64 tests, exact for the same reason).
 //!
 //! Feasibility without the diagonal copies: points within `r` of the diagonal may always go there,
 //! and diagonal copies pair with each other at cost 0, so `r` is feasible iff some matching between
@@ -16,18 +18,46 @@
 
 use super::{linf, to_diagonal, Pair};
 
+/// Above this many point pairs the candidate list (8 bytes a pair) is not built: the search
+/// bisects the floating-point numbers instead.
+const MAX_CANDIDATES: usize = 1 << 24;
+
 /// The exact bottleneck distance between `a` and `b` (0 when both are empty).
 pub fn bottleneck(a: &[Pair], b: &[Pair]) -> f64 {
+    bottleneck_with(a, b, a.len().saturating_mul(b.len()) <= MAX_CANDIDATES)
+}
+
+/// The search over the candidate values (`candidates`), or by bisecting the doubles.
+pub(super) fn bottleneck_with(a: &[Pair], b: &[Pair], candidates: bool) -> f64 {
     let upper = a.iter().chain(b).map(to_diagonal).fold(0.0, f64::max);
-    let mut candidates: Vec<f64> = a.iter().chain(b).map(to_diagonal).collect();
-    for p in a {
-        candidates.extend(b.iter().map(|q| linf(p, q)).filter(|&d| d < upper));
-    }
-    candidates.push(0.0);
     let by_birth_a = SortedByBirth::new(a);
     let by_birth_b = SortedByBirth::new(b);
     let feasible = |r: f64| covers_far(a, &by_birth_b, r) && covers_far(b, &by_birth_a, r);
-    smallest_feasible(&mut candidates, feasible)
+    if !candidates {
+        return smallest_feasible_double(upper, feasible);
+    }
+    let mut values: Vec<f64> = a.iter().chain(b).map(to_diagonal).collect();
+    for p in a {
+        values.extend(b.iter().map(|q| linf(p, q)).filter(|&d| d < upper));
+    }
+    values.push(0.0);
+    smallest_feasible(&mut values, feasible)
+}
+
+/// The smallest double in [0, upper] for which `feasible` (monotone, true at `upper`) holds: a
+/// bisection of the bit patterns, which order non-negative doubles. Feasibility changes only at
+/// a candidate value, computed by the same formulas, so the result is that candidate exactly.
+fn smallest_feasible_double(upper: f64, feasible: impl Fn(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = (0u64, upper.to_bits()); // the answer is in [lo, hi]
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if feasible(f64::from_bits(mid)) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    f64::from_bits(lo)
 }
 
 /// The smallest value of `values` for which `feasible` (monotone: false then true) holds; the

@@ -120,6 +120,11 @@ proptest! {
     }
 
     #[test]
+    fn bisecting_the_doubles_finds_the_same_value(a in diagram(30), b in diagram(30)) {
+        prop_assert_eq!(bottleneck::bottleneck_with(&a, &b, false), bottleneck(&a, &b));
+    }
+
+    #[test]
     fn wasserstein_is_the_best_matching(a in diagram(4), b in diagram(4)) {
         for p in [1.0, 2.0] {
             let (got, want) = (wasserstein(&a, &b, p), oracle_wasserstein(&a, &b, p));
