@@ -10,21 +10,20 @@
 //! - `scalars`: persistence entropy and total persistence p-norms (p = 1, 2, inf).
 
 pub mod betti;
+mod command;
 pub mod grid;
 pub mod image;
 pub mod landscape;
+mod metadata;
 pub mod scalars;
 pub mod silhouette;
+mod table;
 
 pub use betti::betti_curve;
+pub use command::{run, FeaturesArgs};
 pub use grid::{Grid, GridSizes, ImageGrid, ScopeGrids};
 
-/// One finite H0 point; superlevel: birth >= death.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pair {
-    pub birth: f64,
-    pub death: f64,
-}
+pub use crate::analysis::diagram_set::Pair;
 
 /// The tent of the interval [death, birth] at t: max(0, half-length - |t - midpoint|), computed as
 /// GUDHI's `Landscape` and `Silhouette` do (so the values agree to the last bit).
