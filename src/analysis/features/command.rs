@@ -116,6 +116,7 @@ fn scope_grids(
 ) -> anyhow::Result<BTreeMap<String, ScopeGrids>> {
     if let Some(other) = &args.grid_from {
         let mut theirs = read_grids(other)?;
+        let names = theirs.keys().cloned().collect::<Vec<_>>().join(", ");
         return scopes
             .iter()
             .map(|s| {
@@ -123,7 +124,7 @@ fn scope_grids(
                     format!(
                         "--grid-from {}: its features have no grid for scope `{s}` (it has: {})\n  fix: run `actopo features {}` with that scope there (its graph.scopes must produce it), or pass --scope to pick a shared one",
                         other.display(),
-                        theirs.keys().cloned().collect::<Vec<_>>().join(", "),
+                        names,
                         other.display()
                     )
                 })?;

@@ -88,31 +88,24 @@ pub(super) fn read_grids(dir: &Path) -> anyhow::Result<BTreeMap<String, ScopeGri
 mod tests {
     use super::*;
     use crate::analysis::features::grid::{Grid, ImageGrid};
+    use proptest::prelude::*;
 
-    #[test]
-    fn json_round_trips_exactly() {
-        let g = Grid {
-            min: 0.1 + 0.2,
-            max: 1.0 / 3.0,
-            n_bins: 7,
-        };
-        let meta = FeaturesMetadata {
-            landscape_levels: 5,
-            weight_power: 1.0,
-            scopes: BTreeMap::from([(
-                "network".to_string(),
-                ScopeGrids {
-                    curve: g,
-                    image: ImageGrid {
-                        start: g,
-                        persistence: g,
-                        sigma: 0.7,
-                    },
-                },
-            )]),
-        };
-        let back: FeaturesMetadata =
-            serde_json::from_str(&meta.to_json().expect("json")).expect("parse");
-        assert_eq!(back, meta);
+    proptest! {
+        /// The grids are rebuilt bit for bit by another run (--grid-from) and by Python readers.
+        #[test]
+        fn json_round_trips_exactly(min in -1e3f64..1e3, width in 0.0f64..1e3, sigma in 1e-9f64..10.0) {
+            let g = Grid { min, max: min + width, n_bins: 7 };
+            let meta = FeaturesMetadata {
+                landscape_levels: 5,
+                weight_power: 1.0,
+                scopes: BTreeMap::from([(
+                    "network".to_string(),
+                    ScopeGrids { curve: g, image: ImageGrid { start: g, persistence: g, sigma } },
+                )]),
+            };
+            let back: FeaturesMetadata =
+                serde_json::from_str(&meta.to_json().expect("json")).expect("parse");
+            prop_assert_eq!(back, meta);
+        }
     }
 }
