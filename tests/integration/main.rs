@@ -5,6 +5,7 @@ mod analyze_fit;
 mod attacks;
 mod bad_inputs;
 mod cli;
+mod diagram_set;
 mod features;
 mod graph_props;
 mod model_graphs;
