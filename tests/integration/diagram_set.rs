@@ -88,10 +88,7 @@ fn unknown_scopes_and_variants_name_the_config_key() {
         "{e}"
     );
     let e = set.check_variant("pgd").unwrap_err().to_string();
-    assert!(
-        e.contains("fgsm-0.1") && e.contains("[[attacks]]"),
-        "{e}"
-    );
+    assert!(e.contains("fgsm-0.1") && e.contains("[[attacks]]"), "{e}");
     assert!(set.check_variant("clean").is_ok() && set.check_scope("network").is_ok());
 }
 
