@@ -29,8 +29,8 @@ echo "== exporter: torchvision resnet18, vgg11_bn, mobilenet_v2, densenet121 and
 target/release/actopo validate models/fmnist-resnet.toml
 echo "== attacks: FGSM and PGD vs the same attacks in PyTorch"
 "$PYTHON" scripts/crosscheck_attacks.py --bin target/release/actopo --samples 64
-echo "== actopo distances (bottleneck, Wasserstein p = 1, 2, sliced) vs GUDHI and POT on a real run with FGSM"
-"$PYTHON" tests/python/distances_crosscheck.py --bin target/release/actopo --limit 30
+"$PYTHON" tests/python/features_crosscheck.py --bin target/release/actopo --limit 50  # actopo features vs GUDHI representations
+"$PYTHON" tests/python/distances_crosscheck.py --bin target/release/actopo --limit 30  # actopo distances vs GUDHI, hera and POT
 echo "== subgraph analysis: actopo analyze vs the Polars reimplementation"
 tmp_out="$(mktemp -d)"
 tmp_fit="$(mktemp -d)"

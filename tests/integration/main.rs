@@ -7,6 +7,7 @@ mod bad_inputs;
 mod cli;
 mod diagram_set;
 mod distances;
+mod features;
 mod graph_props;
 mod model_graphs;
 mod persistence_props;
