@@ -286,7 +286,7 @@ fn wrong_thresholds_are_listed_by_key_with_a_fix() {
         ),
         (
             "graph.threshold={}",
-            "`graph.threshold` sets neither percentile nor weight; fix:",
+            "`graph.threshold` sets none of percentile, weight and reference_percentile; fix:",
         ),
         (
             "graph.threshold={percentil=90}",
