@@ -69,6 +69,7 @@ fn oracle_cut(edges: &[Edge], threshold: EdgeThreshold) -> f64 {
         }
         EdgeThreshold::Weight(w) => w,
         EdgeThreshold::None => 0.0,
+        EdgeThreshold::ReferencePercentile(_) => unreachable!("checked in reference_threshold.rs"),
     }
 }
 

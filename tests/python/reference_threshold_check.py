@@ -14,7 +14,8 @@ defects left out (we count the edges of the correct graph that pass its cuts):
   - with input_layer = False (our graph.include_input = false) conv1's own edges are not added.
 The kept edges of each op must equal the `n_edges` of actopo's `layers` scope of that op (`actopo
 diagrams --threshold-reference-percentile P --no-input` on the same activations), exactly; the
-network scope's vertices must equal the ends of the kept edges. Also printed: how many vertices the
+network scope's vertices must equal the ends of the kept edges, and `actopo run` with the config key
+on the same images must keep as many edges per image. Also printed: how many vertices the
 reference's vertex rule (a vertex is added when its heaviest edge on either side, kept or not, is
 above the smaller cut of its two layers) adds beyond those, which actopo leaves out (docs/graph.md).
 
@@ -127,6 +128,20 @@ def actopo_diagrams(bin_path, acts, out, p):
     return json.loads(out.read_text())
 
 
+def actopo_run(bin_path, out, n, p):
+    """Kept edges per image of the `network` scope of `actopo run` on the same images (the config
+    key, the run's own forward pass)."""
+    cmd = [bin_path, "run", str(ROOT / "config/fashion-mnist.toml"), "--set", f"data.limit={n}",
+           "--set", "graph.include_input=false", "--set", f"graph.threshold={{reference_percentile={p!r}}}",
+           "--set", f"output.dir={json.dumps(str(out))}"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    import polars as pl
+    table = pl.concat([pl.read_parquet(f) for f in sorted((out / "summary").glob("*.parquet"))])
+    return table.filter(pl.col("scope") == "network").sort("index")["n_edges"].to_list()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.environ.get("ACTOPO_BIN", "target/release/actopo"))
@@ -144,6 +159,7 @@ def main():
         acts = Path(tmp) / "acts.safetensors"
         save_file({k: v.contiguous() for k, v in captured.items()}, str(acts))
         ours = actopo_diagrams(args.bin, acts, Path(tmp) / "out.json", PERCENTILE)
+        run_edges = actopo_run(args.bin, Path(tmp) / "run", args.samples, PERCENTILE)
     print(f"reference_percentile = {PERCENTILE:g}, graph.include_input = false: kept edges per op "
           "(conv1, conv2, linear1, linear2) and in all, Python re-implementation vs actopo")
     for i in range(args.samples):
@@ -151,14 +167,14 @@ def main():
         want, n_vertices, extra, missing = reference_image(acts_i, weights, PERCENTILE)
         scopes = {s["scope"]: s["summary"] for s in ours["samples"][i]["scopes"]}
         got = [scopes[k]["n_edges"] for k in ("0", "2", "5", "7")]
-        ok = (got == want and scopes["network"]["n_edges"] == sum(want)
+        ok = (got == want and scopes["network"]["n_edges"] == sum(want) == run_edges[i]
               and scopes["network"]["n_vertices"] == n_vertices and missing == 0)
         failures += not ok
         print(f"image {i:2d}: python {want} = {sum(want):6d}  actopo {got} = {scopes['network']['n_edges']:6d}  "
               f"vertices {scopes['network']['n_vertices']:5d} (python {n_vertices:5d}; the reference's "
-              f"vertex rule adds {extra:4d} without a kept edge)  {'ok' if ok else 'FAIL'}")
+              f"vertex rule adds {extra:4d} without a kept edge)  run {run_edges[i]:6d}  {'ok' if ok else 'FAIL'}")
     print(f"reference threshold check (CCFF, {args.samples} Fashion-MNIST test images, P = {PERCENTILE:g}): "
-          f"edge counts per op compared exactly; {failures} images failed")
+          f"edge counts per op (actopo diagrams) and per image (actopo run) compared exactly; {failures} images failed")
     sys.exit(1 if failures else 0)
 
 
