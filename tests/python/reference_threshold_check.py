@@ -14,7 +14,7 @@ defects left out (we count the edges of the correct graph that pass its cuts):
   - with input_layer = False (our graph.include_input = false) conv1's own edges are not added.
 The kept edges of each op must equal the `n_edges` of actopo's `layers` scope of that op (`actopo
 diagrams --threshold-reference-percentile P --no-input` on the same activations), exactly; the
-network scope's vertices must equal the ends of the kept edges, and `actopo run` with the config key
+network scope's vertices must equal the ends of the kept edges, its H0 diagram GUDHI's on them, and `actopo run` with the config key
 on the same images must keep as many edges per image. Also printed: how many vertices the
 reference's vertex rule (a vertex is added when its heaviest edge on either side, kept or not, is
 above the smaller cut of its two layers) adds beyond those, which actopo leaves out (docs/graph.md).
@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from gudhi_crosscheck import fashion
+import tolerance as tol
+from gudhi_crosscheck import fashion, gudhi_diagram, net_ccff, op_edges, unit_offsets
 
 PERCENTILE = 90.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +118,28 @@ def reference_image(acts, weights, p):
             e4.max(axis=1) > cuts[3]]
     missing = sum(int((e & ~r).sum()) for e, r in zip(ends, rule))
     extra = sum(int((r & ~e).sum()) for e, r in zip(ends, rule))
-    return counts, sum(int(e.sum()) for e in ends), extra, missing
+    return counts, sum(int(e.sum()) for e in ends), extra, missing, cuts
+
+
+def gudhi_problems(model, acts, cuts, want, scope):
+    """The network scope against GUDHI on the edges of our graph (f32 weights, unit ids as actopo
+    numbers them without the input) strictly above the reference cuts; also that as many edges
+    pass in f32 as the reference's products pass (`want`)."""
+    offsets = unit_offsets(net_ccff()[2], [1, 28, 28], include_input=False)
+    parts = [op_edges(model[int(k)], torch.from_numpy(acts[k]), s, d, "all")
+             for k, (s, d) in zip(("2", "5", "7"), offsets[1:])]
+    kept = [tuple(x[w > cut] for x in (src, dst, w)) for (src, dst, w), cut in zip(parts, cuts[1:])]
+    problems = []
+    if [len(k[2]) for k in kept] != want[1:]:
+        problems.append(f"f32 edges above the cuts {[len(k[2]) for k in kept]} vs {want[1:]}")
+    src, dst, wt = (np.concatenate(x) for x in zip(*kept))
+    finite, essential, _, _ = gudhi_diagram(src, dst, wt, keep_zero=False)
+    s = scope["summary"]
+    if (s["h0_pairs"], s["h0_essential"]) != (len(finite), len(essential)):
+        problems.append(f"(h0_pairs, h0_essential) {s['h0_pairs'], s['h0_essential']} vs GUDHI {len(finite), len(essential)}")
+    ours = [(b, d) for b, d, _, _ in scope["h0"]] + [(b, None) for b in scope["h0_essential"]]
+    problems += tol.diagram_problems(ours, finite + [(b, None) for b in essential])
+    return problems, len(finite) + len(essential)
 
 
 def actopo_diagrams(bin_path, acts, out, p):
@@ -154,7 +176,8 @@ def main():
     model = ccff()
     weights = [model[i].weight.detach().numpy() for i in (0, 2, 5, 7)]
     captured, _ = capture(model, test[0])
-    failures = 0
+    tol.self_test()
+    failures, points = 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         acts = Path(tmp) / "acts.safetensors"
         save_file({k: v.contiguous() for k, v in captured.items()}, str(acts))
@@ -164,17 +187,21 @@ def main():
           "(conv1, conv2, linear1, linear2) and in all, Python re-implementation vs actopo")
     for i in range(args.samples):
         acts_i = {k: v[i].numpy() for k, v in captured.items()}
-        want, n_vertices, extra, missing = reference_image(acts_i, weights, PERCENTILE)
-        scopes = {s["scope"]: s["summary"] for s in ours["samples"][i]["scopes"]}
+        want, n_vertices, extra, missing, cuts = reference_image(acts_i, weights, PERCENTILE)
+        by_scope = {s["scope"]: s for s in ours["samples"][i]["scopes"]}
+        scopes = {k: v["summary"] for k, v in by_scope.items()}
         got = [scopes[k]["n_edges"] for k in ("0", "2", "5", "7")]
+        problems, n_points = gudhi_problems(model, acts_i, cuts, want, by_scope["network"])
+        points += n_points
         ok = (got == want and scopes["network"]["n_edges"] == sum(want) == run_edges[i]
-              and scopes["network"]["n_vertices"] == n_vertices and missing == 0)
+              and scopes["network"]["n_vertices"] == n_vertices and missing == 0 and not problems)
         failures += not ok
         print(f"image {i:2d}: python {want} = {sum(want):6d}  actopo {got} = {scopes['network']['n_edges']:6d}  "
               f"vertices {scopes['network']['n_vertices']:5d} (python {n_vertices:5d}; the reference's "
-              f"vertex rule adds {extra:4d} without a kept edge)  run {run_edges[i]:6d}  {'ok' if ok else 'FAIL'}")
+              f"vertex rule adds {extra:4d} without a kept edge)  run {run_edges[i]:6d}  {'ok' if ok else 'FAIL ' + '; '.join(problems)}")
     print(f"reference threshold check (CCFF, {args.samples} Fashion-MNIST test images, P = {PERCENTILE:g}): "
-          f"edge counts per op (actopo diagrams) and per image (actopo run) compared exactly; {failures} images failed")
+          f"edge counts per op (actopo diagrams) and per image (actopo run) compared exactly; network H0 diagrams "
+          f"({points} points) against GUDHI on the same cut ({tol.STATED}); {failures} images failed")
     sys.exit(1 if failures else 0)
 
 
