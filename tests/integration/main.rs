@@ -12,6 +12,7 @@ mod graph_props;
 mod model_graphs;
 mod persistence_props;
 mod reference;
+mod reference_threshold;
 mod safety;
 mod settings_problems;
 mod sizes;
