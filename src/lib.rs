@@ -25,6 +25,8 @@ pub mod model;
 pub mod output;
 pub mod perturb;
 pub mod pipeline;
+pub mod plot;
+pub mod report;
 pub mod spec;
 mod tagged;
 pub mod topology;

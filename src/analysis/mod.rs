@@ -9,6 +9,7 @@
 //! hand-made inputs. Both fit class references (representatives, class means) on the clean samples
 //! of the run they score, or with `--fit FIT_DIR` on another comparable run (`fit`).
 
+pub mod diagram_set;
 pub mod fit;
 pub mod subgraphs;
 pub mod uncertainty;
