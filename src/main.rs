@@ -145,7 +145,11 @@ impl FigureArgs {
             scope: self.scope.clone(),
             shard: self.shard.clone(),
             index: self.index,
-            class_names: self.class_names.iter().map(|s| s.trim().to_string()).collect(),
+            class_names: self
+                .class_names
+                .iter()
+                .map(|s| s.trim().to_string())
+                .collect(),
             bars: self.bars,
             ..Default::default()
         }

@@ -172,7 +172,10 @@ fn diagram_panel<DB: DrawingBackend>(
     for (i, v) in f.variants.iter().enumerate() {
         let c = color(i);
         let size = if i == 0 { 4 } else { 3 };
-        let points = v.pairs.iter().map(move |&p| Circle::new(p, size, c.mix(0.7).filled()));
+        let points = v
+            .pairs
+            .iter()
+            .map(move |&p| Circle::new(p, size, c.mix(0.7).filled()));
         ok(chart.draw_series(points))?
             .label(format!("{} ({} pairs)", v.variant, v.pairs.len()))
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
@@ -206,7 +209,8 @@ fn barcode_panel<DB: DrawingBackend>(
     let mut rows: Vec<(usize, f64, f64, bool)> = Vec::new();
     for (i, v) in f.variants.iter().enumerate() {
         let mut bars: Vec<(f64, f64, bool)> = v.essential.iter().map(|&b| (b, lo, true)).collect();
-        let mut finite: Vec<(f64, f64, bool)> = v.pairs.iter().map(|&(b, d)| (b, d, false)).collect();
+        let mut finite: Vec<(f64, f64, bool)> =
+            v.pairs.iter().map(|&(b, d)| (b, d, false)).collect();
         finite.sort_by(|a, b| (b.0 - b.1).total_cmp(&(a.0 - a.1)));
         bars.extend(finite);
         rows.extend(bars.into_iter().take(f.bars).map(|(b, d, e)| (i, b, d, e)));
@@ -231,7 +235,11 @@ fn barcode_panel<DB: DrawingBackend>(
         .draw())?;
     let bars = rows.iter().enumerate().map(|(row, &(i, b, d, essential))| {
         let y = n - row as f64 - 0.5;
-        let style = if essential { color(i).stroke_width(3) } else { color(i).stroke_width(2) };
+        let style = if essential {
+            color(i).stroke_width(3)
+        } else {
+            color(i).stroke_width(2)
+        };
         PathElement::new(vec![(d, y), (b, y)], style)
     });
     ok(chart.draw_series(bars))?;
@@ -243,7 +251,10 @@ fn draw_betti<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
 ) -> anyhow::Result<()> {
     let x = &f.thresholds;
-    let (x0, x1) = (x.first().copied().unwrap_or(0.0), x.last().copied().unwrap_or(1.0));
+    let (x0, x1) = (
+        x.first().copied().unwrap_or(0.0),
+        x.last().copied().unwrap_or(1.0),
+    );
     let top = f
         .bands
         .iter()
@@ -350,13 +361,24 @@ fn draw_boxes<DB: DrawingBackend>(
             let (l, r, m) = (x + w * 0.15, x + w * 0.85, x + w * 0.5);
             rects.push(Rectangle::new([(l, b.q1), (r, b.q3)], c.mix(0.35).filled()));
             rects.push(Rectangle::new([(l, b.q1), (r, b.q3)], c.stroke_width(1)));
-            shapes.push(PathElement::new(vec![(l, b.median), (r, b.median)], c.stroke_width(2)));
-            shapes.push(PathElement::new(vec![(m, b.p10), (m, b.q1)], c.stroke_width(1)));
-            shapes.push(PathElement::new(vec![(m, b.q3), (m, b.p90)], c.stroke_width(1)));
+            shapes.push(PathElement::new(
+                vec![(l, b.median), (r, b.median)],
+                c.stroke_width(2),
+            ));
+            shapes.push(PathElement::new(
+                vec![(m, b.p10), (m, b.q1)],
+                c.stroke_width(1),
+            ));
+            shapes.push(PathElement::new(
+                vec![(m, b.q3), (m, b.p90)],
+                c.stroke_width(1),
+            ));
         }
         ok(chart.draw_series(rects))?
             .label(name.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.mix(0.5).filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.mix(0.5).filled())
+            });
         ok(chart.draw_series(shapes))?;
     }
     legend_outside(&mut chart)
@@ -366,7 +388,10 @@ fn draw_bars<DB: DrawingBackend>(
     f: &BarFigure,
     root: &DrawingArea<DB, Shift>,
 ) -> anyhow::Result<()> {
-    let values = f.series.iter().flat_map(|(_, v)| v.iter().flatten().copied());
+    let values = f
+        .series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten().copied());
     let top = values.clone().fold(0.0f64, f64::max);
     let bottom = values.fold(0.0f64, f64::min);
     let pad = ((top - bottom) * 0.05).max(1e-9);

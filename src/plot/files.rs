@@ -70,9 +70,8 @@ pub fn ensure_folder(dir: &Path) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    std::fs::create_dir_all(dir).with_context(|| {
-        format!("cannot create {}; check its permissions", dir.display())
-    })
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}; check its permissions", dir.display()))
 }
 
 /// Writes `dir/name` atomically and durably, replacing only a file actopo wrote.
@@ -108,7 +107,10 @@ mod tests {
         std::fs::write(dir.path().join("b.svg"), "<svg>mine</svg>").unwrap();
         let err = write_file(dir.path(), "b.svg", svg.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("not written by actopo"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("b.svg")).unwrap(), "<svg>mine</svg>");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("b.svg")).unwrap(),
+            "<svg>mine</svg>"
+        );
         std::fs::write(dir.path().join("c.png"), b"\x89PNG not ours").unwrap();
         assert!(write_file(dir.path(), "c.png", b"x").is_err());
         std::os::unix::fs::symlink(dir.path().join("a.svg"), dir.path().join("d.svg")).unwrap();

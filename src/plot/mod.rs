@@ -147,14 +147,22 @@ pub fn diagram_figure(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<Named
     })
 }
 
-fn no_sample(samples: &[&SampleDiagram], shard: &str, index: u32, set: &DiagramSet) -> anyhow::Error {
+fn no_sample(
+    samples: &[&SampleDiagram],
+    shard: &str,
+    index: u32,
+    set: &DiagramSet,
+) -> anyhow::Error {
     let mut shards: Vec<&str> = samples.iter().map(|s| s.shard.as_str()).collect();
     shards.dedup();
     let in_shard = samples.iter().filter(|s| s.shard == shard);
     let max = in_shard.map(|s| s.index).max();
     let known = match max {
         Some(m) => format!("shard {shard} has indices 0..={m} (failed samples have none)"),
-        None => format!("the run has no shard {shard}; its shards are: {}", shards.join(", ")),
+        None => format!(
+            "the run has no shard {shard}; its shards are: {}",
+            shards.join(", ")
+        ),
     };
     anyhow::anyhow!(
         "{}: no diagram for --shard {shard} --index {index}: {known}\n  fix: pick an index and shard the run processed (data.shards, data.limit set which)",
@@ -176,8 +184,11 @@ pub fn betti_figures(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<Vec<Na
     let thresholds = grid.points();
     let mut out = Vec::new();
     for variant in &set.variants {
-        let of_variant: Vec<&SampleDiagram> =
-            samples.iter().copied().filter(|s| s.variant == *variant).collect();
+        let of_variant: Vec<&SampleDiagram> = samples
+            .iter()
+            .copied()
+            .filter(|s| s.variant == *variant)
+            .collect();
         if of_variant.is_empty() {
             continue;
         }
@@ -222,6 +233,7 @@ pub fn total_persistence_figure(set: &DiagramSet, o: &PlotOptions) -> anyhow::Re
 /// Every figure of the run: diagram figure, Betti curves, total persistence, and the subgraph
 /// analysis tables when `analysis/` has them.
 pub fn figures(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<Vec<NamedFigure>> {
+    check_shard(set, o)?;
     let mut out = vec![diagram_figure(set, o)?];
     out.extend(betti_figures(set, o)?);
     out.push(total_persistence_figure(set, o)?);
@@ -232,16 +244,6 @@ pub fn figures(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<Vec<NamedFig
 /// `actopo plot`: writes every figure under `dir/plots/`; returns the files written.
 pub fn run(dir: &Path, o: &PlotOptions, format: Format) -> anyhow::Result<Vec<PathBuf>> {
     let set = DiagramSet::load(dir)?;
-    if let Some(shard) = &o.shard {
-        if !set.samples.iter().any(|s| s.shard == *shard) {
-            let shards: Vec<&str> = variants_of(set.samples.iter().map(|s| s.shard.as_str()));
-            bail!(
-                "{} has no shard `{shard}`; its shards are: {}\n  fix: pass one of those to --shard (data.shards lists the run's inputs)",
-                dir.display(),
-                shards.join(", ")
-            );
-        }
-    }
     let figures = figures(&set, o)?;
     let out = dir.join("plots");
     files::ensure_folder(&out)?;
@@ -261,6 +263,18 @@ pub fn run(dir: &Path, o: &PlotOptions, format: Format) -> anyhow::Result<Vec<Pa
     Ok(written)
 }
 
-fn variants_of<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    crate::analysis::variants_in_order(values)
+/// Fails, listing the run's shards, when `--shard` names none of them.
+fn check_shard(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<()> {
+    let Some(shard) = &o.shard else {
+        return Ok(());
+    };
+    if set.samples.iter().any(|s| s.shard == *shard) {
+        return Ok(());
+    }
+    let shards = crate::analysis::variants_in_order(set.samples.iter().map(|s| s.shard.as_str()));
+    bail!(
+        "{} has no shard `{shard}`; its shards are: {}\n  fix: pass one of those to --shard (data.shards lists the run's inputs)",
+        set.dir.display(),
+        shards.join(", ")
+    )
 }

@@ -38,7 +38,10 @@ fn register_font() {
             FontStyle::Normal,
             dejavu::sans::regular(),
         );
-        assert!(regular.is_ok(), "the embedded DejaVu Sans font does not parse");
+        assert!(
+            regular.is_ok(),
+            "the embedded DejaVu Sans font does not parse"
+        );
     });
 }
 

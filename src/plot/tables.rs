@@ -38,7 +38,9 @@ fn f64s(b: &RecordBatch, name: &str, path: &Path) -> anyhow::Result<Vec<Option<f
     let c = column(b, name, path)?
         .as_primitive_opt::<Float64Type>()
         .with_context(|| format!("{}: column `{name}` is not float64", path.display()))?;
-    Ok((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))).collect())
+    Ok((0..c.len())
+        .map(|i| c.is_valid(i).then(|| c.value(i)))
+        .collect())
 }
 
 fn typed<'a, T>(
@@ -56,17 +58,35 @@ fn typed<'a, T>(
 fn variant_figures(path: &Path) -> anyhow::Result<Vec<NamedFigure>> {
     let mut categories = Vec::new();
     let names = [
-        ("recovery_rate", "recovery (subgraph predicts the true class)"),
-        ("retention_rate", "retention (subgraph predicts the new class)"),
+        (
+            "recovery_rate",
+            "recovery (subgraph predicts the true class)",
+        ),
+        (
+            "retention_rate",
+            "retention (subgraph predicts the new class)",
+        ),
         ("mean_overlap_true", "overlap with true class"),
         ("mean_overlap_pred", "overlap with predicted class"),
-        ("mean_diff_overlap_true", "gained edges: overlap with true class"),
-        ("mean_diff_overlap_pred", "gained edges: overlap with predicted class"),
+        (
+            "mean_diff_overlap_true",
+            "gained edges: overlap with true class",
+        ),
+        (
+            "mean_diff_overlap_pred",
+            "gained edges: overlap with predicted class",
+        ),
     ];
     let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); names.len()];
     for b in read_file(path)? {
         let variant = typed(&b, "variant", path, |c| c.as_string_opt::<i32>(), "utf8")?;
-        let n = typed(&b, "n", path, |c| c.as_primitive_opt::<UInt64Type>(), "uint64")?;
+        let n = typed(
+            &b,
+            "n",
+            path,
+            |c| c.as_primitive_opt::<UInt64Type>(),
+            "uint64",
+        )?;
         for i in 0..b.num_rows() {
             categories.push(format!("{} (n = {})", variant.value(i), n.value(i)));
         }
@@ -105,10 +125,24 @@ fn variant_figures(path: &Path) -> anyhow::Result<Vec<NamedFigure>> {
 fn representative_figure(path: &Path, o: &PlotOptions) -> anyhow::Result<NamedFigure> {
     let mut classes: BTreeMap<i64, (u64, usize)> = BTreeMap::new();
     for b in read_file(path)? {
-        let class = typed(&b, "class", path, |c| c.as_primitive_opt::<Int64Type>(), "int64")?;
-        let support = typed(&b, "support", path, |c| c.as_primitive_opt::<UInt64Type>(), "uint64")?;
+        let class = typed(
+            &b,
+            "class",
+            path,
+            |c| c.as_primitive_opt::<Int64Type>(),
+            "int64",
+        )?;
+        let support = typed(
+            &b,
+            "support",
+            path,
+            |c| c.as_primitive_opt::<UInt64Type>(),
+            "uint64",
+        )?;
         for i in 0..b.num_rows() {
-            let entry = classes.entry(class.value(i)).or_insert((support.value(i), 0));
+            let entry = classes
+                .entry(class.value(i))
+                .or_insert((support.value(i), 0));
             entry.1 += 1;
         }
     }
@@ -123,7 +157,10 @@ fn representative_figure(path: &Path, o: &PlotOptions) -> anyhow::Result<NamedFi
                 .collect(),
             series: vec![(
                 "edges".into(),
-                classes.values().map(|&(_, edges)| Some(edges as f64)).collect(),
+                classes
+                    .values()
+                    .map(|&(_, edges)| Some(edges as f64))
+                    .collect(),
             )],
         }),
     })

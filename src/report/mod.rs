@@ -22,7 +22,8 @@ use html::{batches_table, escape};
 /// Rows shown per analysis table.
 const ANALYSIS_ROWS: usize = 20;
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1250px;color:#222;padding:0 1em}\
+const STYLE: &str =
+    "body{font-family:sans-serif;margin:2em auto;max-width:1250px;color:#222;padding:0 1em}\
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}\
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}\
 td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}\
@@ -103,7 +104,9 @@ fn analysis_section(dir: &Path) -> String {
                 .map(|e| e.path())
                 .filter(|p| {
                     p.extension().is_some_and(|e| e == "parquet")
-                        && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
                 })
                 .collect()
         })
@@ -134,13 +137,20 @@ fn analysis_table(path: &Path) -> String {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         Ok(format!(
             "<p>{rows} rows{}.</p>\n{}",
-            if rows > ANALYSIS_ROWS { format!(" (first {ANALYSIS_ROWS} shown)") } else { String::new() },
+            if rows > ANALYSIS_ROWS {
+                format!(" (first {ANALYSIS_ROWS} shown)")
+            } else {
+                String::new()
+            },
             batches_table(&batches, ANALYSIS_ROWS)?
         ))
     });
     match table {
         Ok(t) => out.push_str(&t),
-        Err(e) => out.push_str(&format!("<p class=\"missing\">{}</p>\n", escape(&format!("{e:#}")))),
+        Err(e) => out.push_str(&format!(
+            "<p class=\"missing\">{}</p>\n",
+            escape(&format!("{e:#}"))
+        )),
     }
     out
 }

@@ -43,8 +43,12 @@ fn read_rows(dir: &Path) -> anyhow::Result<Vec<Row>> {
     let mut scope_kept: Option<String> = None;
     for b in read_table(dir, "summary")? {
         let c = Columns::new(&b, "summary");
-        let (shard, index, variant, scope) =
-            (c.str("shard")?, c.u32("index")?, c.str("variant")?, c.str("scope")?);
+        let (shard, index, variant, scope) = (
+            c.str("shard")?,
+            c.u32("index")?,
+            c.str("variant")?,
+            c.str("scope")?,
+        );
         let (label, pred) = (c.opt_i64("label")?, c.opt_i64("pred")?);
         let (confidence, linf, l2) = (
             c.opt_f32("confidence")?,
@@ -96,7 +100,10 @@ pub fn variant_results(dir: &Path) -> anyhow::Result<Vec<VariantResult>> {
                 variant: v.to_string(),
                 samples: of.len(),
                 labelled: of.iter().filter(|r| r.label.is_some()).count(),
-                correct: of.iter().filter(|r| r.label.is_some() && r.label == r.pred).count(),
+                correct: of
+                    .iter()
+                    .filter(|r| r.label.is_some() && r.label == r.pred)
+                    .count(),
                 attacked: of.iter().filter(|r| r.success.is_some()).count(),
                 succeeded: of.iter().filter(|r| r.success == Some(true)).count(),
                 changed: of
@@ -127,7 +134,10 @@ fn opt(v: Option<f64>) -> String {
 pub fn section(dir: &Path) -> String {
     let results = match variant_results(dir) {
         Ok(r) => r,
-        Err(e) => return format!("<h2 id=\"accuracy\">Accuracy and attack success</h2>\n<p class=\"missing\">{}</p>\n", escape(&format!("{e:#}"))),
+        Err(e) => return format!(
+            "<h2 id=\"accuracy\">Accuracy and attack success</h2>\n<p class=\"missing\">{}</p>\n",
+            escape(&format!("{e:#}"))
+        ),
     };
     let rows: Vec<Vec<String>> = results
         .iter()
@@ -137,7 +147,11 @@ pub fn section(dir: &Path) -> String {
                 r.samples.to_string(),
                 ratio(r.correct, r.labelled),
                 ratio(r.succeeded, r.attacked),
-                if r.variant == "clean" { "-".into() } else { ratio(r.changed, r.samples) },
+                if r.variant == "clean" {
+                    "-".into()
+                } else {
+                    ratio(r.changed, r.samples)
+                },
                 format!("{:.3}", r.mean_confidence),
                 opt(r.mean_linf),
                 opt(r.mean_l2),
@@ -161,12 +175,20 @@ pub fn failures_section(dir: &Path) -> String {
     }
     let batches = match read_table(dir, "failures") {
         Ok(b) => b,
-        Err(e) => return format!("{head}<p class=\"missing\">{}</p>\n", escape(&format!("{e:#}"))),
+        Err(e) => {
+            return format!(
+                "{head}<p class=\"missing\">{}</p>\n",
+                escape(&format!("{e:#}"))
+            )
+        }
     };
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let shown = rows.min(50);
     match batches_table(&batches, 50) {
         Ok(t) => format!("{head}<p>{rows} failure rows (first {shown} shown).</p>\n{t}"),
-        Err(e) => format!("{head}<p class=\"missing\">{}</p>\n", escape(&format!("{e:#}"))),
+        Err(e) => format!(
+            "{head}<p class=\"missing\">{}</p>\n",
+            escape(&format!("{e:#}"))
+        ),
     }
 }

@@ -27,8 +27,12 @@ fn modified(path: &Path) -> Option<SystemTime> {
 impl RunInfo {
     pub fn read(dir: &Path) -> anyhow::Result<RunInfo> {
         let mut manifests = Vec::new();
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read {}; pass the output.dir of a run", dir.display()))?;
+        let entries = std::fs::read_dir(dir).with_context(|| {
+            format!(
+                "cannot read {}; pass the output.dir of a run",
+                dir.display()
+            )
+        })?;
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with("manifest") && name.ends_with(".json") {
@@ -108,7 +112,15 @@ pub fn section(info: &RunInfo) -> String {
     let rows = [
         ("config file", text(&m["config_file"])),
         ("actopo version", text(&m["version"])),
-        ("model", format!("{} (spec {}, weights {})", text(&model["name"]), text(&model["spec"]), text(&model["weights"]))),
+        (
+            "model",
+            format!(
+                "{} (spec {}, weights {})",
+                text(&model["name"]),
+                text(&model["spec"]),
+                text(&model["weights"])
+            ),
+        ),
         ("weights sha256", text(&model["weights_sha256"])),
         ("input shape", text(&model["input_shape"])),
         ("device", text(&m["device"])),

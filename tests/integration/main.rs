@@ -8,6 +8,7 @@ mod cli;
 mod graph_props;
 mod model_graphs;
 mod persistence_props;
+mod plot_report;
 mod reference;
 mod safety;
 mod settings_problems;
