@@ -126,7 +126,7 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
-    if !(lo <= hi) {
+    if lo.partial_cmp(&hi).is_none_or(|o| o.is_gt()) {
         return (0.0, 1.0);
     }
     let pad = ((hi - lo) * 0.05).max(1e-9);

@@ -32,7 +32,7 @@ impl Grid {
                 hi = hi.max(b);
             }
         }
-        (lo <= hi && n >= 2).then(|| Grid {
+        (lo <= hi && n >= 2).then_some(Grid {
             lo,
             hi: if hi > lo { hi } else { lo + 1.0 },
             n,
