@@ -29,6 +29,7 @@ echo "== exporter: torchvision resnet18, vgg11_bn, mobilenet_v2, densenet121 and
 target/release/actopo validate models/fmnist-resnet.toml
 echo "== attacks: FGSM and PGD vs the same attacks in PyTorch"
 "$PYTHON" scripts/crosscheck_attacks.py --bin target/release/actopo --samples 64
+"$PYTHON" tests/python/features_crosscheck.py --bin target/release/actopo --limit 50  # actopo features vs GUDHI representations
 echo "== subgraph analysis: actopo analyze vs the Polars reimplementation"
 tmp_out="$(mktemp -d)"
 tmp_fit="$(mktemp -d)"

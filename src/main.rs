@@ -57,6 +57,10 @@ enum Command {
     /// Analyses over a finished run's output folder.
     #[command(subcommand, after_help = DOCS)]
     Analyze(AnalyzeCommand),
+    /// Vectorised H0 diagrams for learning (Betti curve, landscape, silhouette, persistence image,
+    /// entropy, total persistence): OUTPUT_DIR/features/<stem>.parquet.
+    #[command(after_help = DOCS)]
+    Features(actopo::analysis::features::FeaturesArgs),
     /// Show a model spec's layers, output shapes, units and edge bounds.
     #[command(after_help = DOCS)]
     Inspect {
@@ -196,6 +200,9 @@ fn main() -> ExitCode {
             output_dir,
             figures,
         } => cli::figures::report(output_dir, &figures.options()),
+        Command::Features(args) => {
+            actopo::analysis::features::run(args).map(|_| CommandOutcome::Ok)
+        }
         Command::Inspect { spec } => cli::inspect::run(spec).map(|_| CommandOutcome::Ok),
         Command::Diagrams(args) => cli::diagrams::run(args).map(|_| CommandOutcome::Ok),
     };

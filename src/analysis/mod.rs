@@ -10,6 +10,7 @@
 //! of the run they score, or with `--fit FIT_DIR` on another comparable run (`fit`).
 
 pub mod diagram_set;
+pub mod features;
 pub mod fit;
 pub mod subgraphs;
 pub mod uncertainty;

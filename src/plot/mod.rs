@@ -23,7 +23,6 @@ use anyhow::bail;
 
 use crate::analysis::diagram_set::{DiagramSet, SampleDiagram};
 use draw::{BettiFigure, BoxFigure, DiagramFigure, Figure, VariantPoints};
-use stats::Grid;
 
 /// Which sample, scope and names the figures use.
 #[derive(Debug, Clone)]
@@ -37,7 +36,7 @@ pub struct PlotOptions {
     pub class_names: Vec<String>,
     /// Bars per variant in the barcode.
     pub bars: usize,
-    /// Thresholds of the Betti-curve grid.
+    /// Thresholds of the Betti-curve grid (100: `actopo features`' default `--bins`).
     pub grid_points: usize,
 }
 
@@ -49,7 +48,7 @@ impl Default for PlotOptions {
             index: 0,
             class_names: Vec::new(),
             bars: 40,
-            grid_points: 200,
+            grid_points: 100,
         }
     }
 }
@@ -174,7 +173,7 @@ fn no_sample(
 /// scope (so the variants' figures compare).
 pub fn betti_figures(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<Vec<NamedFigure>> {
     let samples = scope_samples(set, &o.scope)?;
-    let Some(grid) = Grid::spanning(samples.iter().map(|s| &s.diagram), o.grid_points) else {
+    let Some(grid) = stats::scope_grid(samples.iter().map(|s| &s.diagram), o.grid_points) else {
         bail!(
             "{}: the diagrams of scope {} hold no point to draw a Betti curve from",
             set.dir.display(),

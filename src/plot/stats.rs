@@ -1,4 +1,5 @@
-//! The numbers the figures show, computed from a run's diagrams: Betti-0 curves on a common grid,
+//! The numbers the figures show, computed from a run's diagrams: Betti-0 curves on a common grid
+//! (`analysis::features`' curve and grid),
 //! their per-class means and bands, and per-(class, variant) spreads of total persistence.
 //!
 //! Superlevel filtration (edges enter by decreasing weight): at threshold t the complex holds the
@@ -8,92 +9,15 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::diagram_set::{Diagram, SampleDiagram};
+use crate::analysis::features::{betti_curve, Grid};
 
-/// `n` evenly spaced thresholds from `lo` to `hi` (both included).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Grid {
-    pub lo: f64,
-    pub hi: f64,
-    pub n: usize,
-}
-
-impl Grid {
-    /// The grid spanning every value of `diagrams` (smallest death or essential birth to largest
-    /// birth), so curves of one scope, every class and variant, share it. None without values.
-    pub fn spanning<'a>(diagrams: impl Iterator<Item = &'a Diagram>, n: usize) -> Option<Grid> {
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for d in diagrams {
-            for p in &d.pairs {
-                lo = lo.min(p.death);
-                hi = hi.max(p.birth);
-            }
-            for &b in &d.essential {
-                lo = lo.min(b);
-                hi = hi.max(b);
-            }
-        }
-        (lo <= hi && n >= 2).then_some(Grid {
-            lo,
-            hi: if hi > lo { hi } else { lo + 1.0 },
-            n,
-        })
-    }
-
-    /// The i-th threshold.
-    pub fn at(&self, i: usize) -> f64 {
-        if i + 1 == self.n {
-            return self.hi;
-        }
-        self.lo + (self.hi - self.lo) * i as f64 / (self.n - 1) as f64
-    }
-
-    pub fn points(&self) -> Vec<f64> {
-        (0..self.n).map(|i| self.at(i)).collect()
-    }
-
-    /// The first index whose threshold is > x (n when none), exact against `at`.
-    fn first_above(&self, x: f64) -> usize {
-        let step = (self.hi - self.lo) / (self.n - 1) as f64;
-        let guess = ((x - self.lo) / step).floor();
-        let mut i = if guess.is_finite() && guess > 0.0 {
-            (guess as usize).min(self.n)
-        } else {
-            0
-        };
-        while i > 0 && self.at(i - 1) > x {
-            i -= 1;
-        }
-        while i < self.n && self.at(i) <= x {
-            i += 1;
-        }
-        i
-    }
-}
-
-/// Betti-0 at every grid threshold: components alive in the superlevel complex.
-pub fn betti_curve(diagram: &Diagram, grid: &Grid) -> Vec<f64> {
-    // Counts changes on a difference array: O(points + grid).
-    let mut delta = vec![0i64; grid.n + 1];
-    let mut add = |from: usize, to: usize| {
-        if from < to {
-            delta[from] += 1;
-            delta[to] -= 1;
-        }
-    };
-    for p in &diagram.pairs {
-        add(grid.first_above(p.death), grid.first_above(p.birth));
-    }
-    for &b in &diagram.essential {
-        add(0, grid.first_above(b));
-    }
-    let mut alive = 0i64;
-    delta[..grid.n]
-        .iter()
-        .map(|d| {
-            alive += d;
-            alive as f64
-        })
-        .collect()
+/// The Betti-curve grid of a scope, fitted as `actopo features` fits it: `n` points from the
+/// smallest death to the largest birth of the finite pairs of `diagrams`, so every class and
+/// variant of the scope shares it, and the mean curves drawn are the means of the features
+/// table's `betti` column (same `--bins`). None without finite pairs.
+pub fn scope_grid<'a>(diagrams: impl Iterator<Item = &'a Diagram>, n: usize) -> Option<Grid> {
+    let values = diagrams.flat_map(|d| d.pairs.iter().flat_map(|p| [p.death, p.birth]));
+    Grid::fit(values, n)
 }
 
 /// The q-quantile of sorted values, interpolated linearly between order statistics (NumPy's
@@ -123,14 +47,15 @@ pub const BAND: (f64, f64) = (0.1, 0.9);
 pub fn class_bands(samples: &[&SampleDiagram], grid: &Grid) -> Vec<CurveBand> {
     let mut by_class: BTreeMap<Option<i64>, Vec<Vec<f64>>> = BTreeMap::new();
     for s in samples {
-        by_class
-            .entry(s.label)
-            .or_default()
-            .push(betti_curve(&s.diagram, grid));
+        by_class.entry(s.label).or_default().push(betti_curve(
+            &s.diagram.pairs,
+            &s.diagram.essential,
+            grid,
+        ));
     }
     by_class
         .into_iter()
-        .map(|(class, curves)| band(class, &curves, grid.n))
+        .map(|(class, curves)| band(class, &curves, grid.n_bins))
         .collect()
 }
 
@@ -210,14 +135,6 @@ pub fn total_persistence_boxes(
 mod tests {
     use super::*;
     use crate::analysis::diagram_set::Pair;
-    use proptest::prelude::*;
-
-    /// Betti-0 at t by definition: pairs with d < t <= b, essential classes with t <= b.
-    fn betti_at(d: &Diagram, t: f64) -> f64 {
-        let finite = d.pairs.iter().filter(|p| p.death < t && t <= p.birth);
-        let essential = d.essential.iter().filter(|&&b| t <= b);
-        (finite.count() + essential.count()) as f64
-    }
 
     fn diagram(points: &[(f64, f64)], essential: &[f64]) -> Diagram {
         Diagram {
@@ -229,32 +146,6 @@ mod tests {
                 })
                 .collect(),
             essential: essential.to_vec(),
-        }
-    }
-
-    #[test]
-    fn betti_curve_counts_components_at_grid_points_that_hit_values() {
-        // Grid 0, 0.5, 1, 1.5, 2: thresholds land exactly on births and deaths.
-        let d = diagram(&[(1.0, 0.5), (2.0, 0.0), (1.5, 1.5)], &[2.0]);
-        let grid = Grid::spanning(std::iter::once(&d), 5).unwrap();
-        assert_eq!(grid.points(), vec![0.0, 0.5, 1.0, 1.5, 2.0]);
-        assert_eq!(betti_curve(&d, &grid), vec![1.0, 2.0, 3.0, 2.0, 2.0]);
-    }
-
-    proptest! {
-        #[test]
-        fn betti_curve_matches_its_definition(
-            points in prop::collection::vec((0.0f64..3.0, 0.0f64..3.0), 0..40),
-            essential in prop::collection::vec(0.0f64..3.0, 0..3),
-            n in 2usize..60,
-        ) {
-            let d = diagram(&points, &essential);
-            if let Some(grid) = Grid::spanning(std::iter::once(&d), n) {
-                let curve = betti_curve(&d, &grid);
-                for (i, &b) in curve.iter().enumerate() {
-                    prop_assert_eq!(b, betti_at(&d, grid.at(i)), "t = {}", grid.at(i));
-                }
-            }
         }
     }
 
@@ -286,7 +177,8 @@ mod tests {
         let a = sample(Some(1), diagram(&[(2.0, 0.0)], &[2.0]));
         let b = sample(Some(1), diagram(&[], &[2.0]));
         let c = sample(None, diagram(&[(1.0, 0.0)], &[]));
-        let grid = Grid::spanning([&a.diagram, &b.diagram, &c.diagram].into_iter(), 3).unwrap();
+        let grid = scope_grid([&a.diagram, &b.diagram, &c.diagram].into_iter(), 3).unwrap();
+        assert_eq!(grid.points(), vec![0.0, 1.0, 2.0]);
         let bands = class_bands(&[&a, &b, &c], &grid);
         assert_eq!(bands.len(), 2);
         assert_eq!(bands[0].class, None);

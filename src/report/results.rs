@@ -134,10 +134,12 @@ fn opt(v: Option<f64>) -> String {
 pub fn section(dir: &Path) -> String {
     let results = match variant_results(dir) {
         Ok(r) => r,
-        Err(e) => return format!(
+        Err(e) => {
+            return format!(
             "<h2 id=\"accuracy\">Accuracy and attack success</h2>\n<p class=\"missing\">{}</p>\n",
             escape(&format!("{e:#}"))
-        ),
+        )
+        }
     };
     let rows: Vec<Vec<String>> = results
         .iter()

@@ -5,6 +5,8 @@ mod analyze_fit;
 mod attacks;
 mod bad_inputs;
 mod cli;
+mod diagram_set;
+mod features;
 mod graph_props;
 mod model_graphs;
 mod persistence_props;
