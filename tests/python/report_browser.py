@@ -201,7 +201,7 @@ def check_screenshot(png, keep):
     problems = [] if colours >= 20 else [f"the screenshot is blank ({colours} distinct colours)"]
     if keep:
         small = img.resize((img.width // 2, img.height // 2), Image.LANCZOS)
-        small.quantize(colors=128).save(keep, optimize=True)
+        small.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(keep, optimize=True)
         print(f"screenshot: {keep} ({small.width} x {small.height}, {Path(keep).stat().st_size} bytes)")
     return problems, img.size, colours
 
