@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::{read_predictions, read_table, variants_in_order, Columns, Prediction};
+use super::{for_each_batch, read_predictions, variants_in_order, Columns, Prediction};
 
 /// One finite H0 point: born at `birth`, dies at `death` <= `birth`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,13 +68,10 @@ impl DiagramSet {
             scopes: Vec::new(),
             at: HashMap::new(),
         };
-        for batch in read_table(dir, "diagrams")? {
-            set.add_rows(
-                &Columns::new(&batch, "diagrams"),
-                batch.num_rows(),
-                &predictions,
-            )?;
-        }
+        for_each_batch(dir, "diagrams", |batch| {
+            let columns = Columns::new(&batch, "diagrams");
+            set.add_rows(&columns, batch.num_rows(), &predictions)
+        })?;
         if set.samples.is_empty() {
             bail!(
                 "{} holds no diagrams: the run processed no sample (every sample failed, or data.limit / the shards gave none)\n  fix: check the run's failures/ table and its data.shards, then rerun it",

@@ -46,6 +46,34 @@ fn missing_table(dir: &Path, table: &str) -> anyhow::Error {
 
 /// Every batch of `dir/table/*.parquet`, files in sorted order.
 pub fn read_table(dir: &Path, table: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for_each_batch(dir, table, |b| {
+        batches.push(b);
+        Ok(())
+    })?;
+    Ok(batches)
+}
+
+/// Hands every batch of `dir/table/*.parquet` to `f`, files in sorted order, one batch in memory
+/// at a time (a 10,000-image diagrams table is 2.4 M rows).
+pub fn for_each_batch(
+    dir: &Path,
+    table: &str,
+    mut f: impl FnMut(RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for path in table_files(dir, table)? {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)
+            .with_context(|| format!("{} is not a readable Parquet file", path.display()))?
+            .build()?;
+        for b in reader {
+            f(b.with_context(|| format!("reading {}", path.display()))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `.parquet` files of `dir/table/`, sorted; hidden (temporary) files left out.
+fn table_files(dir: &Path, table: &str) -> anyhow::Result<Vec<PathBuf>> {
     let folder = dir.join(table);
     if !folder.exists() {
         return Err(missing_table(dir, table));
@@ -71,16 +99,7 @@ pub fn read_table(dir: &Path, table: &str) -> anyhow::Result<Vec<RecordBatch>> {
     if files.is_empty() {
         bail!("{} has no .parquet files", folder.display());
     }
-    let mut batches = Vec::new();
-    for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f)?)
-            .with_context(|| format!("{} is not a readable Parquet file", f.display()))?
-            .build()?;
-        for b in reader {
-            batches.push(b.with_context(|| format!("reading {}", f.display()))?);
-        }
-    }
-    Ok(batches)
+    Ok(files)
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str, table: &str) -> anyhow::Result<&'a ArrayRef> {
