@@ -4,7 +4,7 @@
 //! - `stats`: Betti-0 curves on a common grid, class means and bands, total persistence spreads;
 //! - `draw`: the figures as plain structs, drawn with plotters on any backend;
 //! - `render`: SVG text and PNG bytes, marked as actopo's;
-//! - `tables`: the subgraph analysis tables as bar charts;
+//! - `tables`: the distances table as box plots, the subgraph analysis tables as bar charts;
 //! - `files`: atomic writes that replace only files actopo wrote.
 //!
 //! `actopo report` builds the same figures and inlines their SVG.
@@ -229,13 +229,14 @@ pub fn total_persistence_figure(set: &DiagramSet, o: &PlotOptions) -> anyhow::Re
     })
 }
 
-/// Every figure of the run: diagram figure, Betti curves, total persistence, and the subgraph
-/// analysis tables when `analysis/` has them.
+/// Every figure of the run: diagram figure, Betti curves, total persistence, and the distances
+/// and subgraph analysis tables when `analysis/` has them.
 pub fn figures(set: &DiagramSet, o: &PlotOptions) -> anyhow::Result<Vec<NamedFigure>> {
     check_shard(set, o)?;
     let mut out = vec![diagram_figure(set, o)?];
     out.extend(betti_figures(set, o)?);
     out.push(total_persistence_figure(set, o)?);
+    out.extend(tables::distance_figures(&set.dir, o)?);
     out.extend(tables::subgraph_figures(&set.dir, o)?);
     Ok(out)
 }

@@ -10,7 +10,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::draw::{BarFigure, Figure};
+use super::draw::{BarFigure, BoxFigure, Figure};
 use super::{NamedFigure, PlotOptions};
 
 /// Every batch of one Parquet file.
@@ -164,6 +164,86 @@ fn representative_figure(path: &Path, o: &PlotOptions) -> anyhow::Result<NamedFi
             )],
         }),
     })
+}
+
+fn strs<'a>(b: &'a RecordBatch, name: &str, path: &Path) -> anyhow::Result<Vec<&'a str>> {
+    let c = typed(b, name, path, |c| c.as_string_opt::<i32>(), "utf8")?;
+    Ok((0..c.len()).map(|i| c.value(i)).collect())
+}
+
+/// `actopo distances`' table (`analysis/distances.parquet`): per perturbed variant of `o.scope`,
+/// the spread of each distance to the same sample's clean diagram (every Float64 column).
+fn distance_figure(path: &Path, o: &PlotOptions) -> anyhow::Result<Option<NamedFigure>> {
+    let mut metrics: Vec<String> = Vec::new();
+    let mut values: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    let mut variants: Vec<String> = Vec::new();
+    for b in read_file(path)? {
+        let schema = b.schema();
+        let floats: Vec<&str> = schema
+            .fields()
+            .iter()
+            .filter(|f| f.data_type() == &arrow::datatypes::DataType::Float64)
+            .map(|f| f.name().as_str())
+            .collect();
+        let (variant, scope, reference) = (
+            strs(&b, "variant", path)?,
+            strs(&b, "scope", path)?,
+            strs(&b, "reference", path)?,
+        );
+        for name in floats {
+            let m = position_or_push(&mut metrics, name);
+            for (i, v) in f64s(&b, name, path)?.into_iter().enumerate() {
+                if reference[i] != "clean" || scope[i] != o.scope {
+                    continue;
+                }
+                let Some(v) = v else { continue };
+                let k = position_or_push(&mut variants, variant[i]);
+                values.entry((k, m)).or_default().push(v);
+            }
+        }
+    }
+    if variants.is_empty() {
+        return Ok(None);
+    }
+    let boxes = (0..variants.len())
+        .map(|k| {
+            (0..metrics.len())
+                .map(|m| values.remove(&(k, m)).and_then(super::stats::BoxStats::of))
+                .collect()
+        })
+        .collect();
+    Ok(Some(NamedFigure {
+        stem: format!("distances-{}", super::file_part(&o.scope)),
+        figure: Figure::Boxes(BoxFigure {
+            title: format!(
+                "Distance to the clean diagram per variant, {} scope",
+                o.scope
+            ),
+            y_desc: "distance (edge-weight units; box: quartiles, whiskers: 10-90%)".into(),
+            categories: variants,
+            series: metrics,
+            boxes,
+        }),
+    }))
+}
+
+fn position_or_push(list: &mut Vec<String>, item: &str) -> usize {
+    match list.iter().position(|x| x == item) {
+        Some(i) => i,
+        None => {
+            list.push(item.to_string());
+            list.len() - 1
+        }
+    }
+}
+
+/// The distances figure when `dir/analysis/distances.parquet` exists and has rows of the scope.
+pub(crate) fn distance_figures(dir: &Path, o: &PlotOptions) -> anyhow::Result<Vec<NamedFigure>> {
+    let path = dir.join("analysis").join("distances.parquet");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    Ok(distance_figure(&path, o)?.into_iter().collect())
 }
 
 /// The subgraph figures for the tables `dir/analysis/` holds (none when it has none).

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actopo::output::diagrams_schema;
-use arrow::array::{Float32Array, RecordBatch, StringArray, UInt32Array, UInt8Array};
+use arrow::array::{
+    ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt8Array,
+};
 
 use crate::analyze::{actopo, summary, write};
 use crate::support::stderr;
@@ -72,6 +74,50 @@ fn hand_made_run(dir: &Path) {
         serde_json::to_vec_pretty(&manifest).unwrap(),
     )
     .unwrap();
+}
+
+/// A distances table as `actopo distances` writes it (the columns the figure reads): two rows to
+/// clean for the attack, one to the class mean that the figure leaves out.
+fn distances_table(dir: &Path) {
+    let s = |v: &[&str]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("variant", s(&["fgsm<&>", "fgsm<&>", "clean"])),
+        ("scope", s(&["network", "network", "network"])),
+        ("reference", s(&["clean", "clean", "class_mean"])),
+        (
+            "bottleneck",
+            Arc::new(Float64Array::from(vec![0.1, 0.3, 9.0])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    fs::create_dir_all(dir.join("analysis")).unwrap();
+    let file = fs::File::create(dir.join("analysis/distances.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn a_distances_table_gets_a_figure_and_a_report_table() {
+    let dir = tempfile::tempdir().unwrap();
+    hand_made_run(dir.path());
+    distances_table(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let out = actopo(&["plot", d, "--format", "svg"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svg = fs::read_to_string(dir.path().join("plots/distances-network.svg")).unwrap();
+    assert!(svg.contains("bottleneck") && svg.contains("fgsm&lt;&amp;&gt;"));
+    assert!(
+        !svg.contains(">clean<"),
+        "class-mean rows are not distances to clean"
+    );
+    assert!(actopo(&["report", d]).status.success());
+    let html = fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("<h3>distances</h3>\n<p>3 rows.</p>"),
+        "generic analysis table"
+    );
+    assert!(html.contains("id=\"fig-distances-network\""));
 }
 
 #[test]
