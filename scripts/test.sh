@@ -20,6 +20,7 @@ echo "== GUDHI cross-check on real conv nets"
 "$PYTHON" tests/python/gudhi_crosscheck.py --bin target/release/actopo --samples 3
 echo "== edge thresholds (percentile 90, 0, a fixed weight) vs the same cut in Python + GUDHI"
 "$PYTHON" tests/python/threshold_crosscheck.py --bin target/release/actopo --samples 4
+"$PYTHON" tests/python/reference_threshold_check.py --bin target/release/actopo --samples 20  # reference_percentile vs the reference code's cuts
 echo "== end-to-end: actopo run on real images vs PyTorch + GUDHI"
 "$PYTHON" tests/python/e2e_gudhi.py --bin target/release/actopo --samples 16
 echo "== model graphs (residual, batch norm, depthwise, cat, adaptive pool): actopo vs hooks + unfold + GUDHI"

@@ -16,7 +16,7 @@
 //! The representatives are fitted on the run scored (in-sample) or, with `--fit`, on another run's
 //! clean subgraphs (`super::fit`); the rates always use the scored run's predictions.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -52,6 +52,44 @@ pub struct Representative {
 impl Representative {
     fn contains(&self, e: &EdgeEnds) -> bool {
         self.edges.contains_key(e)
+    }
+}
+
+/// The samples whose clean prediction is right, from `summary/`: a sample whose clean subgraph
+/// is empty (every H0 pair of zero persistence) has no subgraph rows but is one all the same.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CleanRight {
+    samples: HashSet<(String, u32)>,
+    per_class: BTreeMap<i64, usize>,
+}
+
+impl CleanRight {
+    fn from_predictions<'a>(
+        predictions: impl Iterator<Item = (&'a (String, u32, String), &'a Prediction)>,
+    ) -> Self {
+        let mut right = CleanRight::default();
+        for ((shard, index, variant), p) in predictions {
+            if variant == "clean" && p.label == Some(p.pred) {
+                right.samples.insert((shard.clone(), *index));
+                *right.per_class.entry(p.pred).or_default() += 1;
+            }
+        }
+        right
+    }
+
+    fn contains(&self, shard: &str, index: u32) -> bool {
+        self.samples.contains(&(shard.to_string(), index))
+    }
+
+    /// The clean-right samples among `records` (the unit tests' hand-made data, where every
+    /// sample has a subgraph).
+    #[cfg(test)]
+    fn of_records(records: &[SubgraphRecord]) -> Self {
+        let keys: Vec<_> = records
+            .iter()
+            .map(|r| ((r.shard.clone(), r.index, r.variant.clone()), r.prediction))
+            .collect();
+        CleanRight::from_predictions(keys.iter().map(|(k, p)| (k, p)))
     }
 }
 
@@ -107,29 +145,30 @@ pub struct Analysis {
     pub variants: Vec<VariantRow>,
 }
 
-/// R_c for every class with at least one correctly classified clean sample.
+/// R_c for every class with at least one correctly classified clean sample: the edges in at least
+/// `min_fraction` of those samples' clean subgraphs (empty subgraphs count in the denominator).
 pub(crate) fn representatives(
     records: &[SubgraphRecord],
+    clean_right: &CleanRight,
     min_fraction: f64,
 ) -> BTreeMap<i64, Representative> {
-    let mut counts: BTreeMap<i64, (usize, HashMap<EdgeEnds, usize>)> = BTreeMap::new();
+    let mut counts: BTreeMap<i64, HashMap<EdgeEnds, usize>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.variant == "clean") {
-        let Some(label) = r.prediction.label else {
-            continue;
-        };
-        if label != r.prediction.pred {
+        if !clean_right.contains(&r.shard, r.index) {
             continue;
         }
-        let (n, edges) = counts.entry(label).or_default();
-        *n += 1;
+        let edges = counts.entry(r.prediction.pred).or_default();
         for e in &r.edges {
             *edges.entry(*e).or_default() += 1;
         }
     }
-    counts
-        .into_iter()
-        .map(|(class, (n, edges))| {
-            let kept = edges
+    clean_right
+        .per_class
+        .iter()
+        .map(|(&class, &n)| {
+            let kept = counts
+                .remove(&class)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(e, k)| (e, k as f64 / n as f64))
                 .filter(|&(_, f)| f >= min_fraction)
@@ -175,11 +214,20 @@ pub(crate) fn nearest(s: &BTreeSet<EdgeEnds>, reps: &BTreeMap<i64, Representativ
 /// `--fit`; the unit tests use it directly).
 #[cfg(test)]
 fn analyze(records: &[SubgraphRecord], min_fraction: f64) -> Analysis {
-    score(records, representatives(records, min_fraction))
+    let right = CleanRight::of_records(records);
+    score(
+        records,
+        representatives(records, &right, min_fraction),
+        &right,
+    )
 }
 
 /// Scores `records` against representatives fitted elsewhere (or on them).
-pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representative>) -> Analysis {
+pub(crate) fn score(
+    records: &[SubgraphRecord],
+    reps: BTreeMap<i64, Representative>,
+    clean_right: &CleanRight,
+) -> Analysis {
     let clean: HashMap<(&str, u32), &SubgraphRecord> = records
         .iter()
         .filter(|r| r.variant == "clean")
@@ -215,7 +263,7 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
                 .and_then(|(d, rep)| overlap(d, rep)),
         });
     }
-    let variants = variant_rows(&samples);
+    let variants = variant_rows(&samples, clean_right);
     Analysis {
         representatives: reps,
         samples,
@@ -225,20 +273,15 @@ pub(crate) fn score(records: &[SubgraphRecord], reps: BTreeMap<i64, Representati
 
 /// One row per variant, in first-seen order: the rates over the samples the clean model got right
 /// (and, for a perturbed variant, whose prediction it changed).
-fn variant_rows(samples: &[SampleRow]) -> Vec<VariantRow> {
+fn variant_rows(samples: &[SampleRow], clean_right: &CleanRight) -> Vec<VariantRow> {
     // Clean first, as written.
     let order = variants_in_order(samples.iter().map(|s| s.variant.as_str()));
-    let clean_right: std::collections::HashSet<(&str, u32)> = samples
-        .iter()
-        .filter(|s| s.variant == "clean" && s.label == Some(s.pred))
-        .map(|s| (s.shard.as_str(), s.index))
-        .collect();
     order
         .iter()
         .map(|&v| {
             let rows: Vec<&SampleRow> = samples
                 .iter()
-                .filter(|s| s.variant == v && clean_right.contains(&(s.shard.as_str(), s.index)))
+                .filter(|s| s.variant == v && clean_right.contains(&s.shard, s.index))
                 .filter(|s| v == "clean" || s.label != Some(s.pred))
                 .collect();
             VariantRow {
@@ -266,8 +309,9 @@ pub(crate) fn read_records(
     dir: &Path,
     scope: &str,
     clean_only: bool,
-) -> anyhow::Result<Vec<SubgraphRecord>> {
+) -> anyhow::Result<(Vec<SubgraphRecord>, CleanRight)> {
     let mut records = Records::new(dir)?;
+    let clean_right = CleanRight::from_predictions(records.predictions.iter());
     // read_table's error already names `output.subgraphs` and the fix.
     let batches = read_table(dir, "subgraphs")?;
     for b in batches {
@@ -304,7 +348,7 @@ pub(crate) fn read_records(
             dir.display()
         );
     }
-    Ok(records.list)
+    Ok((records.list, clean_right))
 }
 
 fn fmt(v: Option<f64>) -> String {
@@ -355,12 +399,15 @@ pub fn run(
         "--min-fraction must be in (0, 1]"
     );
     let (fit, mut warnings) = fit::resolve(dir, fit_dir, fit::AnalysisKind::Subgraphs)?;
-    let records = read_records(dir, scope, false)?;
+    let (records, clean_right) = read_records(dir, scope, false)?;
     let reps = match &fit {
-        Fit::InSample => representatives(&records, min_fraction),
-        Fit::Other(f) => representatives(&read_records(f, scope, true)?, min_fraction),
+        Fit::InSample => representatives(&records, &clean_right, min_fraction),
+        Fit::Other(f) => {
+            let (fit_records, fit_right) = read_records(f, scope, true)?;
+            representatives(&fit_records, &fit_right, min_fraction)
+        }
     };
-    let a = score(&records, reps);
+    let a = score(&records, reps, &clean_right);
     warnings.extend(fit_warnings(&a, &records, min_fraction, &fit));
     let metadata = fit::metadata(&fit, &warnings);
 
@@ -550,9 +597,33 @@ mod tests {
         ]
     }
 
+    fn reps_of(records: &[SubgraphRecord], min_fraction: f64) -> BTreeMap<i64, Representative> {
+        representatives(records, &CleanRight::of_records(records), min_fraction)
+    }
+
+    /// A clean-right sample whose clean subgraph is empty has no subgraph rows; it still counts
+    /// in its class's support and, when an attack flips it, in that variant's rates (as in
+    /// scripts/paper_comparison.py, which reads the clean predictions from the summary table).
+    #[test]
+    fn a_clean_right_sample_with_an_empty_clean_subgraph_still_counts() {
+        let mut records = data();
+        records.push(rec(4, "adv", 0, 1, &[(1, 2), (2, 3)]));
+        let mut right = CleanRight::of_records(&records);
+        right.samples.insert(("s".to_string(), 4));
+        *right.per_class.entry(0).or_default() += 1;
+        let reps = representatives(&records, &right, 0.5);
+        assert_eq!(reps[&0].support, 3);
+        // (9,9) is now in 1 of 3 class-0 subgraphs: below 0.5
+        assert_eq!(reps[&0].edges.len(), 2);
+        let a = score(&records, reps, &right);
+        let adv = &a.variants[1];
+        assert_eq!((adv.variant.as_str(), adv.n), ("adv", 3));
+        assert_eq!(a.variants[0].n, 3, "no clean subgraph, no clean row");
+    }
+
     #[test]
     fn representatives_use_correct_clean_samples_only() {
-        let reps = representatives(&data(), 0.5);
+        let reps = reps_of(&data(), 0.5);
         assert_eq!(reps.len(), 2);
         assert_eq!(reps[&0].support, 2);
         // (9,9) is in half the class-0 subgraphs: kept at 0.5, dropped at 0.6
@@ -561,7 +632,7 @@ mod tests {
             vec![(1, 2), (2, 3), (9, 9)]
         );
         assert_eq!(reps[&0].edges[&(9, 9)], 0.5);
-        let strict = representatives(&data(), 0.6);
+        let strict = reps_of(&data(), 0.6);
         assert_eq!(strict[&0].edges.len(), 2);
         // sample 3 (labelled 1, predicted 0) is in neither
         assert_eq!(strict[&1].support, 1);
@@ -604,7 +675,7 @@ mod tests {
 
     #[test]
     fn empty_subgraphs_have_no_overlap_and_zero_jaccard() {
-        let reps = representatives(&data(), 0.6);
+        let reps = reps_of(&data(), 0.6);
         let empty = BTreeSet::new();
         assert_eq!(overlap(&empty, &reps[&0]), None);
         assert_eq!(jaccard(&empty, &reps[&0]), 0.0);

@@ -45,11 +45,15 @@ pub(crate) struct Args {
     batch_norm: BatchNormFolding,
     /// Keep each graph op's edges at or above the P-th percentile (0 to 100, nearest rank) of its
     /// nonzero edge weights (graph.threshold = { percentile = P }).
-    #[arg(long, conflicts_with = "threshold_weight")]
+    #[arg(long, conflicts_with_all = ["threshold_weight", "threshold_reference_percentile"])]
     threshold_percentile: Option<f64>,
     /// Keep the edges of weight at or above W >= 0 (graph.threshold = { weight = W }).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "threshold_reference_percentile")]
     threshold_weight: Option<f64>,
+    /// Keep each graph op's edges strictly above the reference code's cut at the P-th percentile
+    /// (graph.threshold = { reference_percentile = P }).
+    #[arg(long)]
+    threshold_reference_percentile: Option<f64>,
     /// Keep H0 pairs with birth == death (homology.keep_zero_persistence = true).
     #[arg(long)]
     keep_zero_persistence: bool,
@@ -58,8 +62,15 @@ pub(crate) struct Args {
     h1_diagram: bool,
 }
 
-/// `--threshold-percentile` or `--threshold-weight`, checked as `graph.threshold` is.
+/// `--threshold-percentile`, `--threshold-weight` or `--threshold-reference-percentile`, checked
+/// as `graph.threshold` is.
 fn threshold(args: &Args) -> anyhow::Result<EdgeThreshold> {
+    if let Some(p) = args.threshold_reference_percentile {
+        if !(0.0..=100.0).contains(&p) {
+            bail!("--threshold-reference-percentile {p}: a percentile is between 0 and 100")
+        }
+        return Ok(EdgeThreshold::ReferencePercentile(p));
+    }
     match (args.threshold_percentile, args.threshold_weight) {
         (Some(p), _) if !(0.0..=100.0).contains(&p) => {
             bail!("--threshold-percentile {p}: a percentile is between 0 and 100")

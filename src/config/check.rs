@@ -60,26 +60,44 @@ pub(super) fn check(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> 
     })
 }
 
-/// `graph.threshold`: absent, `{ percentile = P }` with 0 <= P <= 100, or `{ weight = w }` with
-/// w >= 0 (finite).
+/// `graph.threshold`: absent, or exactly one of `{ percentile = P }` or
+/// `{ reference_percentile = P }` with 0 <= P <= 100 and `{ weight = w }` with w >= 0 (finite).
 fn check_threshold(c: &Config, problems: &mut Vec<String>) -> Option<EdgeThreshold> {
     let Some(t) = &c.graph.threshold else {
         return Some(EdgeThreshold::None);
     };
-    let problem = match (t.percentile, t.weight) {
-        (Some(p), None) if (0.0..=100.0).contains(&p) => return Some(EdgeThreshold::Percentile(p)),
-        (None, Some(w)) if w.is_finite() && w >= 0.0 => return Some(EdgeThreshold::Weight(w)),
-        (Some(p), None) => format!(
-            "`graph.threshold.percentile` = {p}: a percentile is between 0 and 100; fix: e.g. graph.threshold = {{ percentile = 90 }}"
-        ),
-        (None, Some(w)) => format!(
-            "`graph.threshold.weight` = {w}: an edge weight cut is a finite number >= 0; fix: e.g. graph.threshold = {{ weight = 0.1 }}"
-        ),
-        (Some(_), Some(_)) => "`graph.threshold` sets both percentile and weight; fix: keep one of them".into(),
-        (None, None) => "`graph.threshold` sets neither percentile nor weight; fix: write graph.threshold = { percentile = P } or { weight = w }, or leave it out to keep every edge".into(),
+    let set: Vec<&str> = [
+        ("percentile", t.percentile),
+        ("weight", t.weight),
+        ("reference_percentile", t.reference_percentile),
+    ]
+    .iter()
+    .filter_map(|(key, v)| v.map(|_| *key))
+    .collect();
+    if set.len() != 1 {
+        problems.push(if set.is_empty() {
+            "`graph.threshold` sets none of percentile, weight and reference_percentile; fix: write graph.threshold = { percentile = P }, { weight = w } or { reference_percentile = P }, or leave it out to keep every edge".into()
+        } else {
+            let both = if set.len() == 2 { "both " } else { "" };
+            format!("`graph.threshold` sets {both}{}; fix: keep one of them", set.join(" and "))
+        });
+        return None;
+    }
+    let percentile = |key: &str, p: f64| {
+        (0.0..=100.0).contains(&p).then_some(p).ok_or_else(|| format!(
+            "`graph.threshold.{key}` = {p}: a percentile is between 0 and 100; fix: e.g. graph.threshold = {{ {key} = 90 }}"
+        ))
     };
-    problems.push(problem);
-    None
+    let checked = match (t.percentile, t.weight, t.reference_percentile) {
+        (Some(p), ..) => percentile("percentile", p).map(EdgeThreshold::Percentile),
+        (_, Some(w), _) if w.is_finite() && w >= 0.0 => Ok(EdgeThreshold::Weight(w)),
+        (_, Some(w), _) => Err(format!(
+            "`graph.threshold.weight` = {w}: an edge weight cut is a finite number >= 0; fix: e.g. graph.threshold = {{ weight = 0.1 }}"
+        )),
+        (.., Some(p)) => percentile("reference_percentile", p).map(EdgeThreshold::ReferencePercentile),
+        (None, None, None) => Ok(EdgeThreshold::None),
+    };
+    checked.map_err(|problem| problems.push(problem)).ok()
 }
 
 /// `[model]`: the spec (required) and weights files exist; the device is one we know.

@@ -105,7 +105,7 @@ pub struct GraphConfig {
     /// record what they did before.
     #[serde(skip_serializing_if = "is_fold")]
     pub batch_norm: String,
-    /// `{ percentile = P }` or `{ weight = w }`: which edges of each graph op are kept. Left out
+    /// `{ percentile = P }`, `{ weight = w }` or `{ reference_percentile = P }`: which edges of each graph op are kept. Left out
     /// of the manifest (and the run identity) when not set, as `batch_norm`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<ThresholdConfig>,
@@ -119,6 +119,8 @@ pub struct ThresholdConfig {
     pub percentile: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_percentile: Option<f64>,
 }
 
 fn is_fold(v: &str) -> bool {

@@ -75,7 +75,8 @@ pub(super) fn known_keys() -> serde_json::Value {
     // Left out when "fold" (see `GraphConfig`).
     known["graph"]["batch_norm"] = "fold".into();
     // Not set by default (see `GraphConfig`); its keys, so that others are reported unknown.
-    known["graph"]["threshold"] = serde_json::json!({"percentile": null, "weight": null});
+    known["graph"]["threshold"] =
+        serde_json::json!({"percentile": null, "weight": null, "reference_percentile": null});
     known
 }
 

@@ -315,6 +315,9 @@ fn threshold_rule(threshold: EdgeThreshold) -> String {
         EdgeThreshold::Percentile(_) => {
             "per graph op and input: the nearest-rank percentile of the op's nonzero edge weights (rank ceil(P * n / 100)); edges at or above it kept, in every scope"
         }
+        EdgeThreshold::ReferencePercentile(_) => {
+            "per graph op and input, the reference code's cut (pt_activation compute_dynamic_filtration2): conv op l: (1 / (l + 1)) * numpy percentile of |its output|; linear op: numpy percentile of |W * a| over all products; edges strictly above it kept, in every scope"
+        }
         _ => "edges of weight at or above it kept, in every scope",
     };
     format!("{threshold}; {how}")

@@ -12,6 +12,7 @@ mod model_graphs;
 mod persistence_props;
 mod plot_report;
 mod reference;
+mod reference_threshold;
 mod safety;
 mod settings_problems;
 mod sizes;

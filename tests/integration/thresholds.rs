@@ -69,6 +69,7 @@ fn oracle_cut(edges: &[Edge], threshold: EdgeThreshold) -> f64 {
         }
         EdgeThreshold::Weight(w) => w,
         EdgeThreshold::None => 0.0,
+        EdgeThreshold::ReferencePercentile(_) => unreachable!("checked in reference_threshold.rs"),
     }
 }
 
@@ -286,7 +287,7 @@ fn wrong_thresholds_are_listed_by_key_with_a_fix() {
         ),
         (
             "graph.threshold={}",
-            "`graph.threshold` sets neither percentile nor weight; fix:",
+            "`graph.threshold` sets none of percentile, weight and reference_percentile; fix:",
         ),
         (
             "graph.threshold={percentil=90}",

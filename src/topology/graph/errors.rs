@@ -39,4 +39,6 @@ pub enum PlanError {
         channel: usize,
         sources: String,
     },
+    #[error("layer `{layer}` {why}: graph.threshold = {{ reference_percentile = P }} is the reference code's cut, defined for a chain of conv and linear layers ending in a linear one (docs/graph.md); fix: use graph.threshold = {{ percentile = P }} for this model")]
+    ReferenceThreshold { layer: String, why: String },
 }

@@ -10,6 +10,7 @@
 //!   (a graph that can be enumerated again and again);
 //! - `sample_graph`: one scope's graph of one sample, the `EdgeSource` persistence reads;
 //! - `threshold`: `graph.threshold`: each op's cut for one sample, and the sink that applies it;
+//! - `reference_cut`: the reference code's cuts (`reference_percentile`) and numpy's percentile;
 //! - `sampling`: strided samples of edge weights (to place persistence's split weights);
 //! - `geometry`: the op shapes and the valid-tap ranges that let kernels skip padding;
 //! - `kernels`: the edge enumeration loops for dense, conv, pool and add ops.
@@ -24,6 +25,7 @@ mod geometry;
 mod kernels;
 mod options;
 mod plan;
+mod reference_cut;
 mod sample_graph;
 mod sampling;
 mod sink;

@@ -10,6 +10,7 @@ use super::kernels::{
     maxpool_argmax_edges, pool_edges,
 };
 use super::options::{GraphOptions, MaxPoolEdges};
+use super::reference_cut::check_reference_plan;
 use super::sink::{Edge, EdgeSink};
 use super::threshold::EdgeThreshold;
 use super::units::OperandUnits;
@@ -83,6 +84,9 @@ impl GraphPlan {
         weights: &Weights,
         options: GraphOptions,
     ) -> Result<GraphPlan, PlanError> {
+        if let EdgeThreshold::ReferencePercentile(_) = options.threshold {
+            check_reference_plan(net)?;
+        }
         let mut bounds = GraphBounds::new(net, options)?;
         // Vertex layer of graph op i (the input, when a vertex layer, comes first).
         let first = usize::from(options.include_input);

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::plan::GraphPlan;
+use super::reference_cut::reference_cut;
 use super::sink::{Edge, EdgeSink, BLOCK};
 
 /// Which edges of each graph op are kept.
@@ -18,6 +19,9 @@ pub enum EdgeThreshold {
     Percentile(f64),
     /// The edges whose weight (as f64) is at or above this one (>= 0).
     Weight(f64),
+    /// The reference code's cuts at the P-th percentile (0..=100, `reference_cut`): per graph op
+    /// and input, the edges strictly above the cut.
+    ReferencePercentile(f64),
 }
 
 // The config refuses NaN, so equality is an equivalence.
@@ -29,6 +33,7 @@ impl fmt::Display for EdgeThreshold {
             EdgeThreshold::None => f.write_str("none"),
             EdgeThreshold::Percentile(p) => write!(f, "percentile = {p}"),
             EdgeThreshold::Weight(w) => write!(f, "weight = {w}"),
+            EdgeThreshold::ReferencePercentile(p) => write!(f, "reference_percentile = {p}"),
         }
     }
 }
@@ -62,6 +67,8 @@ fn weight_cut(w: f64) -> f32 {
 #[derive(Debug, Default)]
 pub struct OpCuts {
     weights: Vec<f32>,
+    /// The values a reference cut is a percentile of.
+    values: Vec<f32>,
     /// `cuts[i]`: the lightest weight graph op `i` keeps.
     cuts: Vec<f32>,
     /// `below[i]`: how many of op `i`'s nonzero edges are lighter than its cut.
@@ -95,6 +102,10 @@ impl OpCuts {
             let cut = match threshold {
                 EdgeThreshold::Percentile(p) => percentile_cut(&mut self.weights, p),
                 EdgeThreshold::Weight(w) => weight_cut(w),
+                // Strictly above the cut: at or above the next f32.
+                EdgeThreshold::ReferencePercentile(p) => {
+                    reference_cut(plan, op, inputs, p, &mut self.values).next_up()
+                }
                 EdgeThreshold::None => 0.0,
             };
             self.cuts.push(cut);
