@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up on a fresh machine: Debian data, the Python venv, the release build.
 # `scripts/setup.sh --mnist` also installs MNIST (scripts/setup_mnist.sh; opt-in, not by default).
+# `scripts/setup.sh --browser` also installs Debian's chromium (for tests/python/report_browser.py).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -11,6 +12,12 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
   echo "setup: installing Debian package dataset-fashion-mnist"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
+  echo "setup: installing Debian package chromium (the report's browser test)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 if [ ! -x "$PYTHON" ]; then

@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-scripts/setup.sh
+scripts/setup.sh --browser
 echo "== lints: clippy with warnings as errors; docs/maintaining.md's source tree is current"
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --release --all-targets --quiet -- -D warnings
@@ -48,5 +48,7 @@ target/release/actopo analyze uncertainty "$tmp_out" --fit "$tmp_fit"
 "$PYTHON" scripts/paper_comparison.py "$tmp_out" --fit "$tmp_fit" --min-fraction 0.2 --check
 echo "== the paper's reproduction, smoke version (scripts/reproduce_paper.sh on 32 images, PGD, SVC take 3)"
 "$PYTHON" tests/python/reproduce_smoke.py --bin target/release/actopo
+echo "== actopo report in headless Chromium: no console error, every figure rendered"
+"$PYTHON" tests/python/report_browser.py --bin target/release/actopo
 echo "== the README's Polars and pandas examples on that run"
 "$PYTHON" tests/python/readme_examples.py "$tmp_out"

@@ -11,7 +11,8 @@
 //!   input, never a file it did not write, no links followed); see `docs/output-schema.md`;
 //! - `pipeline`: the stages wired together with bounded channels, and their progress bars
 //!   (`docs/architecture.md`);
-//! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty).
+//! - `analysis`: `actopo analyze` over a run's outputs (persistent subgraphs, topological uncertainty);
+//! - `plot`, `report`: `actopo plot` (SVG and PNG figures) and `actopo report` (one HTML page).
 //!
 //! `spec`, `weights` and `model` describe the network; like `topology` they are free of tch.
 //! `limits` sizes a run from the spec's shapes and checks it fits in memory before it starts.
@@ -25,6 +26,8 @@ pub mod model;
 pub mod output;
 pub mod perturb;
 pub mod pipeline;
+pub mod plot;
+pub mod report;
 pub mod spec;
 mod tagged;
 pub mod topology;

@@ -67,6 +67,27 @@ enum Command {
         /// Model spec TOML.
         spec: PathBuf,
     },
+    /// Figures of a finished run (persistence diagram and barcode of one sample, mean Betti-0
+    /// curves per class, total persistence, subgraph analyses) as SVG and PNG in OUTPUT_DIR/plots/.
+    #[command(after_help = DOCS)]
+    Plot {
+        /// The run's output.dir.
+        output_dir: PathBuf,
+        #[command(flatten)]
+        figures: FigureArgs,
+        /// Which files to write per figure.
+        #[arg(long, value_enum, default_value = "both")]
+        format: actopo::plot::Format,
+    },
+    /// One self-contained HTML page on a finished run (what ran, accuracy and attack success,
+    /// failures, figures, analysis tables): OUTPUT_DIR/report.html.
+    #[command(after_help = DOCS)]
+    Report {
+        /// The run's output.dir.
+        output_dir: PathBuf,
+        #[command(flatten)]
+        figures: FigureArgs,
+    },
     /// Compute diagrams of activations given in a safetensors file and write them as JSON
     /// (a tool for cross-checking the topology core).
     #[command(after_help = DOCS)]
@@ -129,6 +150,44 @@ enum AnalyzeCommand {
 }
 
 #[derive(clap::Args)]
+struct FigureArgs {
+    /// The scope every figure reads: `network`, or a layer scope (graph.scopes = ["network", "layers"]).
+    #[arg(long, default_value = "network")]
+    scope: String,
+    /// Shard of the sample whose diagram is drawn, as in the tables' `shard` column (default: the
+    /// run's first shard).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Row of that sample in its shard.
+    #[arg(long, default_value_t = 0)]
+    index: u32,
+    /// Class names for labels 0, 1, ..., comma-separated (e.g. "T-shirt,Trouser,..."); without
+    /// them classes show as numbers.
+    #[arg(long, value_delimiter = ',')]
+    class_names: Vec<String>,
+    /// Bars per variant in the barcode (the most persistent ones).
+    #[arg(long, default_value_t = 40)]
+    bars: usize,
+}
+
+impl FigureArgs {
+    fn options(&self) -> actopo::plot::PlotOptions {
+        actopo::plot::PlotOptions {
+            scope: self.scope.clone(),
+            shard: self.shard.clone(),
+            index: self.index,
+            class_names: self
+                .class_names
+                .iter()
+                .map(|s| s.trim().to_string())
+                .collect(),
+            bars: self.bars,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(clap::Args)]
 struct FitArg {
     /// Fit the class references on this run's output.dir (e.g. the training split, same model
     /// and settings) and score OUTPUT_DIR; without it they are fitted on OUTPUT_DIR itself
@@ -174,6 +233,15 @@ fn main() -> ExitCode {
             actopo::analysis::uncertainty::run(output_dir, fit.dir.as_deref())
                 .map(|_| CommandOutcome::Ok)
         }
+        Command::Plot {
+            output_dir,
+            figures,
+            format,
+        } => cli::figures::plot(output_dir, &figures.options(), *format),
+        Command::Report {
+            output_dir,
+            figures,
+        } => cli::figures::report(output_dir, &figures.options()),
         Command::Features(args) => {
             actopo::analysis::features::run(args).map(|_| CommandOutcome::Ok)
         }

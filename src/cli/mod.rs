@@ -1,6 +1,7 @@
 //! Subcommands of the `actopo` binary.
 
 pub(crate) mod diagrams;
+pub(crate) mod figures;
 pub(crate) mod inspect;
 pub(crate) mod run;
 

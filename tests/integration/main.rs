@@ -11,6 +11,7 @@ mod features;
 mod graph_props;
 mod model_graphs;
 mod persistence_props;
+mod plot_report;
 mod reference;
 mod reference_threshold;
 mod safety;
