@@ -73,20 +73,10 @@ pub fn for_each_batch(
     Ok(())
 }
 
-/// The `.parquet` files of `dir/table/`, sorted; hidden (temporary) files left out.
-fn table_files(dir: &Path, table: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let folder = dir.join(table);
-    if !folder.exists() {
-        return Err(missing_table(dir, table));
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .with_context(|| {
-            format!(
-                "cannot read {}: is {} an actopo output folder?",
-                folder.display(),
-                dir.display()
-            )
-        })?
+/// The `.parquet` files of `folder`, sorted by name; hidden ones (actopo's temporary
+/// `.NAME.XXXXXX.parquet.partial`, or anyone's dot files) left out.
+pub(crate) fn parquet_files(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
@@ -97,6 +87,22 @@ fn table_files(dir: &Path, table: &str) -> anyhow::Result<Vec<PathBuf>> {
         })
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// The `.parquet` files of `dir/table/`, sorted; hidden (temporary) files left out.
+fn table_files(dir: &Path, table: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let folder = dir.join(table);
+    if !folder.exists() {
+        return Err(missing_table(dir, table));
+    }
+    let files = parquet_files(&folder).with_context(|| {
+        format!(
+            "cannot read {}: is {} an actopo output folder?",
+            folder.display(),
+            dir.display()
+        )
+    })?;
     if files.is_empty() {
         bail!("{} has no .parquet files", folder.display());
     }

@@ -97,21 +97,8 @@ fn figures_section(dir: &Path, o: &PlotOptions) -> anyhow::Result<String> {
 /// Every `analysis/*.parquet` table: its fit and warnings metadata and its first rows.
 fn analysis_section(dir: &Path) -> String {
     let mut out = String::from("<h2 id=\"analysis\">Analysis tables</h2>\n");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir.join("analysis"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|e| e == "parquet")
-                        && !p
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    paths.sort();
+    // No analysis/ folder is no analysis table, not an error.
+    let paths = crate::analysis::parquet_files(&dir.join("analysis")).unwrap_or_default();
     if paths.is_empty() {
         out.push_str("<p>None: the folder has no <code>analysis/</code> tables (run <code>actopo analyze subgraphs|uncertainty</code>, <code>actopo distances</code>).</p>\n");
     }

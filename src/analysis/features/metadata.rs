@@ -31,24 +31,13 @@ impl FeaturesMetadata {
 /// The features files of `dir` (`dir/features/*.parquet`), sorted.
 fn feature_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let folder = dir.join("features");
-    let listing = std::fs::read_dir(&folder).map_err(|_| {
+    let files = crate::analysis::parquet_files(&folder).map_err(|_| {
         anyhow::anyhow!(
             "--grid-from {}: it has no features/ folder\n  fix: run `actopo features {}` first (its grids are then reused), or leave --grid-from out to fit the grids on this run",
             dir.display(),
             dir.display()
         )
     })?;
-    let mut files: Vec<PathBuf> = listing
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "parquet")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    files.sort();
     if files.is_empty() {
         bail!(
             "--grid-from {}: {} holds no .parquet file\n  fix: run `actopo features {}` first",
