@@ -8,7 +8,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
+use arrow::array::{ArrayRef, Int64Array, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field};
 
 use super::{for_each_batch, read_predictions, variants_in_order, Columns, Prediction};
 
@@ -43,6 +47,60 @@ pub struct SampleDiagram {
     pub label: Option<i64>,
     pub pred: i64,
     pub diagram: Diagram,
+}
+
+/// What names one diagram in a table written from a `DiagramSet`, with the sample's label and
+/// prediction.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagramKey<'a> {
+    pub shard: &'a str,
+    pub index: u32,
+    pub variant: &'a str,
+    pub scope: &'a str,
+    pub label: Option<i64>,
+    pub pred: i64,
+}
+
+impl SampleDiagram {
+    pub fn key(&self) -> DiagramKey<'_> {
+        DiagramKey {
+            shard: &self.shard,
+            index: self.index,
+            variant: &self.variant,
+            scope: &self.scope,
+            label: self.label,
+            pred: self.pred,
+        }
+    }
+}
+
+/// The leading columns of every per-diagram table (`features`, `distances`): shard, index,
+/// variant, scope, label, pred.
+pub(crate) fn key_fields() -> Vec<Field> {
+    vec![
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("index", DataType::UInt32, false),
+        Field::new("variant", DataType::Utf8, false),
+        Field::new("scope", DataType::Utf8, false),
+        Field::new("label", DataType::Int64, true),
+        Field::new("pred", DataType::Int64, false),
+    ]
+}
+
+/// The arrays of `key_fields` for `keys`, in order.
+pub(crate) fn key_columns(keys: &[DiagramKey]) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.shard))),
+        Arc::new(UInt32Array::from_iter_values(keys.iter().map(|k| k.index))),
+        Arc::new(StringArray::from_iter_values(
+            keys.iter().map(|k| k.variant),
+        )),
+        Arc::new(StringArray::from_iter_values(keys.iter().map(|k| k.scope))),
+        Arc::new(Int64Array::from(
+            keys.iter().map(|k| k.label).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k.pred))),
+    ]
 }
 
 /// Every H0 diagram of a run, in the run's row order (files sorted by name).

@@ -7,11 +7,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::{all_distances, mean, Distances, Pair};
-use crate::analysis::diagram_set::{DiagramSet, SampleDiagram};
+use crate::analysis::diagram_set::{
+    key_columns, key_fields, DiagramKey, DiagramSet, SampleDiagram,
+};
 use crate::analysis::{f64_col, write_analysis};
 
 /// The Wasserstein order p.
@@ -235,13 +237,8 @@ fn table(rows: &[DistanceRow], p: Order) -> anyhow::Result<RecordBatch> {
         )
     };
     let float = |name: &str| Field::new(name, DataType::Float64, true);
-    let schema = Schema::new(vec![
-        Field::new("shard", DataType::Utf8, false),
-        Field::new("index", DataType::UInt32, false),
-        Field::new("variant", DataType::Utf8, false),
-        Field::new("scope", DataType::Utf8, false),
-        Field::new("label", DataType::Int64, true),
-        Field::new("pred", DataType::Int64, false),
+    let mut fields = key_fields();
+    fields.extend([
         Field::new("reference", DataType::Utf8, false),
         Field::new("reference_class", DataType::Int64, true),
         float("bottleneck"),
@@ -249,21 +246,31 @@ fn table(rows: &[DistanceRow], p: Order) -> anyhow::Result<RecordBatch> {
         float("sliced_wasserstein"),
         float("essential_bottleneck"),
     ]);
-    let columns: Vec<ArrayRef> = vec![
-        strs(|r| &r.shard),
-        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.index))),
-        strs(|r| &r.variant),
-        strs(|r| &r.scope),
-        i64s(|r| r.label),
-        i64s(|r| Some(r.pred)),
+    let schema = Schema::new(fields);
+    let keys: Vec<_> = rows.iter().map(DistanceRow::key).collect();
+    let mut columns = key_columns(&keys);
+    columns.extend([
         strs(|r| r.reference.name()),
         i64s(|r| r.reference_class),
         f64s(|d| d.bottleneck),
         f64s(|d| d.wasserstein),
         f64s(|d| d.sliced_wasserstein),
         f64s(|d| d.essential),
-    ];
+    ]);
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
+impl DistanceRow {
+    fn key(&self) -> DiagramKey<'_> {
+        DiagramKey {
+            shard: &self.shard,
+            index: self.index,
+            variant: &self.variant,
+            scope: &self.scope,
+            label: self.label,
+            pred: self.pred,
+        }
+    }
 }
 
 /// Warnings about class means fitted on few samples, or missing, for the classes scored.

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, FixedSizeListArray, Float64Array, Int64Array, StringArray, UInt32Array,
-};
+use arrow::array::{ArrayRef, FixedSizeListArray, Float64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use super::Features;
-use crate::analysis::diagram_set::SampleDiagram;
+use crate::analysis::diagram_set::{key_columns, key_fields, SampleDiagram};
 
 /// The lengths of the vector columns (equal for every scope: the sizes are shared).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,14 +44,7 @@ pub(super) fn schema(lengths: VectorLengths) -> SchemaRef {
         lengths.n_bins,
         lengths.image,
     ];
-    let mut fields = vec![
-        Field::new("shard", DataType::Utf8, false),
-        Field::new("index", DataType::UInt32, false),
-        Field::new("variant", DataType::Utf8, false),
-        Field::new("scope", DataType::Utf8, false),
-        Field::new("label", DataType::Int64, true),
-        Field::new("pred", DataType::Int64, false),
-    ];
+    let mut fields = key_fields();
     fields.extend(
         VECTORS
             .iter()
@@ -87,24 +78,8 @@ pub(super) fn columns(
     features: &[Features],
     lengths: VectorLengths,
 ) -> anyhow::Result<Vec<ArrayRef>> {
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            samples.iter().map(|s| s.shard.as_str()),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            samples.iter().map(|s| s.index),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            samples.iter().map(|s| s.variant.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            samples.iter().map(|s| s.scope.as_str()),
-        )),
-        Arc::new(Int64Array::from(
-            samples.iter().map(|s| s.label).collect::<Vec<_>>(),
-        )),
-        Arc::new(Int64Array::from_iter_values(samples.iter().map(|s| s.pred))),
-    ];
+    let keys: Vec<_> = samples.iter().map(|s| s.key()).collect();
+    let mut columns = key_columns(&keys);
     let f = features;
     columns.push(list_column(
         f.iter().map(|x| x.betti_curve.as_slice()),
