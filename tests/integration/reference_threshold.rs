@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use actopo::spec::{ModelSpec, Network};
 use actopo::topology::{
@@ -13,7 +12,7 @@ use actopo::topology::{
 };
 use actopo::weights::{Tensor, Weights};
 
-use crate::support::{read_parquet, repo, stderr, FASHION};
+use crate::support::{demo_args, read_parquet, run_actopo as actopo, stderr};
 
 #[derive(Default)]
 struct Collected(Vec<Edge>);
@@ -127,31 +126,6 @@ fn other_models_are_refused_naming_the_layer() {
         };
         assert!(GraphPlan::new(&net, &w, per_op).is_ok());
     }
-}
-
-fn actopo(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actopo"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// `run` (or `validate`) of the demo config on two images with `sets` added.
-fn demo_args(command: &str, out: &Path, sets: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        command.to_string(),
-        repo("config/fashion-mnist.toml").display().to_string(),
-        "--set".into(),
-        "data.limit=2".into(),
-        "--set".into(),
-        format!("data.shards=[\"{FASHION}\"]"),
-        "--set".into(),
-        format!("output.dir=\"{}\"", out.display()),
-    ];
-    for set in sets {
-        args.extend(["--set".to_string(), set.to_string()]);
-    }
-    args
 }
 
 #[test]

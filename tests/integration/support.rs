@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt32Type;
@@ -114,4 +114,30 @@ pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     out.extend((header.len() as u16).to_le_bytes());
     out.extend(header.as_bytes());
     out
+}
+
+/// The actopo binary with `args`, its output captured.
+pub fn run_actopo(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_actopo"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `run` (or `validate`) of the demo config on two images with `sets` added.
+pub fn demo_args(command: &str, out: &Path, sets: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        command.to_string(),
+        repo("config/fashion-mnist.toml").display().to_string(),
+        "--set".into(),
+        "data.limit=2".into(),
+        "--set".into(),
+        format!("data.shards=[\"{FASHION}\"]"),
+        "--set".into(),
+        format!("output.dir=\"{}\"", out.display()),
+    ];
+    for set in sets {
+        args.extend(["--set".to_string(), set.to_string()]);
+    }
+    args
 }

@@ -7,7 +7,6 @@
 //! independent is the cut and the persistence.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use actopo::spec::{ModelSpec, Network};
 use actopo::topology::{
@@ -18,7 +17,7 @@ use actopo::weights::{Tensor, Weights};
 use proptest::prelude::*;
 
 use crate::persistence_props::brute_force;
-use crate::support::{read_parquet, repo, stderr, FASHION};
+use crate::support::{demo_args, read_parquet, run_actopo as actopo, stderr};
 
 #[derive(Default)]
 struct Collected(Vec<Edge>);
@@ -237,31 +236,6 @@ fn a_hand_example_keeps_the_edges_counted_by_hand() {
         )
         .unwrap();
     assert_eq!(out[0].diagram.h0_essential, [6.0]);
-}
-
-fn actopo(args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_actopo"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// `run` (or `validate`) of the demo config on two images with `sets` added.
-fn demo_args(command: &str, out: &Path, sets: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        command.to_string(),
-        repo("config/fashion-mnist.toml").display().to_string(),
-        "--set".into(),
-        "data.limit=2".into(),
-        "--set".into(),
-        format!("data.shards=[\"{FASHION}\"]"),
-        "--set".into(),
-        format!("output.dir=\"{}\"", out.display()),
-    ];
-    for set in sets {
-        args.extend(["--set".to_string(), set.to_string()]);
-    }
-    args
 }
 
 /// Wrong thresholds are refused, each by its key with a fix.
