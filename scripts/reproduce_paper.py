@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 
 import reproduce_report
@@ -48,7 +49,30 @@ ATTACKS = [
     ({"kind": "gaussian_noise", "sigma": 0.1}, "gaussian_noise-0.1", False),
     ({"kind": "gaussian_blur", "sigma": 1.0}, "gaussian_blur-1", True),
 ]
-PERCENTILE_SET = "graph.threshold={{ percentile = {} }}"
+# --thresholds tokens: "0" no threshold; "P" issue 12's per-op edge percentile; "rP" the reference
+# code's own cuts (graph.threshold = { reference_percentile = P }, docs/graph.md).
+THRESHOLD_KEYS = {"": "percentile", "r": "reference_percentile"}
+
+
+class Threshold(NamedTuple):
+    token: str  # as given to --thresholds; also the run folder's suffix (t0, t90, tr90)
+    label: str  # in the report: "none", "90", "reference 90"
+    setting: Optional[str]  # the --set value, None for no threshold
+
+
+def parse_threshold(token):
+    prefix = "r" if token.startswith("r") else ""
+    try:
+        value = float(token[len(prefix):])
+    except ValueError:
+        sys.exit(f"reproduce_paper: --thresholds {token!r}: expected P or rP with P a percentile in [0, 100], e.g. 90 or r90")
+    if not 0 <= value <= 100:
+        sys.exit(f"reproduce_paper: --thresholds {token!r}: the percentile must lie in [0, 100]")
+    if value == 0 and not prefix:
+        return Threshold(token, "none", None)
+    shown = f"{value:g}"
+    label = f"reference {shown}" if prefix else shown
+    return Threshold(token, label, f"graph.threshold={{ {THRESHOLD_KEYS[prefix]} = {shown} }}")
 
 
 def parse_args():
@@ -59,9 +83,10 @@ def parse_args():
     ap.add_argument("--test-limit", type=int, help="test images per setting (default 1000; quick 100)")
     ap.add_argument("--train-limit", type=int, help="training images for the fit (default 1000; quick 200)")
     ap.add_argument("--attacks", help="comma-separated attack kinds to keep (default: all six)")
-    ap.add_argument("--thresholds", default="0,90",
-                    help="0 = no threshold; P = graph.threshold = { percentile = P } (skipped, and said so "
-                         "in the report, when the actopo binary does not accept graph.threshold)")
+    ap.add_argument("--thresholds", default="0,90,r90",
+                    help="0 = no threshold; P = graph.threshold = { percentile = P }; rP = graph.threshold = "
+                         "{ reference_percentile = P }, the reference code's cuts (each skipped, and said so "
+                         "in the report, when the actopo binary does not accept it)")
     ap.add_argument("--takes", default="3,15,50", help="SVC bag sizes (generators per input)")
     ap.add_argument("--folds", type=int, default=10, help="SVC cross-validation folds")
     ap.add_argument("--top-k", type=int, default=100, help="subgraph.top_k (>= the largest take)")
@@ -73,6 +98,9 @@ def parse_args():
     ap.add_argument("--actopo", default=os.environ.get("ACTOPO", str(ROOT / "target/release/actopo")))
     ap.add_argument("--device", default="auto", help="model.device")
     ap.add_argument("--fresh", action="store_true", help="delete earlier runs of these settings first")
+    ap.add_argument("--reuse", action="store_true",
+                    help="take a setting that an earlier invocation finished (its folder's result.json) as it is, "
+                         "without re-running its analyses and SVC; the report still covers every setting")
     args = ap.parse_args()
     args.out = args.out or str(ROOT / ("out/reproduction-quick" if args.quick else "out/reproduction"))
     args.doc = args.doc or (str(Path(args.out) / "reproduction.md") if args.quick else str(ROOT / "docs/reproduction.md"))
@@ -155,8 +183,8 @@ def python_step(argv, log):
         sys.exit(f"reproduce_paper: `{' '.join(cmd)}` failed (exit {done.returncode}); see {log}:\n{done.stdout[-2000:]}{done.stderr}")
 
 
-def threshold_supported(args, config):
-    probe = subprocess.run([args.actopo, "validate", str(config), "--set", PERCENTILE_SET.format(90)],
+def threshold_supported(args, config, threshold):
+    probe = subprocess.run([args.actopo, "validate", str(config), "--set", threshold.setting],
                            capture_output=True, text=True)
     return probe.returncode == 0
 
@@ -164,21 +192,25 @@ def threshold_supported(args, config):
 def run_setting(args, dataset, net, spec, threshold, pairs_attacks):
     entries, pairs = pairs_attacks
     test_images, train_images = DATASETS[dataset]
-    folder = Path(args.out) / f"{dataset}-{net}-t{threshold}"
+    folder = Path(args.out) / f"{dataset}-{net}-t{threshold.token}"
     if args.fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    done_file = folder / "result.json"
+    if args.reuse and done_file.exists():
+        print(f"reproduce_paper: {folder.name} finished earlier; reusing it (--reuse)")
+        return json.loads(done_file.read_text())
     spec = (ROOT / spec).resolve() if not Path(spec).is_absolute() else Path(spec)
     test_cfg, train_cfg = folder / "test.toml", folder / "train.toml"
     test_cfg.write_text(config_text(spec, test_images, args.test_limit, folder / "test", args.top_k, args.device, entries))
     train_cfg.write_text(config_text(spec, train_images, args.train_limit, folder / "train", args.top_k, args.device, []))
     extra = []
-    if threshold:
-        if not threshold_supported(args, test_cfg):
-            print(f"reproduce_paper: {args.actopo} does not accept graph.threshold; skipping percentile {threshold}")
-            return {"dataset": dataset, "net": net, "threshold": threshold, "skipped":
-                    "the actopo binary does not accept `graph.threshold` yet"}
-        extra = ["--set", PERCENTILE_SET.format(threshold)]
+    if threshold.setting:
+        if not threshold_supported(args, test_cfg, threshold):
+            print(f"reproduce_paper: {args.actopo} does not accept `{threshold.setting}`; skipping threshold {threshold.label}")
+            return {"dataset": dataset, "net": net, "threshold": threshold.label, "token": threshold.token,
+                    "skipped": f"the actopo binary does not accept `{threshold.setting}`"}
+        extra = ["--set", threshold.setting]
     started = time.time()
     actopo(args, "run", str(test_cfg), *extra, log=folder / "run_test.log")
     actopo(args, "run", str(train_cfg), *extra, log=folder / "run_train.log")
@@ -191,8 +223,11 @@ def run_setting(args, dataset, net, spec, threshold, pairs_attacks):
     svc_json = folder / "svc.json"
     python_step([str(ROOT / "scripts/bag_of_edges.py"), str(folder / "train"), str(folder / "test"),
                  "--takes", args.takes, "--folds", str(args.folds), "--json", str(svc_json)], folder / "svc.txt")
-    return {"dataset": dataset, "net": net, "threshold": threshold, "folder": str(folder),
-            "pairs": pairs, "seconds": time.time() - started, "threshold_set": extra[1] if extra else None}
+    result = {"dataset": dataset, "net": net, "threshold": threshold.label, "token": threshold.token,
+              "folder": str(folder), "pairs": pairs, "seconds": time.time() - started,
+              "threshold_set": extra[1] if extra else None}
+    done_file.write_text(json.dumps(result, indent=1) + "\n")  # written last: the setting is complete
+    return result
 
 
 def main():
@@ -209,7 +244,7 @@ def main():
         if len(parts) != 3 or parts[0] not in DATASETS:
             sys.exit(f"reproduce_paper: setting {setting!r}: expected DATASET:NET:SPEC with DATASET one of "
                      f"{sorted(DATASETS)} (add others with --data NAME=TEST_IMAGES,TRAIN_IMAGES)")
-        for threshold in [int(t) for t in args.thresholds.split(",")]:
+        for threshold in [parse_threshold(t.strip()) for t in args.thresholds.split(",")]:
             results.append(run_setting(args, *parts, threshold, pairs_attacks))
     total = time.time() - started
     reproduce_report.write(args, results, total)

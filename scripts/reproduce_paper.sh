@@ -8,7 +8,10 @@
 #                                               trains the paper's nets that are missing
 #                                               (scripts/train_paper_nets.py --all), then runs every
 #                                               dataset (MNIST, Fashion-MNIST) x net (CCFF, CFF, FFF)
-#                                               x activation (ReLU, sigmoid) at thresholds 0 and 90
+#                                               x activation (ReLU, sigmoid) at threshold 0, per-op
+#                                               percentile 90 and the reference code's percentile 90
+#   scripts/reproduce_paper.sh all [OPTION ...]  the same with options, e.g. `all --reuse` to take the
+#                                               settings an earlier invocation finished as they are
 #   scripts/reproduce_paper.sh [--quick] SETTING ... [options: scripts/reproduce_paper.py --help]
 #
 # SETTING is DATASET:NET:SPEC, e.g. fashion-mnist:ccff-relu:models/paper/ccff-relu-fashion.toml.
@@ -16,9 +19,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
-if [ $# -gt 0 ]; then
+if [ $# -gt 0 ] && [ "$1" != all ]; then
   exec "$PYTHON" scripts/reproduce_paper.py "$@"
 fi
+[ $# -gt 0 ] && shift
 scripts/setup.sh --mnist
 "$PYTHON" scripts/train_paper_nets.py --all
 settings=()
@@ -30,4 +34,4 @@ for dataset in mnist fashion; do
     done
   done
 done
-exec "$PYTHON" scripts/reproduce_paper.py "${settings[@]}"
+exec "$PYTHON" scripts/reproduce_paper.py "${settings[@]}" "$@"

@@ -89,7 +89,7 @@ def svc_by(data):
 
 
 def section(result, data, figure_rel):
-    name = f"{result['dataset']} / {result['net']} / threshold {result['threshold'] or 'none'}"
+    name = f"{result['dataset']} / {result['net']} / threshold {result['threshold']}"
     lines = [f"### {name}", ""]
     models = model_rows(data["summary"])
     clean = next(r for r in models if r["variant"] == "clean")
@@ -149,7 +149,7 @@ def comparison(results, loaded):
         for result in results:
             if (result["dataset"], result["net"]) == (dataset, net) and result.get("folder") in loaded:
                 svc, _ = svc_by(loaded[result["folder"]])
-                ours.append(f"threshold {result['threshold'] or 'none'}: " + ", ".join(
+                ours.append(f"threshold {result['threshold']}: " + ", ".join(
                     f"take {t} {fmt(svc[t]['pgd-linf-0.1']['recovery'])}" for t in sorted(svc) if "pgd-linf-0.1" in svc[t]))
         lines.append(f"| SVC recovery on PGD, {net.upper()} {dataset} | {ref:.2f} | {'; '.join(ours) or 'not run'} |")
     lines.append("| SVC recovery on L-BFGS, CCFF fashion-mnist | 0.90 | not run: actopo has no L-BFGS attack |")
@@ -163,7 +163,7 @@ def comparison(results, loaded):
                 f"take {t} {fmt(svc[t]['clean']['accuracy'])} vs {fmt(svc[t].get(noise, {}).get('accuracy'))}"
                 for t in sorted(svc))
             lines.append(f"| accuracy clean vs PGD-matched noise, CCFF-RELU fashion-mnist, threshold "
-                         f"{result['threshold'] or 'none'} | 0.89 vs 0.89 | {ours} |")
+                         f"{result['threshold']} | 0.89 vs 0.89 | {ours} |")
     lines += ["", "The reference's noise figure does not say whose accuracy it is (the network's or the SVC's); "
               "we give both."]
     return lines + [""]
@@ -179,7 +179,7 @@ def claims(result, data):
     svc, _ = svc_by(data)
     take = max(svc)
     attacks = [v for v in rows if v.split("-")[0] in ADVERSARIAL]
-    out = [f"**{result['dataset']} / {result['net']} / threshold {result['threshold'] or 'none'}**", ""]
+    out = [f"**{result['dataset']} / {result['net']} / threshold {result['threshold']}**", ""]
     out.append(f"- Context: on clean test inputs the representatives name the true class of "
                f"{fmt(rows['clean']['recovery_rate'])} of the clean-right inputs and the SVC (take {take}) of "
                f"{fmt(svc[take]['clean']['accuracy'])} of all inputs (chance 0.1); recovery under attack is "
@@ -302,22 +302,22 @@ def write(args, results, total):
               "tables.", ""]
     for r in results:
         if "skipped" in r:
-            lines += [f"**{r['dataset']} / {r['net']} / percentile {r['threshold']}**: not run: {r['skipped']}.", ""]
+            lines += [f"**{r['dataset']} / {r['net']} / threshold {r['threshold']}**: not run: {r['skipped']}.", ""]
         else:
             lines += claims(r, loaded[r["folder"]])
     lines += ["## Settings", ""]
     for r in results:
         if "skipped" in r:
             continue
-        name = f"overlap-{r['dataset']}-{r['net']}-t{r['threshold']}.png"
+        name = f"overlap-{r['dataset']}-{r['net']}-t{r['token']}.png"
         overlap_figure(loaded[r["folder"]], r["pairs"], figures / name,
-                       f"{r['dataset']} / {r['net']} / threshold {r['threshold'] or 'none'}: overlap distributions")
+                       f"{r['dataset']} / {r['net']} / threshold {r['threshold']}: overlap distributions")
         lines += section(r, loaded[r["folder"]], f"{figures.name}/{name}")
-        stem = f"{r['dataset']}-{r['net']}-t{r['threshold']}"
+        stem = f"{r['dataset']}-{r['net']}-t{r['token']}"
         attack = next((a for a, _ in r["pairs"] if a.startswith("pgd")), r["pairs"][0][0])
         drawn = subgraph_figures(r["folder"], loaded[r["folder"]]["representatives"], loaded[r["folder"]]["samples"],
                                  attack, figures / f"representatives-{stem}.png", figures / f"example-{stem}.png",
-                                 f"{r['dataset']} / {r['net']} / threshold {r['threshold'] or 'none'}")
+                                 f"{r['dataset']} / {r['net']} / threshold {r['threshold']}")
         lines += [f"![class representatives on the layer grid]({figures.name}/representatives-{stem}.png)", ""]
         if drawn:
             lines += [f"![an attacked input's subgraphs]({figures.name}/example-{stem}.png)", ""]
