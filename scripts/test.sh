@@ -21,6 +21,7 @@ echo "== GUDHI cross-check on real conv nets"
 echo "== edge thresholds (percentile 90, 0, a fixed weight) vs the same cut in Python + GUDHI"
 "$PYTHON" tests/python/threshold_crosscheck.py --bin target/release/actopo --samples 4
 "$PYTHON" tests/python/reference_threshold_check.py --bin target/release/actopo --samples 20  # reference_percentile vs the reference code's cuts
+"$PYTHON" scripts/reference_defects.py --bin target/release/actopo --samples 5  # the reference's graph, corrected, vs actopo diagrams
 echo "== end-to-end: actopo run on real images vs PyTorch + GUDHI"
 "$PYTHON" tests/python/e2e_gudhi.py --bin target/release/actopo --samples 16
 echo "== model graphs (residual, batch norm, depthwise, cat, adaptive pool): actopo vs hooks + unfold + GUDHI"

@@ -8,7 +8,8 @@ and that the numbers are consistent with the run's own tables, recomputed here i
 - its bag-of-edges vectors against the subgraphs table read with pyarrow (rank < take);
 - recovery + retention <= 1 (disjoint events, since a successful attack's pred != label), rates in [0, 1];
 - the report: the hand-written introduction survives, the reference table, a section, the figure;
-- percentile 90: either run (when the binary accepts graph.threshold) or reported as not run.
+- percentile 90: either run (when the binary accepts graph.threshold) or reported as not run;
+- the reference code's percentile 90 (graph.threshold.reference_percentile): run.
 Takes well under 2 minutes on 2 CPU cores.
 
 Usage: python tests/python/reproduce_smoke.py [--bin target/release/actopo]
@@ -98,6 +99,8 @@ def check_report(doc, folder):
     check("| SVC recovery on PGD, CCFF-RELU fashion-mnist | 0.80 |" in text, "reference figures beside ours")
     check("### fashion-mnist / ccff-relu / threshold none" in text, "a section for the threshold-0 setting")
     check("percentile 90" in text or "threshold 90" in text, "percentile 90 run or reported as not run")
+    check("### fashion-mnist / ccff-relu / threshold reference 90" in text,
+          "a section for the reference code's cuts (graph.threshold.reference_percentile = 90)")
     png = doc.parent / doc.stem / "overlap-fashion-mnist-ccff-relu-t0.png"
     check(png.exists() and Image.open(png).size[0] > 100, "overlap figure written")
     variants = read(str(folder / "test/analysis/subgraph_variants.parquet"), None)
