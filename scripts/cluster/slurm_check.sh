@@ -38,9 +38,7 @@ die() { log "FAIL: $*"; exit 1; }
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$job_id" ] && [ -n "$tmp" ]; then
-    SLURM_CONF="$tmp/etc/slurm.conf" scancel "$job_id" 2>/dev/null
-  fi
+  [ -n "$job_id" ] && cancel_jobs
   [ "$rc" -ne 0 ] && [ -n "$tmp" ] && print_log_tails
   # Stop in reverse order (slurmd, slurmctld, munged) so none loses the one it talks to first.
   local i
@@ -50,6 +48,21 @@ cleanup() {
   fi
   [ "$rc" -eq 0 ] && log "PASS" || log "exit $rc"
   exit "$rc"
+}
+
+# An interrupted check cancels its array and waits (30 s at most) until the tasks are gone, so no
+# actopo or slurmstepd outlives the daemons or writes into a folder being removed (slurmstepd is
+# not a child of slurmd, so stopping slurmd alone would not end the tasks).
+cancel_jobs() {
+  local n left
+  timeout 10 scancel "$job_id" 2>/dev/null
+  for n in $(seq 60); do
+    left=$(timeout 5 squeue -h -j "$job_id" -t PD,R,CG,CF,S,RQ -o %T 2>/dev/null | wc -l)
+    [ "$left" = 0 ] && break
+    sleep 0.5
+  done
+  [ "$left" = 0 ] || log "array $job_id still has $left task(s) after scancel"
+  return 0
 }
 
 # SIGTERM first, SIGKILL after 10 s: a slurmd that hangs must not keep the check from ending.
@@ -129,12 +142,14 @@ EOF
 }
 
 write_slurm_conf() {
-  local node ctl_port d_port mem_mb cpus
+  local node ctl_port d_port hw mem_mb
   node=actopo-check
   read -r ctl_port d_port < <(free_ports)
-  cpus=$(nproc)
+  # The node's layout as slurmd itself finds it (a mismatch drains the node or logs warnings).
+  hw=$(slurmd -C | head -n 1 | tr ' ' '\n' \
+    | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')
   # RealMemory must not exceed what slurmd finds, or the node is drained; 90% leaves slack.
-  mem_mb=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
+  mem_mb=$(slurmd -C | head -n 1 | grep -oE 'RealMemory=[0-9]+' | awk -F= '{ printf "%d", $2 * 0.9 }')
   mkdir -p "$tmp/etc" "$tmp/state" "$tmp/spool"
   cat > "$tmp/etc/slurm.conf" <<EOF
 # Single-node Slurm for scripts/cluster/slurm_check.sh: everything lives under $tmp.
@@ -149,7 +164,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$tmp/munge/munge.socket
 StateSaveLocation=$tmp/state
-SlurmdSpoolDir=$tmp/spool/%n
+SlurmdSpoolDir=$tmp/spool
 SlurmctldPidFile=$tmp/state/slurmctld.pid
 SlurmdPidFile=$tmp/spool/slurmd.pid
 SlurmctldLogFile=$tmp/log/slurmctld.log
@@ -171,7 +186,7 @@ SelectTypeParameters=CR_CPU_Memory
 ReturnToService=2
 # Keep finished jobs visible to scontrol long enough to read their exit codes.
 MinJobAge=3600
-NodeName=$node NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$node NodeHostname=$(hostname) NodeAddr=127.0.0.1 ${hw}RealMemory=$mem_mb State=UNKNOWN
 PartitionName=check Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
   # An empty plugin stack: the machine's /etc/slurm/plugstack.conf is not ours to load.
