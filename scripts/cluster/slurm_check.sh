@@ -12,8 +12,8 @@
 #   3. splits the Fashion-MNIST test set into 8 npz shards and submits slurm-array.sh as a 4-task array
 #      (`sbatch --array=0-3 --wait`), so every task gets two shards;
 #   4. checks every task completed with exit code 0, then runs actopo once over the same shards and
-#      compares: the same output files, each Parquet table equal row by row (floats bit for bit), and
-#      the four per-task manifests together covering every shard exactly once.
+#      compares: the same output files, each Parquet table equal row by row (floats bit for bit),
+#      each file byte-identical, and the four per-task manifests together covering every shard once.
 # On exit (success, failure or Ctrl-C) it cancels its jobs, stops the daemons it started (by pid) and
 # removes its temporary folder; KEEP_TMP=1 keeps the folder for a look after a failure.
 set -euo pipefail
@@ -341,11 +341,13 @@ for rel in a:
     assert_frame_equal(x, y, check_exact=True)
     kind = rel.split("/")[0]
     rows.setdefault(kind, []).append(x)
-# Beyond the tables: files that are byte for byte the same (informational; footers may name paths).
+# Beyond the tables: actopo's outputs do not depend on the worker count or on how shards are split
+# among processes, so each file must be the same byte for byte (footers included).
 import hashlib
 digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
-same = sum(digest(slurm / r) == digest(single / r) for r in a)
-print(f"  {same} of {len(a)} Parquet files byte-identical")
+differ = [r for r in a if digest(slurm / r) != digest(single / r)]
+assert not differ, f"tables equal but files differ in bytes: {differ}"
+print(f"  {len(a)} of {len(a)} Parquet files byte-identical")
 # The union, sorted by shard and index, against the single run's tables likewise.
 for kind, frames in rows.items():
     u = pl.concat(frames)
@@ -399,5 +401,6 @@ main() {
   log "total $(( $(date +%s) - t0 )) s"
 }
 
-# `exit` on the same line: bash has read the whole file before it runs, so editing it meanwhile is safe.
+# `exit` on main's line: bash has read this line before main runs, so an edit to the file during a
+# run cannot make it execute a stray fragment afterwards.
 main "$@"; exit
