@@ -7,7 +7,7 @@
 # What it does:
 #   1. installs slurm-wlm and munge from Debian with apt-get (skipped when already installed);
 #   2. starts a private munged, slurmctld and slurmd on 127.0.0.1, all configured, keyed, logged and
-#      spooled inside one temporary folder (nothing under /etc is read or changed, so a machine's own
+#      spooled inside one temporary folder (/etc/slurm and /etc/munge are not used, so a machine's own
 #      Slurm, if any, is left alone);
 #   3. splits the Fashion-MNIST test set into 8 npz shards and submits slurm-array.sh as a 4-task array
 #      (`sbatch --array=0-3 --wait`), so every task gets two shards;
@@ -31,6 +31,7 @@ WAIT_LIMIT_S="${WAIT_LIMIT_S:-1800}"   # the whole array must finish within this
 tmp=""
 pids=()          # daemons we started, newest last
 job_id=""
+made_policy=0    # 1 while a policy-rc.d we created is in place
 
 log() { echo "slurm_check: $*"; }
 die() { log "FAIL: $*"; exit 1; }
@@ -39,6 +40,7 @@ cleanup() {
   local rc=$?
   set +e
   [ -n "$job_id" ] && cancel_jobs
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   [ "$rc" -ne 0 ] && [ -n "$tmp" ] && print_log_tails
   # Stop in reverse order (slurmd, slurmctld, munged) so none loses the one it talks to first.
   local i
@@ -92,7 +94,6 @@ install_slurm() {
   fi
   # policy-rc.d 101 keeps the packages' postinst from starting system-wide daemons (we start our
   # own); Debian's container images already have one, so only create (and remove) it when absent.
-  local made_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
@@ -105,7 +106,7 @@ install_slurm() {
     apt-get update -q >> "$tmp/log/apt.log" 2>&1 || true
     "${apt[@]}" >> "$tmp/log/apt.log" 2>&1 || { tail -n 20 "$tmp/log/apt.log"; die "apt-get install failed"; }
   fi
-  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; made_policy=0; fi
   log "installed $(slurmctld -V)"
 }
 
