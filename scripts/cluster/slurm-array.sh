@@ -7,6 +7,8 @@
 #   sbatch --array=0-15 scripts/cluster/slurm-array.sh config/my-sweep.toml
 #
 # Set up once on the shared filesystem with scripts/setup.sh (it builds target/release/actopo).
+# scripts/cluster/slurm_check.sh runs this file as a 4-task array on a throwaway single-node Slurm
+# and checks the union of the tasks' outputs against one process (docs/cluster.md).
 #SBATCH --job-name=actopo
 #SBATCH --cpus-per-task=8
 #SBATCH --mem=8G
