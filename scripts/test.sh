@@ -51,5 +51,7 @@ echo "== the paper's reproduction, smoke version (scripts/reproduce_paper.sh on 
 "$PYTHON" tests/python/reproduce_smoke.py --bin target/release/actopo
 echo "== actopo report in headless Chromium: no console error, every figure rendered"
 "$PYTHON" tests/python/report_browser.py --bin target/release/actopo
+echo "== the Slurm template as a 4-task array on a private single-node Slurm vs one process (root: installs slurm-wlm, munge)"
+if [ "$(id -u)" = 0 ]; then scripts/cluster/slurm_check.sh; else sudo scripts/cluster/slurm_check.sh; fi
 echo "== the README's Polars and pandas examples on that run"
 "$PYTHON" tests/python/readme_examples.py "$tmp_out"
