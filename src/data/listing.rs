@@ -69,7 +69,11 @@ pub(crate) fn list_shards(
     let locations = expand_globs(&paths, &mut problems)
         .into_iter()
         .map(ShardLocation::Local)
-        .chain(expand_urls(&urls, &mut problems).into_iter().map(ShardLocation::Remote));
+        .chain(
+            expand_urls(&urls, &mut problems)
+                .into_iter()
+                .map(ShardLocation::Remote),
+        );
     let shards: Vec<ShardSource> = locations
         .filter_map(|location| shard_at(location, format, &mut problems))
         .collect();
@@ -134,7 +138,11 @@ fn shard_at(
     problems: &mut Vec<String>,
 ) -> Option<ShardSource> {
     let name = match &location {
-        ShardLocation::Local(path) => path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        ShardLocation::Local(path) => path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         ShardLocation::Remote(url) => url.file_name().to_string(),
     };
     if name.contains("-labels-idx") {

@@ -165,12 +165,8 @@ pub(crate) fn stream_shard(
         (ShardLocation::Remote(url), DataFormat::Parquet) => {
             remote::stream_parquet(url, opts, batch_size, emit)
         }
-        (ShardLocation::Remote(url), format) => {
-            stream_fetched(url, format, opts, batch_size, emit)
-        }
-        (ShardLocation::Local(path), format) => {
-            stream_file(path, format, opts, batch_size, emit)
-        }
+        (ShardLocation::Remote(url), format) => stream_fetched(url, format, opts, batch_size, emit),
+        (ShardLocation::Local(path), format) => stream_file(path, format, opts, batch_size, emit),
     }
 }
 
@@ -199,8 +195,13 @@ fn stream_fetched(
     emit: &mut dyn FnMut(ShardEvent) -> bool,
 ) -> Result<(), DataError> {
     let at = PathBuf::from(url.to_string());
-    let dir = tempfile::tempdir()
-        .map_err(|e| err(&at, None, format!("cannot make a temporary folder: {e}; check TMPDIR")))?;
+    let dir = tempfile::tempdir().map_err(|e| {
+        err(
+            &at,
+            None,
+            format!("cannot make a temporary folder: {e}; check TMPDIR"),
+        )
+    })?;
     let path = remote::fetch_whole(url, dir.path(), false)
         .map_err(|e| err(&at, None, e))?
         .unwrap_or_default();

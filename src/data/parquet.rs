@@ -249,9 +249,19 @@ pub(super) fn stream_parquet(
 ) -> Result<(), DataError> {
     let shard = open_parquet(path, opts, batch_size)?;
     let batches = shard.reader.map(|b| {
-        b.map_err(|e| Box::new(move |start: usize| format!("corrupt Parquet data at row {start}: {e}")) as BatchError)
+        b.map_err(|e| {
+            Box::new(move |start: usize| format!("corrupt Parquet data at row {start}: {e}"))
+                as BatchError
+        })
     });
-    emit_batches(path, batches, shard.rows, shard.label.as_deref(), opts, emit)
+    emit_batches(
+        path,
+        batches,
+        shard.rows,
+        shard.label.as_deref(),
+        opts,
+        emit,
+    )
 }
 
 /// Why a record batch could not be read, given the row it started at.

@@ -225,7 +225,7 @@ def manifest(out):
     return json.loads((Path(out) / "manifest.json").read_text())
 
 
-def check_remote_equals_local(bin_, tmp, local, endpoint):
+def check_remote_equals_local(bin_, tmp, s3, local, endpoint):
     env = s3_env(endpoint)
     must(run(bin_, [str(p) for p in local], tmp / "local"), "local run")
     must(run(bin_, [f"s3://{BUCKET}/fmnist/*.parquet"], tmp / "s3", env), "s3:// glob run")
@@ -235,6 +235,8 @@ def check_remote_equals_local(bin_, tmp, local, endpoint):
     files = [s["source"]["files"][0] for s in shards]
     assert all(f["etag"] and f["path"].startswith("s3://") for f in files), files
     print(f"  manifest: URLs and ETags recorded ({files[0]['path']} etag {files[0]['etag']})")
+    for p in local:  # anonymous GETs need a public object
+        s3.put_object_acl(Bucket=BUCKET, Key=f"fmnist/{p.name}", ACL="public-read")
     http_urls = [f"{endpoint}/{BUCKET}/fmnist/{p.name}" for p in local]
     must(run(bin_, http_urls, tmp / "http"), "http:// run")
     same_tables(tmp / "local", tmp / "http", "http:// (plain GETs with ranges)")
@@ -325,8 +327,9 @@ def check_credentials(bin_, tmp, local):
         wrong = run(bin_, url, tmp / "auth-wrong", s3_env(endpoint, "AKIAWRONGWRONGWRONG1", "wrong"))
         assert wrong.returncode != 0, wrong
         assert "AWS_ACCESS_KEY_ID" in wrong.stderr and "access refused" in wrong.stderr, wrong.stderr
-        line = next(l for l in wrong.stderr.splitlines() if "AWS_ACCESS_KEY_ID" in l)
-        print(f"  wrong credentials: exit {wrong.returncode}: {line.strip()[:160]}...")
+        first = next(l for l in wrong.stderr.splitlines() if "access refused" in l).strip()
+        hint = wrong.stderr[wrong.stderr.index("check AWS_ACCESS_KEY_ID"):].splitlines()[0]
+        print(f"  wrong credentials: exit {wrong.returncode}: {first[:110]} ... {hint[:90]}...")
         return good
     finally:
         proc.terminate()
@@ -350,7 +353,7 @@ def main():
             s3 = client(endpoint)
             s3.create_bucket(Bucket=BUCKET)
             upload(s3, local, "fmnist")
-            check_remote_equals_local(bin_, tmp, local, endpoint)
+            check_remote_equals_local(bin_, tmp, s3, local, endpoint)
             check_idx_over_s3(bin_, tmp, s3, endpoint)
             check_resume(bin_, tmp, s3, endpoint, local)
             faults = Faults()

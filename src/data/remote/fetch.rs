@@ -54,7 +54,11 @@ pub fn fetch_whole(url: &RemoteUrl, dir: &Path, optional: bool) -> Result<Option
         return Ok(None);
     };
     let path = dir.join(url.file_name());
-    std::fs::write(&path, &bytes)
-        .map_err(|e| format!("{url}: cannot keep a temporary copy in {}: {e}; check free space in TMPDIR", dir.display()))?;
+    std::fs::write(&path, &bytes).map_err(|e| {
+        format!(
+            "{url}: cannot keep a temporary copy in {}: {e}; check free space in TMPDIR",
+            dir.display()
+        )
+    })?;
     Ok(Some(path))
 }

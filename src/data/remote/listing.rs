@@ -83,16 +83,31 @@ fn list_hub(url: &RemoteUrl) -> Result<Vec<String>, String> {
             if let Some(auth) = &auth {
                 request = request.header("authorization", auth);
             }
-            let response = request.send().await.map_err(|e| format!("{at}: cannot list {page}: {e}"))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| format!("{at}: cannot list {page}: {e}"))?;
             let status = response.status();
             if !status.is_success() {
-                return Err(format!("{at}: listing {page} answered {status}; {}", settings_hint(Scheme::HfDataset)));
+                return Err(format!(
+                    "{at}: listing {page} answered {status}; {}",
+                    settings_hint(Scheme::HfDataset)
+                ));
             }
             next = next_page(response.headers());
-            let body = response.bytes().await.map_err(|e| format!("{at}: cannot list {page}: {e}"))?;
-            let entries: Vec<TreeEntry> = serde_json::from_slice(&body)
-                .map_err(|e| format!("{at}: {page} is not a tree listing: {e}; check HF_ENDPOINT"))?;
-            files.extend(entries.into_iter().filter(|e| e.kind == "file").map(|e| e.path));
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| format!("{at}: cannot list {page}: {e}"))?;
+            let entries: Vec<TreeEntry> = serde_json::from_slice(&body).map_err(|e| {
+                format!("{at}: {page} is not a tree listing: {e}; check HF_ENDPOINT")
+            })?;
+            files.extend(
+                entries
+                    .into_iter()
+                    .filter(|e| e.kind == "file")
+                    .map(|e| e.path),
+            );
         }
         Ok(files)
     })
@@ -129,8 +144,16 @@ mod tests {
     #[test]
     fn the_next_page_comes_from_the_link_header() {
         let mut h = reqwest::header::HeaderMap::new();
-        h.insert("link", "<https://hub/api/x?cursor=abc>; rel=\"next\"".parse().unwrap());
-        assert_eq!(next_page(&h).as_deref(), Some("https://hub/api/x?cursor=abc"));
+        h.insert(
+            "link",
+            "<https://hub/api/x?cursor=abc>; rel=\"next\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_page(&h).as_deref(),
+            Some("https://hub/api/x?cursor=abc")
+        );
         assert_eq!(next_page(&reqwest::header::HeaderMap::new()), None);
     }
 }

@@ -39,7 +39,14 @@ pub fn stream_parquet(
     let path = Path::new(&label);
     let mut shard = open(url, path, opts, batch_size)?;
     let batches = std::iter::from_fn(|| shard.batches.blocking_recv());
-    emit_batches(path, batches, shard.rows, shard.label.as_deref(), opts, emit)
+    emit_batches(
+        path,
+        batches,
+        shard.rows,
+        shard.label.as_deref(),
+        opts,
+        emit,
+    )
     // Dropping the receiver stops the fetching task at its next send.
 }
 
@@ -79,7 +86,11 @@ fn open(
             let url = url.clone();
             let batch = batch.map_err(|e| {
                 Box::new(move |start: usize| {
-                    fetch_error(&url, &format!("cannot read row group data at row {start}"), e)
+                    fetch_error(
+                        &url,
+                        &format!("cannot read row group data at row {start}"),
+                        e,
+                    )
                 }) as BatchError
             });
             if tx.send(batch).await.is_err() {

@@ -33,11 +33,23 @@ fn external(e: object_store::Error) -> ParquetError {
 
 impl AsyncFileReader for ObjectReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, Result<Bytes>> {
-        async move { self.store.get_range(&self.key, range).await.map_err(external) }.boxed()
+        async move {
+            self.store
+                .get_range(&self.key, range)
+                .await
+                .map_err(external)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, Result<Vec<Bytes>>> {
-        async move { self.store.get_ranges(&self.key, &ranges).await.map_err(external) }.boxed()
+        async move {
+            self.store
+                .get_ranges(&self.key, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(
@@ -62,7 +74,11 @@ impl MetadataSuffixFetch for &mut ObjectReader {
             ..Default::default()
         };
         async move {
-            let got = self.store.get_opts(&self.key, options).await.map_err(external)?;
+            let got = self
+                .store
+                .get_opts(&self.key, options)
+                .await
+                .map_err(external)?;
             got.bytes().await.map_err(external)
         }
         .boxed()

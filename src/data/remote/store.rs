@@ -55,8 +55,8 @@ pub fn hf_endpoint() -> String {
 pub fn store_for(url: &RemoteUrl) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
     static STORES: OnceLock<Mutex<HashMap<(Scheme, String), Arc<dyn ObjectStore>>>> =
         OnceLock::new();
-    let key = ObjectPath::parse(&url.key)
-        .map_err(|e| format!("{url}: not a valid object key: {e}"))?;
+    let key =
+        ObjectPath::parse(&url.key).map_err(|e| format!("{url}: not a valid object key: {e}"))?;
     let stores = STORES.get_or_init(Default::default);
     let mut stores = stores.lock().unwrap_or_else(|p| p.into_inner());
     let id = (url.scheme, url.authority.clone());
@@ -132,7 +132,9 @@ fn hf_client_options(url: &RemoteUrl) -> Result<ClientOptions, String> {
     let mut options = ClientOptions::new();
     if let Some(value) = hf_authorization() {
         let value = object_store::HeaderValue::from_str(&value).map_err(|_| {
-            format!("{url}: HF_TOKEN holds characters a header cannot carry; set it to the token alone")
+            format!(
+                "{url}: HF_TOKEN holds characters a header cannot carry; set it to the token alone"
+            )
         })?;
         let mut headers = object_store::HeaderMap::new();
         headers.insert("authorization", value);
@@ -150,7 +152,10 @@ pub fn hf_authorization() -> Option<String> {
 }
 
 fn setup_error(url: &RemoteUrl, e: object_store::Error) -> String {
-    format!("{url}: cannot set up the client: {e}; {}", settings_hint(url.scheme))
+    format!(
+        "{url}: cannot set up the client: {e}; {}",
+        settings_hint(url.scheme)
+    )
 }
 
 /// The environment variables that configure a scheme, for error messages.
@@ -166,11 +171,22 @@ pub fn settings_hint(scheme: Scheme) -> &'static str {
 
 /// A failed request, naming the URL and, for refused access, the variables to check.
 pub fn describe(url: &RemoteUrl, e: &object_store::Error) -> String {
-    match e {
-        object_store::Error::NotFound { .. } => format!("{url}: no such object (deleted, moved, or a typo in the key)"),
-        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. } => {
-            format!("{url}: access refused ({e}); {}", settings_hint(url.scheme))
-        }
-        _ => format!("{url}: {e} (after retries with backoff)"),
+    if matches!(e, object_store::Error::NotFound { .. }) {
+        format!("{url}: no such object (deleted, moved, or a typo in the key)")
+    } else if access_refused(e) {
+        format!("{url}: access refused ({e}); {}", settings_hint(url.scheme))
+    } else {
+        format!("{url}: {e}")
+    }
+}
+
+/// 401 or 403: some requests (S3 listings) come back as generic errors carrying the status.
+fn access_refused(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+    ) || {
+        let text = e.to_string();
+        text.contains("403 Forbidden") || text.contains("401 Unauthorized")
     }
 }

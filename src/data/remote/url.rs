@@ -52,15 +52,21 @@ pub struct RemoteUrl {
 
 /// Whether a `data.shards` entry is a URL rather than a local path.
 pub fn looks_remote(entry: &str) -> bool {
-    entry
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+'))
+    entry.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+    })
 }
 
 impl RemoteUrl {
     /// Parses a `data.shards` URL; the error says which forms are accepted.
     pub fn parse(entry: &str) -> Result<RemoteUrl, String> {
-        let Some(scheme) = Scheme::ALL.into_iter().find(|s| entry.starts_with(s.prefix())) else {
+        let Some(scheme) = Scheme::ALL
+            .into_iter()
+            .find(|s| entry.starts_with(s.prefix()))
+        else {
             return Err(format!(
                 "`data.shards`: \"{entry}\" has a scheme actopo cannot read; use s3://, gs://, az://, http://, https:// or hf://datasets/<owner>/<name>/<path>, or a local path"
             ));
@@ -132,13 +138,19 @@ impl fmt::Display for RemoteUrl {
 
 /// The hub's base URL for a dataset's files: `{endpoint}/datasets/<owner>/<name>/resolve/main`.
 pub fn hf_resolve_base(endpoint: &str, repo: &str) -> String {
-    format!("{}/datasets/{repo}/resolve/main", endpoint.trim_end_matches('/'))
+    format!(
+        "{}/datasets/{repo}/resolve/main",
+        endpoint.trim_end_matches('/')
+    )
 }
 
 /// The hub's tree API listing a dataset's files under `dir`, recursively.
 pub fn hf_tree_url(endpoint: &str, repo: &str, dir: &str) -> String {
     let dir = dir.trim_end_matches('/');
-    let base = format!("{}/api/datasets/{repo}/tree/main", endpoint.trim_end_matches('/'));
+    let base = format!(
+        "{}/api/datasets/{repo}/tree/main",
+        endpoint.trim_end_matches('/')
+    );
     if dir.is_empty() {
         format!("{base}?recursive=true")
     } else {
@@ -153,26 +165,47 @@ mod tests {
     #[test]
     fn schemes_split_into_store_and_key() {
         let u = RemoteUrl::parse("s3://bucket/a/b/*.parquet").unwrap();
-        assert_eq!((u.scheme, u.authority.as_str(), u.key.as_str()), (Scheme::S3, "bucket", "a/b/*.parquet"));
+        assert_eq!(
+            (u.scheme, u.authority.as_str(), u.key.as_str()),
+            (Scheme::S3, "bucket", "a/b/*.parquet")
+        );
         assert_eq!(u.list_prefix(), "a/b/");
         assert!(u.has_glob());
         let u = RemoteUrl::parse("gs://b/x.parquet").unwrap();
-        assert_eq!((u.scheme, u.list_prefix(), u.file_name()), (Scheme::Gcs, "", "x.parquet"));
+        assert_eq!(
+            (u.scheme, u.list_prefix(), u.file_name()),
+            (Scheme::Gcs, "", "x.parquet")
+        );
         assert!(!u.has_glob());
         assert_eq!(u.sibling("y.npz").to_string(), "gs://b/y.npz");
         let u = RemoteUrl::parse("az://container/dir/x.npz").unwrap();
-        assert_eq!((u.scheme, u.authority.as_str()), (Scheme::Azure, "container"));
+        assert_eq!(
+            (u.scheme, u.authority.as_str()),
+            (Scheme::Azure, "container")
+        );
         let u = RemoteUrl::parse("http://127.0.0.1:9000/bucket/k.parquet").unwrap();
-        assert_eq!((u.scheme, u.authority.as_str(), u.key.as_str()), (Scheme::Http, "127.0.0.1:9000", "bucket/k.parquet"));
-        assert_eq!(RemoteUrl::parse("https://h/k").unwrap().scheme, Scheme::Https);
+        assert_eq!(
+            (u.scheme, u.authority.as_str(), u.key.as_str()),
+            (Scheme::Http, "127.0.0.1:9000", "bucket/k.parquet")
+        );
+        assert_eq!(
+            RemoteUrl::parse("https://h/k").unwrap().scheme,
+            Scheme::Https
+        );
     }
 
     #[test]
     fn hf_urls_name_owner_and_repo() {
         let u = RemoteUrl::parse("hf://datasets/zalando/fmnist/data/test-*.parquet").unwrap();
-        assert_eq!((u.scheme, u.authority.as_str(), u.key.as_str()), (Scheme::HfDataset, "zalando/fmnist", "data/test-*.parquet"));
+        assert_eq!(
+            (u.scheme, u.authority.as_str(), u.key.as_str()),
+            (Scheme::HfDataset, "zalando/fmnist", "data/test-*.parquet")
+        );
         assert_eq!(u.list_prefix(), "data/");
-        assert_eq!(u.to_string(), "hf://datasets/zalando/fmnist/data/test-*.parquet");
+        assert_eq!(
+            u.to_string(),
+            "hf://datasets/zalando/fmnist/data/test-*.parquet"
+        );
         assert_eq!(
             hf_resolve_base("https://huggingface.co/", &u.authority),
             "https://huggingface.co/datasets/zalando/fmnist/resolve/main"
@@ -190,9 +223,13 @@ mod tests {
     #[test]
     fn bad_urls_say_what_is_accepted() {
         assert!(RemoteUrl::parse("ftp://x/y").unwrap_err().contains("s3://"));
-        assert!(RemoteUrl::parse("s3://bucket").unwrap_err().contains("<bucket-or-host>/<key-or-glob>"));
+        assert!(RemoteUrl::parse("s3://bucket")
+            .unwrap_err()
+            .contains("<bucket-or-host>/<key-or-glob>"));
         assert!(RemoteUrl::parse("s3://bucket/").is_err());
-        assert!(RemoteUrl::parse("hf://datasets/owner/name").unwrap_err().contains("hf://datasets/<owner>/<name>"));
+        assert!(RemoteUrl::parse("hf://datasets/owner/name")
+            .unwrap_err()
+            .contains("hf://datasets/<owner>/<name>"));
         assert!(RemoteUrl::parse("hf://models/o/n/x").is_err());
         assert!(looks_remote("s3://b/k") && looks_remote("ftp://x/y"));
         assert!(!looks_remote("/data/x.parquet") && !looks_remote("data/*.parquet"));
@@ -200,7 +237,14 @@ mod tests {
 
     #[test]
     fn url_round_trips_through_display() {
-        for s in ["s3://b/k/x.parquet", "gs://b/x", "az://c/x", "http://h:1/b/x", "https://h/x", "hf://datasets/o/n/p/x.parquet"] {
+        for s in [
+            "s3://b/k/x.parquet",
+            "gs://b/x",
+            "az://c/x",
+            "http://h:1/b/x",
+            "https://h/x",
+            "hf://datasets/o/n/p/x.parquet",
+        ] {
             assert_eq!(RemoteUrl::parse(s).unwrap().to_string(), s);
         }
     }
