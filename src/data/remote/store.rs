@@ -51,10 +51,12 @@ pub fn hf_endpoint() -> String {
     std::env::var("HF_ENDPOINT").unwrap_or_else(|_| HF_DEFAULT_ENDPOINT.to_string())
 }
 
+/// The clients built so far, by scheme and bucket/container/host (they pool connections).
+type Stores = HashMap<(Scheme, String), Arc<dyn ObjectStore>>;
+
 /// The store holding `url`'s objects (built once per bucket/host), and the key inside it.
 pub fn store_for(url: &RemoteUrl) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
-    static STORES: OnceLock<Mutex<HashMap<(Scheme, String), Arc<dyn ObjectStore>>>> =
-        OnceLock::new();
+    static STORES: OnceLock<Mutex<Stores>> = OnceLock::new();
     let key =
         ObjectPath::parse(&url.key).map_err(|e| format!("{url}: not a valid object key: {e}"))?;
     let stores = STORES.get_or_init(Default::default);
