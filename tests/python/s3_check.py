@@ -336,6 +336,75 @@ def check_credentials(bin_, tmp, local):
         proc.wait()
 
 
+def start_fake_hub(files, repo, token):
+    """A tiny stand-in for the Hugging Face hub on 127.0.0.1: the tree API and `resolve/main` file
+    URLs (HEAD, ranged GETs) for `files` under `data/`, each request needing `Bearer <token>`."""
+    import email.utils
+    import hashlib
+
+    blobs = {f"data/{f.name}": f.read_bytes() for f in files}
+    tree = f"/api/datasets/{repo}/tree/main/data"
+    resolve = f"/datasets/{repo}/resolve/main/"
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def reply(self, status, body=b"", headers=()):
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self):
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                return self.reply(401, b"Invalid credentials")
+            path = self.path.split("?")[0]
+            if path == tree:
+                listing = [{"type": "file", "path": k, "size": len(v)} for k, v in blobs.items()]
+                return self.reply(200, json.dumps(listing).encode(), [("Content-Type", "application/json")])
+            blob = blobs.get(path.removeprefix(resolve)) if path.startswith(resolve) else None
+            if blob is None:
+                return self.reply(404, b"Entry not found")
+            meta = [("ETag", '"' + hashlib.sha256(blob).hexdigest() + '"'),
+                    ("Last-Modified", email.utils.formatdate(0, usegmt=True)), ("Accept-Ranges", "bytes")]
+            spec = self.headers.get("Range")
+            if not spec:
+                return self.reply(200, blob, meta)
+            first, last = spec.removeprefix("bytes=").split("-")
+            if first == "":
+                first, last = len(blob) - int(last), len(blob) - 1
+            first, last = int(first), min(int(last or len(blob) - 1), len(blob) - 1)
+            meta.append(("Content-Range", f"bytes {first}-{last}/{len(blob)}"))
+            return self.reply(206, blob[first:last + 1], meta)
+
+        do_HEAD = do_GET
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def check_fake_hub(bin_, tmp, local):
+    """hf:// through HF_ENDPOINT: the glob listed by the tree API, files by resolve URLs, HF_TOKEN."""
+    server, endpoint = start_fake_hub(local, "someone/fmnist", "hf_right")
+    try:
+        env = dict(os.environ, HF_ENDPOINT=endpoint, HF_TOKEN="hf_right")
+        url = ["hf://datasets/someone/fmnist/data/part-*.parquet"]
+        must(run(bin_, url, tmp / "hf", env), "hf:// run on the fake hub")
+        same_tables(tmp / "local", tmp / "hf", "hf:// (fake hub: tree API, resolve URLs, HF_TOKEN)")
+        wrong = run(bin_, url, tmp / "hf-wrong", dict(env, HF_TOKEN="hf_wrong"))
+        assert wrong.returncode != 0 and "HF_TOKEN" in wrong.stderr, wrong.stderr
+        print("  hf:// with a wrong HF_TOKEN: refused, naming HF_TOKEN")
+    finally:
+        server.shutdown()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default=str(ROOT / "target/release/actopo"))
@@ -361,6 +430,7 @@ def main():
             check_deleted_mid_run(bin_, tmp, s3, faults, proxy, local)
             check_flaky_server(bin_, tmp, faults, proxy)
             check_credentials(bin_, tmp, local)
+            check_fake_hub(bin_, tmp, local)
         finally:
             if proxy_server:
                 proxy_server.shutdown()
