@@ -1,16 +1,17 @@
-//! Remote Parquet shards: the footer, then the projected columns row group by row group with
+//! Remote Parquet shards: the object's size (HEAD), its footer, then the projected columns row group by row group with
 //! range requests, fetched on the I/O runtime ahead of the decoder through a bounded channel.
 
 use std::path::Path;
 
 use arrow::array::RecordBatch;
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
 use tokio::sync::mpsc;
 
 use super::reader::ObjectReader;
-use super::store::{io_runtime, store_for};
+use super::store::{describe, io_runtime, store_for};
 use super::url::RemoteUrl;
 use super::{block_on_io, fetch_error};
 use crate::data::parquet::{emit_batches, plan_columns, BatchError};
@@ -60,7 +61,8 @@ fn open(
     let (store, key) = store_for(url).map_err(|e| err(path, None, e))?;
     let at = url.clone();
     let builder = block_on_io(async move {
-        ParquetRecordBatchStreamBuilder::new(ObjectReader::new(store, key))
+        let size = store.head(&key).await.map_err(|e| describe(&at, &e))?.size;
+        ParquetRecordBatchStreamBuilder::new(ObjectReader::new(store, key, size))
             .await
             .map_err(|e| fetch_error(&at, "not a readable Parquet file", e))
     })

@@ -1,28 +1,30 @@
-//! Parquet's async reader on an `object_store` object: the footer by one suffix request, column
-//! chunks by ranges (`get_ranges` merges close ones and fetches the rest in parallel).
+//! Parquet's async reader on an `object_store` object: the footer, then column chunks, by ranges
+//! (`get_ranges` merges close ones and fetches the rest in parallel). The footer is found from
+//! the object's size rather than by a suffix range: Azure Blob Storage has no suffix ranges.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use ::parquet::arrow::arrow_reader::ArrowReaderOptions;
-use ::parquet::arrow::async_reader::{AsyncFileReader, MetadataSuffixFetch};
+use ::parquet::arrow::async_reader::AsyncFileReader;
 use ::parquet::errors::{ParquetError, Result};
 use ::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 
-/// One object, read by ranges.
+/// One object of a known size, read by ranges.
 pub struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     key: ObjectPath,
+    size: u64,
 }
 
 impl ObjectReader {
-    pub fn new(store: Arc<dyn ObjectStore>, key: ObjectPath) -> ObjectReader {
-        ObjectReader { store, key }
+    pub fn new(store: Arc<dyn ObjectStore>, key: ObjectPath, size: u64) -> ObjectReader {
+        ObjectReader { store, key, size }
     }
 }
 
@@ -57,29 +59,12 @@ impl AsyncFileReader for ObjectReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, Result<Arc<ParquetMetaData>>> {
         async move {
+            let size = self.size;
             let metadata = ParquetMetaDataReader::new()
                 .with_arrow_reader_options(options)
-                .load_via_suffix_and_finish(self)
+                .load_and_finish(self, size)
                 .await?;
             Ok(Arc::new(metadata))
-        }
-        .boxed()
-    }
-}
-
-impl MetadataSuffixFetch for &mut ObjectReader {
-    fn fetch_suffix(&mut self, suffix: usize) -> BoxFuture<'_, Result<Bytes>> {
-        let options = GetOptions {
-            range: Some(GetRange::Suffix(suffix as u64)),
-            ..Default::default()
-        };
-        async move {
-            let got = self
-                .store
-                .get_opts(&self.key, options)
-                .await
-                .map_err(external)?;
-            got.bytes().await.map_err(external)
         }
         .boxed()
     }
