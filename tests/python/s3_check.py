@@ -6,7 +6,8 @@ and an IDX file over s3://, and every result table must equal the run on the sam
 local disk. Then: a resumed run skips what is done and redoes an object that changed; a shard
 deleted mid-run becomes a failure row while the others finish; a server that answers 503 and
 slowly for a while is ridden out by retries; wrong credentials (a second moto with IAM
-authentication on) stop the run with an error naming AWS_ACCESS_KEY_ID.
+authentication on) stop the run with an error naming AWS_ACCESS_KEY_ID. hf:// is read from a
+fake hub on 127.0.0.1 (tree API, resolve URLs, HF_TOKEN); az:// from Azurite when installed.
 
     tests/python/s3_check.py --bin target/release/actopo
 """
@@ -165,7 +166,9 @@ def start_proxy(upstream, faults):
             for k, v in resp.getheaders():
                 if k.lower() not in ("content-length", "transfer-encoding", "connection"):
                     self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD answer has no body but the object's length.
+            length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
@@ -405,11 +408,52 @@ def check_fake_hub(bin_, tmp, local):
         server.shutdown()
 
 
+def check_azurite(bin_, tmp, local, azurite):
+    """az:// against Azurite (Microsoft's Azure Storage emulator, from npm), when it and the
+    azure-storage-blob package (for the upload) are installed; otherwise says it was skipped."""
+    import shutil
+    exe = azurite or shutil.which("azurite-blob")
+    try:
+        from azure.storage.blob import BlobServiceClient
+    except ImportError:
+        exe = None
+    if not exe:
+        print("  az://: skipped (needs azurite-blob, `npm install -g azurite`, and `pip install azure-storage-blob`)")
+        return
+    port = free_port()
+    log = open(tmp / "azurite.log", "w")
+    proc = subprocess.Popen([exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                             str(tmp / "azurite"), "--skipApiVersionCheck", "--silent"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        # Azurite's documented development account and key.
+        key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+        blob = BlobServiceClient.from_connection_string(
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+        container = blob.create_container(BUCKET)
+        for p in local:
+            container.upload_blob(f"fmnist/{p.name}", p.read_bytes())
+        env = dict(os.environ, AZURE_STORAGE_USE_EMULATOR="true", AZURITE_BLOB_STORAGE_URL=f"http://127.0.0.1:{port}")
+        must(run(bin_, [f"az://{BUCKET}/fmnist/*.parquet"], tmp / "az", env), "az:// run on Azurite")
+        same_tables(tmp / "local", tmp / "az", "az:// (Azurite)")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default=str(ROOT / "target/release/actopo"))
     ap.add_argument("--shards", type=int, default=3)
     ap.add_argument("--per-shard", type=int, default=100)
+    ap.add_argument("--azurite", help="azurite-blob executable for the optional az:// check (default: on PATH)")
     args = ap.parse_args()
     bin_ = str(Path(args.bin).resolve())
     with tempfile.TemporaryDirectory(prefix="actopo-s3-") as tmp:
@@ -431,6 +475,7 @@ def main():
             check_flaky_server(bin_, tmp, faults, proxy)
             check_credentials(bin_, tmp, local)
             check_fake_hub(bin_, tmp, local)
+            check_azurite(bin_, tmp, local, args.azurite)
         finally:
             if proxy_server:
                 proxy_server.shutdown()
