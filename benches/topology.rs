@@ -144,7 +144,9 @@ fn bench(c: &mut Criterion) {
             limit: 8,
         };
         let src = actopo::data::ShardSource {
-            path: "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz".into(),
+            location: actopo::data::ShardLocation::Local(
+                "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz".into(),
+            ),
             name: "t10k".into(),
             stem: "t10k".into(),
             format: actopo::config::DataFormat::Idx,

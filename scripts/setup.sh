@@ -24,7 +24,7 @@ if [ ! -x "$PYTHON" ]; then
   echo "setup: creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$PYTHON" -c "import torch, torchvision, gudhi, numpy, pyarrow, safetensors, polars, pandas, PIL, sklearn, ot; assert torch.__version__.startswith('2.13.0') and torchvision.__version__.startswith('0.28.0')" 2>/dev/null; then
+if ! "$PYTHON" -c "import torch, torchvision, gudhi, numpy, pyarrow, safetensors, polars, pandas, PIL, sklearn, ot, moto, boto3; assert torch.__version__.startswith('2.13.0') and torchvision.__version__.startswith('0.28.0')" 2>/dev/null; then
   echo "setup: installing Python packages (torch 2.13.0 is large; a few minutes on first run)"
   "$PYTHON" -m pip install -q --upgrade pip
   "$PYTHON" -m pip install -q -r scripts/requirements.txt

@@ -176,7 +176,7 @@ pub(crate) fn validate(path: &Path, sets: &[String]) -> anyhow::Result<CommandOu
             ..prepared.read_options.clone()
         };
         match data::read_shard(shard, &one) {
-            Ok(s) if s.n == 0 => println!("shard     {}: empty", shard.path.display()),
+            Ok(s) if s.n == 0 => println!("shard     {}: empty", shard.location),
             Ok(s) => {
                 if !check_first_sample(&settings, &tch_model, shard, &s)? {
                     failed += 1;
@@ -301,13 +301,13 @@ fn check_first_sample(
         if settings.attacks.is_empty() {
             println!(
                 "shard     {}: first sample: warning: {}",
-                shard.path.display(),
+                shard.location,
                 seen.describe(clip, CLEAN_OUT_OF_CLIP)
             );
         } else {
             println!(
                 "shard     {}: first sample: error: {}",
-                shard.path.display(),
+                shard.location,
                 seen.describe(clip, ATTACKED_OUT_OF_CLIP)
             );
             return Ok(false);
@@ -320,12 +320,12 @@ fn check_first_sample(
             let mut rng = vec![SampleRng::for_sample(0, &shard.name, 0, i)];
             tch_model
                 .attack(kind, &s.x, 1, &[target], clip, &mut rng)
-                .with_context(|| format!("attack `{}` on {}", attack.name, shard.path.display()))?;
+                .with_context(|| format!("attack `{}` on {}", attack.name, shard.location))?;
         }
     }
     println!(
         "shard     {}: first sample ok{}",
-        shard.path.display(),
+        shard.location,
         if s.labels.is_some() {
             " (labelled)"
         } else {

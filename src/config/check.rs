@@ -142,7 +142,12 @@ fn check_data(c: &mut Config, base: &Path, problems: &mut Vec<String>) -> Option
                 .into(),
         );
     }
-    for shard in &mut d.shards {
+    // URLs (s3://, hf://, ...) stay as written; local paths become absolute.
+    for shard in d
+        .shards
+        .iter_mut()
+        .filter(|s| !crate::data::looks_remote(s))
+    {
         *shard = resolve(base, Path::new(shard))
             .to_string_lossy()
             .into_owned();

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ShardSource;
+use super::remote::{self, RemoteUrl};
+use super::{ShardLocation, ShardSource};
 use crate::config::DataFormat;
 
 pub(super) fn detect_format(path: &Path) -> Option<DataFormat> {
@@ -28,39 +29,53 @@ pub(crate) fn stem_of(path: &Path) -> String {
     }
 }
 
-/// Files besides `src.path` that reading the shard opens: an IDX image file's label file.
+/// Local files besides the shard's own that reading it opens: an IDX image file's label file.
 pub(crate) fn companion_files(src: &ShardSource) -> Vec<PathBuf> {
-    match src.format {
-        DataFormat::Idx => idx_label_file(&src.path).into_iter().collect(),
+    match (&src.location, src.format) {
+        (ShardLocation::Local(path), DataFormat::Idx) => idx_label_file(path).into_iter().collect(),
         _ => Vec::new(),
     }
+}
+
+/// The names an IDX image file's labels may have, in the order looked for.
+pub(super) fn idx_label_names(images: &str) -> Vec<String> {
+    if !images.contains("-images-idx3-ubyte") {
+        return Vec::new();
+    }
+    let base = images.replace("-images-idx3-ubyte", "-labels-idx1-ubyte");
+    let base = base.strip_suffix(".gz").unwrap_or(&base).to_string();
+    vec![base.clone(), format!("{base}.gz")]
 }
 
 /// `*-labels-idx1-ubyte[.gz]` next to `*-images-idx3-ubyte[.gz]`, when there is one.
 pub(super) fn idx_label_file(images: &Path) -> Option<PathBuf> {
     let name = images.file_name()?.to_string_lossy();
-    if !name.contains("-images-idx3-ubyte") {
-        return None;
-    }
-    let base = name.replace("-images-idx3-ubyte", "-labels-idx1-ubyte");
-    let base = base.strip_suffix(".gz").unwrap_or(&base).to_string();
-    [base.clone(), format!("{base}.gz")]
+    idx_label_names(&name)
         .into_iter()
         .map(|n| images.with_file_name(n))
         .find(|p| p.is_file())
 }
 
-/// Expands `patterns` (globs) into shards in sorted order. IDX label files matched by a glob are
-/// skipped: they are found from their image file.
+/// Expands `patterns` (local globs, then URLs, each in sorted order) into shards. IDX label files
+/// matched by a glob are skipped: they are found from their image file.
 pub(crate) fn list_shards(
     patterns: &[String],
     format: DataFormat,
 ) -> Result<Vec<ShardSource>, Vec<String>> {
     let mut problems = Vec::new();
-    let paths = expand_globs(patterns, &mut problems);
-    let shards: Vec<ShardSource> = paths
+    let (urls, paths): (Vec<&String>, Vec<&String>) =
+        patterns.iter().partition(|p| remote::looks_remote(p));
+    let paths: Vec<String> = paths.into_iter().cloned().collect();
+    let locations = expand_globs(&paths, &mut problems)
         .into_iter()
-        .filter_map(|path| shard_at(path, format, &mut problems))
+        .map(ShardLocation::Local)
+        .chain(
+            expand_urls(&urls, &mut problems)
+                .into_iter()
+                .map(ShardLocation::Remote),
+        );
+    let shards: Vec<ShardSource> = locations
+        .filter_map(|location| shard_at(location, format, &mut problems))
         .collect();
     problems.extend(stem_collisions(&shards));
     if problems.is_empty() {
@@ -97,32 +112,56 @@ fn expand_globs(patterns: &[String], problems: &mut Vec<String>) -> Vec<PathBuf>
     paths
 }
 
+/// The objects the URLs name (listed when they hold a glob), sorted and without duplicates; a
+/// glob that matches nothing is a problem, as for local files.
+fn expand_urls(urls: &[&String], problems: &mut Vec<String>) -> Vec<RemoteUrl> {
+    let mut found = Vec::new();
+    for text in urls {
+        match RemoteUrl::parse(text).and_then(|url| remote::expand(&url)) {
+            Ok(urls) if urls.is_empty() => problems.push(format!(
+                "`data.shards`: no object matches \"{text}\"; check the bucket and prefix"
+            )),
+            Ok(urls) => found.extend(urls),
+            Err(e) => problems.push(e),
+        }
+    }
+    found.sort_by_key(|u| u.to_string());
+    found.dedup();
+    found
+}
+
 /// The shard a matched file is, or None for an IDX label file or a file of unknown format (the
 /// latter a problem).
-fn shard_at(path: PathBuf, format: DataFormat, problems: &mut Vec<String>) -> Option<ShardSource> {
-    let name = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
+fn shard_at(
+    location: ShardLocation,
+    format: DataFormat,
+    problems: &mut Vec<String>,
+) -> Option<ShardSource> {
+    let name = match &location {
+        ShardLocation::Local(path) => path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        ShardLocation::Remote(url) => url.file_name().to_string(),
+    };
     if name.contains("-labels-idx") {
         return None;
     }
     let format = match format {
-        DataFormat::Auto => detect_format(&path),
+        DataFormat::Auto => detect_format(Path::new(&name)),
         known => Some(known),
     };
     let Some(format) = format else {
         problems.push(format!(
-            "{}: cannot tell the format from the name; set data.format to parquet, idx or npz",
-            path.display()
+            "{location}: cannot tell the format from the name; set data.format to parquet, idx or npz"
         ));
         return None;
     };
     Some(ShardSource {
-        stem: stem_of(&path),
+        stem: stem_of(Path::new(&name)),
         name,
-        path,
+        location,
         format,
     })
 }

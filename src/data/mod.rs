@@ -6,7 +6,8 @@
 //! Normalisation with mean/std happens in the model (`forward`), so attacks can work in raw units.
 //!
 //! One file per format: `idx`, `npz`, `parquet`; `listing` turns globs into shards; `labels`
-//! checks class labels whatever column type holds them. What is checked in each: `docs/inputs.md`.
+//! checks class labels whatever column type holds them; `remote` reads shards behind URLs (S3, GCS,
+//! Azure, http(s), Hugging Face). What is checked in each: `docs/inputs.md`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +18,51 @@ mod labels;
 mod listing;
 mod npz;
 mod parquet;
+pub(crate) mod remote;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use listing::{companion_files, list_shards, stem_of};
+pub(crate) use remote::looks_remote;
+
+/// Where a shard's data is: a local file, or an object behind a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardLocation {
+    Local(PathBuf),
+    Remote(remote::RemoteUrl),
+}
+
+impl ShardLocation {
+    /// What error messages and the manifest's `path` name: the file's path, or the URL.
+    pub fn as_path(&self) -> PathBuf {
+        match self {
+            ShardLocation::Local(path) => path.clone(),
+            ShardLocation::Remote(url) => PathBuf::from(url.to_string()),
+        }
+    }
+
+    /// The local file, when the shard is one.
+    pub fn local(&self) -> Option<&Path> {
+        match self {
+            ShardLocation::Local(path) => Some(path),
+            ShardLocation::Remote(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ShardLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardLocation::Local(path) => write!(f, "{}", path.display()),
+            ShardLocation::Remote(url) => write!(f, "{url}"),
+        }
+    }
+}
 
 /// One input file, with the names used for its outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSource {
-    pub path: PathBuf,
+    pub location: ShardLocation,
     /// File name, as written in the `shard` column.
     pub name: String,
     /// Output file stem: the name without `.gz` and its extension.
@@ -124,12 +161,60 @@ pub(crate) fn stream_shard(
     emit: &mut dyn FnMut(ShardEvent) -> bool,
 ) -> Result<(), DataError> {
     let batch_size = batch_size.max(1);
-    match src.format {
-        DataFormat::Idx => idx::stream_idx(&src.path, opts, batch_size, emit),
-        DataFormat::Npz => npz::stream_npz(&src.path, opts, batch_size, emit),
-        DataFormat::Parquet => parquet::stream_parquet(&src.path, opts, batch_size, emit),
+    match (&src.location, src.format) {
+        (ShardLocation::Remote(url), DataFormat::Parquet) => {
+            remote::stream_parquet(url, opts, batch_size, emit)
+        }
+        (ShardLocation::Remote(url), format) => stream_fetched(url, format, opts, batch_size, emit),
+        (ShardLocation::Local(path), format) => stream_file(path, format, opts, batch_size, emit),
+    }
+}
+
+fn stream_file(
+    path: &Path,
+    format: DataFormat,
+    opts: &ReadOptions,
+    batch_size: usize,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
+    match format {
+        DataFormat::Idx => idx::stream_idx(path, opts, batch_size, emit),
+        DataFormat::Npz => npz::stream_npz(path, opts, batch_size, emit),
+        DataFormat::Parquet => parquet::stream_parquet(path, opts, batch_size, emit),
         DataFormat::Auto => unreachable!("list_shards resolves the format"),
     }
+}
+
+/// An IDX or npz shard behind a URL: small, so fetched whole into a temporary folder (with an
+/// IDX image file's labels, when the store has them next to it) and read as a local file.
+fn stream_fetched(
+    url: &remote::RemoteUrl,
+    format: DataFormat,
+    opts: &ReadOptions,
+    batch_size: usize,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
+    let at = PathBuf::from(url.to_string());
+    let dir = tempfile::tempdir().map_err(|e| {
+        err(
+            &at,
+            None,
+            format!("cannot make a temporary folder: {e}; check TMPDIR"),
+        )
+    })?;
+    let path = remote::fetch_whole(url, dir.path(), false)
+        .map_err(|e| err(&at, None, e))?
+        .unwrap_or_default();
+    if format == DataFormat::Idx {
+        for name in listing::idx_label_names(url.file_name()) {
+            let found = remote::fetch_whole(&url.sibling(&name), dir.path(), true)
+                .map_err(|e| err(&at, None, e))?;
+            if found.is_some() {
+                break;
+            }
+        }
+    }
+    stream_file(&path, format, opts, batch_size, emit).map_err(|e| DataError { path: at, ..e })
 }
 
 /// Reads a whole shard into memory (for `validate` and tests); a sample that fails to decode is an
@@ -146,7 +231,7 @@ pub fn read_shard(src: &ShardSource, opts: &ReadOptions) -> Result<Samples, Data
     stream_shard(src, opts, 256, &mut |event| {
         if let ShardEvent::Batch(b) = event {
             if let Some((i, e)) = b.failed.first() {
-                failure = Some(err(&src.path, Some(*i), e.clone()));
+                failure = Some(err(&src.location.as_path(), Some(*i), e.clone()));
                 return false;
             }
             out.n += b.n;

@@ -439,7 +439,7 @@ mod tests {
 
     fn source(path: &Path) -> ShardSource {
         ShardSource {
-            path: path.to_path_buf(),
+            location: crate::data::ShardLocation::Local(path.to_path_buf()),
             name: "t.npz".into(),
             stem: "t".into(),
             format: DataFormat::Npz,

@@ -180,15 +180,20 @@ struct ParquetShard {
     rows: usize,
 }
 
-fn open_parquet(
+/// The columns a shard is read with: the image column and, when the shard has one, the label
+/// column (checked against `opts`); local and remote shards both open through here.
+pub(super) struct ColumnPlan {
+    /// Root column indices to project.
+    pub(super) roots: Vec<usize>,
+    /// The label column's name, when the shard has one.
+    pub(super) label: Option<String>,
+}
+
+pub(super) fn plan_columns(
+    schema: &arrow::datatypes::Schema,
     path: &Path,
     opts: &ReadOptions,
-    batch_size: usize,
-) -> Result<ParquetShard, DataError> {
-    let file = File::open(path).map_err(|e| err(path, None, format!("cannot open: {e}")))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| err(path, None, format!("not a readable Parquet file: {e}")))?;
-    let schema = builder.schema().clone();
+) -> Result<ColumnPlan, DataError> {
     let image_idx = schema.index_of(&opts.image_column).map_err(|_| {
         let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         err(
@@ -203,12 +208,27 @@ fn open_parquet(
     })?;
     check_image_type(schema.field(image_idx).data_type(), &opts.image_column)
         .map_err(|e| err(path, None, e))?;
-    let label = parquet_label_column(&schema, opts).map_err(|e| err(path, None, e))?;
-    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
-    let roots: Vec<usize> = std::iter::once(image_idx)
+    let label = parquet_label_column(schema, opts).map_err(|e| err(path, None, e))?;
+    let roots = std::iter::once(image_idx)
         .chain(label.as_ref().map(|(idx, _)| *idx))
         .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    Ok(ColumnPlan {
+        roots,
+        label: label.map(|(_, name)| name),
+    })
+}
+
+fn open_parquet(
+    path: &Path,
+    opts: &ReadOptions,
+    batch_size: usize,
+) -> Result<ParquetShard, DataError> {
+    let file = File::open(path).map_err(|e| err(path, None, format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| err(path, None, format!("not a readable Parquet file: {e}")))?;
+    let plan = plan_columns(builder.schema(), path, opts)?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as usize;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), plan.roots);
     let reader = builder
         .with_projection(mask)
         .with_batch_size(batch_size)
@@ -216,7 +236,7 @@ fn open_parquet(
         .map_err(|e| err(path, None, format!("cannot read: {e}")))?;
     Ok(ParquetShard {
         reader,
-        label: label.map(|(_, name)| name),
+        label: plan.label,
         rows,
     })
 }
@@ -228,25 +248,48 @@ pub(super) fn stream_parquet(
     emit: &mut dyn FnMut(ShardEvent) -> bool,
 ) -> Result<(), DataError> {
     let shard = open_parquet(path, opts, batch_size)?;
-    let n = effective(shard.rows, opts);
+    let batches = shard.reader.map(|b| {
+        b.map_err(|e| {
+            Box::new(move |start: usize| format!("corrupt Parquet data at row {start}: {e}"))
+                as BatchError
+        })
+    });
+    emit_batches(
+        path,
+        batches,
+        shard.rows,
+        shard.label.as_deref(),
+        opts,
+        emit,
+    )
+}
+
+/// Why a record batch could not be read, given the row it started at.
+pub(super) type BatchError = Box<dyn FnOnce(usize) -> String + Send>;
+
+/// Decodes a shard's record batches into samples and emits them (`Start` first), stopping at
+/// `data.limit`; shared by local and remote shards.
+pub(super) fn emit_batches(
+    path: &Path,
+    batches: impl Iterator<Item = Result<RecordBatch, BatchError>>,
+    rows: usize,
+    label: Option<&str>,
+    opts: &ReadOptions,
+    emit: &mut dyn FnMut(ShardEvent) -> bool,
+) -> Result<(), DataError> {
+    let n = effective(rows, opts);
     if !emit(ShardEvent::Start { samples: n }) {
         return Ok(());
     }
     let mut start = 0usize;
-    for batch in shard.reader {
+    for batch in batches {
         if start >= n {
             break;
         }
-        let batch = batch.map_err(|e| {
-            err(
-                path,
-                None,
-                format!("corrupt Parquet data at row {start}: {e}"),
-            )
-        })?;
+        let batch = batch.map_err(|describe| err(path, None, describe(start)))?;
         let k = batch.num_rows().min(n - start);
-        let samples = parquet_batch(&batch, start, k, shard.label.as_deref(), opts)
-            .map_err(|e| err(path, None, e))?;
+        let samples =
+            parquet_batch(&batch, start, k, label, opts).map_err(|e| err(path, None, e))?;
         if !emit(ShardEvent::Batch(samples)) {
             return Ok(());
         }

@@ -48,7 +48,7 @@ fn opts(limit: usize) -> ReadOptions {
 
 fn source(path: &Path, format: DataFormat) -> ShardSource {
     ShardSource {
-        path: path.to_path_buf(),
+        location: ShardLocation::Local(path.to_path_buf()),
         name: path.file_name().unwrap().to_string_lossy().into_owned(),
         stem: stem_of(path),
         format,

@@ -152,7 +152,7 @@ fn check_stems(
         {
             anyhow::bail!(
                 "shard {} would write {}, which belongs to shard {} in {} (outputs are named by file stem); fix: rename one of the two files, or use another output.dir",
-                src.path.display(),
+                src.location,
                 Table::Summary.path(dir, &src.stem).display(),
                 other.name,
                 manifest.display()
@@ -176,11 +176,11 @@ fn plan_from_manifest(m: &ManifestView, mine: &[ShardSource]) -> Plan {
             Some(fp) if fp.unchanged(src) => plan.complete.push(e.clone()),
             Some(_) => plan.notes.push(format!(
                 "{} changed since it was processed; redoing it",
-                src.path.display()
+                src.location
             )),
             None => plan.notes.push(format!(
                 "{} was processed by an actopo that recorded no fingerprint; redoing it",
-                src.path.display()
+                src.location
             )),
         }
     }
@@ -236,7 +236,7 @@ fn rebuild(
             status: ShardStatus::Done,
             outputs,
             source: Some(source),
-            ..ShardRecord::pending(&src.name, &src.stem, &src.path)
+            ..ShardRecord::pending(&src.name, &src.stem, &src.location.as_path())
         });
     }
     Ok(plan)
@@ -350,7 +350,7 @@ mod tests {
     fn split_is_disjoint_and_complete() {
         let shards: Vec<ShardSource> = (0..10)
             .map(|i| ShardSource {
-                path: format!("/d/{i}.npz").into(),
+                location: crate::data::ShardLocation::Local(format!("/d/{i}.npz").into()),
                 name: format!("{i}.npz"),
                 stem: i.to_string(),
                 format: crate::config::DataFormat::Npz,

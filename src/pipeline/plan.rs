@@ -202,10 +202,10 @@ impl RunPlan {
         let entry = |s: &ShardSource| match self.previous.complete.iter().find(|e| e.name == s.name)
         {
             Some(done) => ShardRecord {
-                path: s.path.clone(),
+                path: s.location.as_path(),
                 ..done.clone()
             },
-            None => ShardRecord::pending(&s.name, &s.stem, &s.path),
+            None => ShardRecord::pending(&s.name, &s.stem, &s.location.as_path()),
         };
         self.shards
             .iter()
@@ -354,7 +354,9 @@ fn run_inputs(settings: &Settings, model: &Model, shards: &[ShardSource]) -> fol
     inputs.add(&model.spec.path, "the model spec");
     inputs.add(&model.weights_path, "the weights file");
     for src in shards {
-        inputs.add(&src.path, "the input shard");
+        if let Some(path) = src.location.local() {
+            inputs.add(path, "the input shard");
+        }
         for companion in data::companion_files(src) {
             inputs.add(&companion, "the label file");
         }

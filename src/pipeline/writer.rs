@@ -205,7 +205,7 @@ impl Writer {
             error: error.clone(),
         };
         let file = write_shard_failure(&self.layout, &src.name, &src.stem, &source, failure)?;
-        let error = format!("{}: {error}", src.path.display());
+        let error = format!("{}: {error}", src.location);
         let entry = &mut self.manifest.shards[shard];
         entry.status = ShardStatus::Failed;
         entry.error = Some(error.clone());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use actopo::config::{DataFormat, Device};
-use actopo::data::{read_shard, ReadOptions, ShardSource};
+use actopo::data::{read_shard, ReadOptions, ShardLocation, ShardSource};
 use actopo::forward::TchModel;
 use actopo::model::Model;
 use actopo::perturb::{norms, AttackKind, Norm, SampleRng};
@@ -16,7 +16,7 @@ use crate::support::{read_batches, repo, FASHION};
 /// The first `n` test images (raw, in [0, 1]) and labels.
 fn images(n: usize) -> (Vec<f32>, Vec<i64>) {
     let src = ShardSource {
-        path: FASHION.into(),
+        location: ShardLocation::Local(FASHION.into()),
         name: "t10k-images-idx3-ubyte.gz".into(),
         stem: "t10k-images-idx3-ubyte".into(),
         format: DataFormat::Idx,
