@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-scripts/setup.sh --browser
+scripts/setup.sh --browser --azurite
 echo "== lints: clippy with warnings as errors; docs/maintaining.md's source tree is current"
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --release --all-targets --quiet -- -D warnings
@@ -33,7 +33,7 @@ echo "== attacks: FGSM and PGD vs the same attacks in PyTorch"
 "$PYTHON" scripts/crosscheck_attacks.py --bin target/release/actopo --samples 64
 "$PYTHON" tests/python/features_crosscheck.py --bin target/release/actopo --limit 50  # actopo features vs GUDHI representations
 "$PYTHON" tests/python/distances_crosscheck.py --bin target/release/actopo --limit 30  # actopo distances vs GUDHI, hera and POT
-"$PYTHON" tests/python/s3_check.py --bin target/release/actopo  # s3:// and http:// shards on a local moto server vs the same files on disk
+"$PYTHON" tests/python/s3_check.py --bin target/release/actopo --azurite .tools/azurite/node_modules/.bin/azurite-blob  # s3:// and http:// shards on a local moto server vs the same files on disk
 echo "== subgraph analysis: actopo analyze vs the Polars reimplementation"
 tmp_out="$(mktemp -d)"
 tmp_fit="$(mktemp -d)"

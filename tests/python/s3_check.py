@@ -409,16 +409,22 @@ def check_fake_hub(bin_, tmp, local):
 
 
 def check_azurite(bin_, tmp, local, azurite):
-    """az:// against Azurite (Microsoft's Azure Storage emulator, from npm), when it and the
-    azure-storage-blob package (for the upload) are installed; otherwise says it was skipped."""
+    """az:// against Azurite (Microsoft's Azure Storage emulator, from npm; scripts/setup.sh
+    --azurite) with the azure-storage-blob package for the upload. Given with --azurite PATH (as
+    scripts/test.sh does), a missing Azurite fails the check; without it, the check says it was
+    skipped and counts nothing."""
     import shutil
     exe = azurite or shutil.which("azurite-blob")
     try:
         from azure.storage.blob import BlobServiceClient
     except ImportError:
+        if azurite:
+            sys.exit("s3_check: azure-storage-blob is not installed; fix: scripts/setup.sh (scripts/requirements.txt)")
         exe = None
+    if azurite and not os.access(azurite, os.X_OK):
+        sys.exit(f"s3_check: no Azurite at {azurite}; fix: scripts/setup.sh --azurite")
     if not exe:
-        print("  az://: skipped (needs azurite-blob, `npm install -g azurite`, and `pip install azure-storage-blob`)")
+        print("  az://: skipped (needs azurite-blob, `scripts/setup.sh --azurite`, and azure-storage-blob)")
         return
     port = free_port()
     log = open(tmp / "azurite.log", "w")
