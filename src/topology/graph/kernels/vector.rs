@@ -1,7 +1,7 @@
-//! Weighing a chunk of up to 64 edges (|w * a|) and comparing it with a split, in the widest
-//! vector instructions this CPU has, chosen at run time. Every variant computes the same IEEE
-//! products and compares, so the results are bit for bit the same (a test runs each available
-//! variant on the same inputs).
+//! Chunks of up to 64 edges in the widest vector instructions this CPU has, chosen at run time:
+//! weighing them (|w * a|) and comparing with a split, or comparing their ends' component labels.
+//! Every variant computes the same IEEE products and compares, so the results are bit for bit
+//! the same (tests run each available variant on the same inputs).
 
 use std::sync::OnceLock;
 
