@@ -3,22 +3,26 @@
 (a) `actopo run` over the first N Fashion-MNIST test images (default: the whole 10,000-image test
     split, the target's measure) with the demo CCFF model (network scope), with
     pipeline.workers = 2 and = 1: wall time of the whole process (start-up included), inputs/s,
-    peak RSS;
+    peak RSS; then the same with 2 workers for a CCFF trained on normalised inputs
+    (models/ccff-normalised, `scripts/train_ccff.py --normalise`; skipped when absent);
 (b) the vectorised Python reference from the cross-check tests (torch hooks for activations, torch
     unfold for the graph, GUDHI SimplexTree for persistence) on the first M of the same images, one
     process with one torch thread (as actopo's forward: src/forward/mod.rs): inputs/s, and a check
     that its summaries equal actopo's (H0 total persistence within the f32-rounding tolerance of
     tests/python/tolerance.py: 1e-5 of each birth or death + 5e-6 of the diagram's largest value,
     propagated to the sum);
-(c) optionally (--alexnet), the paper's AlexNet-for-CIFAR shape with seeded random weights on random
-    32x32x3 inputs: edges per input, seconds per input, peak RSS;
-(d) optionally (--models N), model graphs exported from PyTorch by scripts/export_torch.py with seeded
+(c) the paper's AlexNet-for-CIFAR shape with seeded random weights on random 32x32x3 inputs,
+    1 and 2 workers: edges per input, seconds per input, edges per second, peak RSS;
+(d) model graphs exported from PyTorch by scripts/export_torch.py with seeded
     random weights: ResNet-18 in its CIFAR form (3x3 stem, no max-pool, 3x32x32), VGG-11-BN in its
     CIFAR form (torchvision's features, then a 512 -> 10 classifier), and torchvision's resnet18 at
     3x224x224: edges per input, seconds per input with 1 and 2 workers, peak RSS.
-Everything runs in one invocation so the ratios compare like with like.
+Everything runs in one invocation so the ratios compare like with like. To compare two builds,
+run it once per binary in the same session (--bin, or the environment variable ACTOPO_BIN).
 
-Usage: python scripts/bench.py [--images 10000] [--ref-images 20] [--alexnet 4] [--models 4]
+Usage: python scripts/bench.py [--bin PATH] [--images 10000] [--ref-images 20] [--alexnet 4]
+                               [--models 4] [--model-names resnet18-cifar,...]
+(--alexnet 0 or --models 0 skips that part.)
 """
 
 import argparse
@@ -40,7 +44,10 @@ sys.path.insert(0, str(ROOT / "tests" / "python"))
 import gudhi_crosscheck as gc  # noqa: E402
 import tolerance as tol  # noqa: E402
 
-BIN = str(ROOT / "target/release/actopo")
+BIN = os.environ.get("ACTOPO_BIN", str(ROOT / "target/release/actopo"))
+# The normalised CCFF (scripts/train_ccff.py --normalise) and the mean and std it was trained with.
+NORMALISED = ROOT / "models/ccff-normalised.toml"
+NORMALISED_STATS = ("[0.2860]", "[0.3530]")
 
 
 def timed(cmd):
@@ -146,6 +153,24 @@ def alexnet(folder, n_images, workers):
     return wall, rss, np.mean([r["n_edges"] for r in rows]), bound
 
 
+def ccff_runs(config, tmp, images):
+    """The demo CCFF with 2 and 1 workers, then the normalised CCFF with 2 (when trained): returns
+    {workers: (wall, rss)} of the demo."""
+    results = {}
+    for workers in (2, 1):
+        wall, rss, _ = actopo_run(config, tmp / f"w{workers}", images, workers)
+        results[workers] = (wall, rss)
+        print(f"actopo  workers={workers}: {images} inputs in {wall:.2f} s = {images / wall:7.1f} inputs/s, peak RSS {rss:.0f} MB")
+    if NORMALISED.exists():
+        mean, std = NORMALISED_STATS
+        extra = ("--set", f'model.spec="{NORMALISED}"', "--set", f"data.mean={mean}", "--set", f"data.std={std}")
+        wall, rss, _ = actopo_run(config, tmp / "normalised", images, 2, extra)
+        print(f"actopo  normalised CCFF workers=2: {images} inputs in {wall:.2f} s = {images / wall:7.1f} inputs/s, peak RSS {rss:.0f} MB")
+    else:
+        print(f"normalised CCFF: skipped ({NORMALISED} absent; scripts/train_ccff.py --normalise makes it)")
+    return results
+
+
 def resnet18_cifar():
     import torchvision
     model = torchvision.models.resnet18(weights=None, num_classes=10)
@@ -194,23 +219,34 @@ def exported_model(folder, name, build, shape, n_images, workers):
     return wall, rss, np.mean([r["n_edges"] for r in rows])
 
 
+def at_least(what, value, goal, unit):
+    """A line saying whether `value` reaches `goal`."""
+    return f"target {what}: {'met' if value >= goal else 'not met'} ({value:.0f} {unit}, {100 * value / goal:.0f}% of it)"
+
+
+def at_most(what, value, goal, unit):
+    """A line saying whether `value` stays within `goal`."""
+    return f"target {what}: {'met' if value <= goal else 'not met'} ({value:.2f} {unit})"
+
+
 def main():
+    global BIN
     ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=BIN, help="the actopo binary to time (default: $ACTOPO_BIN or target/release/actopo)")
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--ref-images", type=int, default=20)
-    ap.add_argument("--alexnet", type=int, default=0, help="AlexNet-CIFAR inputs to time (0 = skip)")
-    ap.add_argument("--models", type=int, default=0, help="inputs per exported model graph to time (0 = skip)")
+    ap.add_argument("--alexnet", type=int, default=4, help="AlexNet-CIFAR inputs to time (0 = skip)")
+    ap.add_argument("--models", type=int, default=4, help="inputs per exported model graph to time (0 = skip)")
+    ap.add_argument("--model-names", default=",".join(name for name, _, _ in MODELS),
+                    help="which exported models to time (comma-separated)")
     args = ap.parse_args()
+    BIN = str(Path(args.bin).resolve())
     torch.set_num_threads(1)  # the reference's forward on one thread, as actopo's
     config = ROOT / "config/fashion-mnist.toml"
     print(f"machine: {os.cpu_count()} cores; actopo {BIN}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        results = {}
-        for workers in (2, 1):
-            wall, rss, _ = actopo_run(config, tmp / f"w{workers}", args.images, workers)
-            results[workers] = (wall, rss)
-            print(f"actopo  workers={workers}: {args.images} inputs in {wall:.2f} s = {args.images / wall:7.1f} inputs/s, peak RSS {rss:.0f} MB")
+        results = ccff_runs(config, tmp, args.images)
         ref_s, ref_totals = reference(args.ref_images, None)
         ref_rate = args.ref_images / ref_s
         print(f"reference (torch unfold + GUDHI, 1 process): {args.ref_images} inputs in {ref_s:.2f} s = {ref_rate:.2f} inputs/s")
@@ -220,18 +256,25 @@ def main():
         print(f"reference check: h0_total_persistence equal on {agree}/{args.ref_images} inputs ({tol.STATED})")
         rate2 = args.images / results[2][0]
         print(f"ratio actopo (2 workers) / reference: {rate2 / ref_rate:.0f}x;  workers 2 vs 1: {results[1][0] / results[2][0]:.2f}x")
-        print(f"target 1000 inputs/s end to end: {'met' if rate2 >= 1000 else f'not met ({rate2:.0f} inputs/s, {rate2 / 10:.0f}% of it)'}")
+        print(at_least("CCFF demo >= 2,000 inputs/s (2 workers)", rate2, 2000, "inputs/s"))
         if args.alexnet:
             for workers in (1, 2):
                 wall, rss, edges, bound = alexnet(tmp, args.alexnet, workers)
+                rate = edges * args.alexnet / wall / 1e6
                 print(f"AlexNet-CIFAR workers={workers}: {args.alexnet} inputs in {wall:.1f} s = {wall / args.alexnet:.2f} s/input "
-                      f"(incl. start-up), mean {edges / 1e6:.1f} M edges/input ({bound}), peak RSS {rss / 1024:.2f} GB")
-        for name, build, shape in MODELS if args.models else []:
+                      f"(incl. start-up), mean {edges / 1e6:.1f} M edges/input ({bound}) = {rate:.0f} M edges/s, "
+                      f"peak RSS {rss / 1024:.2f} GB")
+            print(at_least("AlexNet-CIFAR >= 300 M edges/s (2 workers)", rate, 300, "M edges/s"))
+        names = args.model_names.split(",") if args.models else []
+        for name, build, shape in [m for m in MODELS if m[0] in names]:
             for workers in (1, 2):
                 wall, rss, edges = exported_model(tmp, name, build, shape, args.models, workers)
                 print(f"{name} workers={workers}: {args.models} inputs in {wall:.1f} s = {wall / args.models:.2f} s/input "
                       f"(incl. start-up), mean {edges / 1e6:.1f} M edges/input = {edges * args.models / wall / 1e6:.0f} M edges/s, "
                       f"peak RSS {rss / 1024:.2f} GB")
+            if name == "resnet18-cifar":
+                print(at_most("ResNet-18 (CIFAR) <= 1.5 s/input (2 workers, start-up included)", wall / args.models, 1.5, "s/input"))
+                print(at_most("ResNet-18 (CIFAR) peak RSS <= 4 GB", rss / 1024, 4.0, "GB"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ bias (Gebhart et al. 2019). Inputs are raw pixels in [0, 1]. Writes models/ccff.
 models/ccff.safetensors (nn.Sequential state-dict names, so the spec needs no layer names), and
 prints the test accuracy PyTorch gets.
 
-Usage: python scripts/train_ccff.py [--epochs 3] [--out models]
+--normalise trains on (pixel - MEAN) / STD instead (Fashion-MNIST's training-set mean and std),
+as most published models are, and writes NAME.toml and NAME.safetensors (default name
+ccff-normalised); a config runs it with data.mean = [MEAN], data.std = [STD]. Such a net's
+activations are spread differently, which changes how fast the persistence passes are
+(scripts/bench.py times both).
+
+Usage: python scripts/train_ccff.py [--epochs 3] [--out models] [--normalise [--name NAME]]
 """
 
 import argparse
@@ -19,6 +25,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
+# Fashion-MNIST's training-split pixel mean and std (in [0, 1]), for --normalise.
+MEAN, STD = 0.2860, 0.3530
 
 SPEC = """format_version = 1
 name = "ccff"
@@ -114,17 +122,23 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--out", default="models")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--normalise", action="store_true", help=f"train on (x - {MEAN}) / {STD}")
+    ap.add_argument("--name", help="file names (default ccff, or ccff-normalised)")
     args = ap.parse_args()
+    name = args.name or ("ccff-normalised" if args.normalise else "ccff")
     torch.manual_seed(args.seed)
     xtr, ytr = load("train")
     xte, yte = load("t10k")
+    if args.normalise:
+        xtr, xte = (xtr - MEAN) / STD, (xte - MEAN) / STD
     model = ccff()
     train(model, (xtr, ytr), (xte, yte), args.epochs, lr=1e-3)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ccff.toml").write_text(SPEC)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "ccff.safetensors"))
-    print(f"saved {out / 'ccff.toml'} and {out / 'ccff.safetensors'}")
+    spec = SPEC.replace('name = "ccff"', f'name = "{name}"').replace("ccff.safetensors", f"{name}.safetensors")
+    (out / f"{name}.toml").write_text(spec)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / f"{name}.safetensors"))
+    print(f"saved {out / f'{name}.toml'} and {out / f'{name}.safetensors'}")
 
 
 if __name__ == "__main__":

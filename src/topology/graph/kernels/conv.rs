@@ -8,6 +8,7 @@ use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
 use super::super::units::NO_UNIT;
 use super::heavy::put_heavier;
+use super::vector::{compare, unconnected, weigh_scaled, Isa};
 use crate::spec::Conv2d;
 
 /// Input cell -> output cell for each kernel tap reading it, weight |w * a|, in the order of
@@ -51,14 +52,20 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
     let mut weights = [0.0f32; 64];
+    let isa = Isa::detected();
     conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
         for start in (0..len).step_by(64) {
             let n = (len - start).min(64);
-            for (k, slot) in weights[..n].iter_mut().enumerate() {
-                *slot = (wv * a[src + (start + k) * step]).abs();
-            }
+            let masks = if step == 1 {
+                weigh_scaled(isa, wv, &a[src + start..][..n], split, &mut weights)
+            } else {
+                for (k, slot) in weights[..n].iter_mut().enumerate() {
+                    *slot = (wv * a[src + (start + k) * step]).abs();
+                }
+                compare(isa, &weights, n, split)
+            };
             let (first_src, first_dst) = (src_unit + start * step, dst_offset + dst + start);
-            light += put_heavier(&mut out, &weights, n, split, |k| {
+            light += put_heavier(&mut out, &weights, masks, |k| {
                 ((first_src + k * step) as u32, (first_dst + k) as u32)
             });
         }
@@ -79,7 +86,23 @@ fn unconnected_conv_edges<S: EdgeSink>(
     let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
+    let isa = Isa::detected();
     conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
+        if step == 1 {
+            // Labels compared 64 at a time; most edges join connected units and are never weighed.
+            for start in (0..len).step_by(64) {
+                let n = (len - start).min(64);
+                let (s, d) = (src + start, dst + start);
+                let mut open = unconnected(isa, &src_labels[s..][..n], &dst_labels[d..][..n]);
+                while open != 0 {
+                    let k = open.trailing_zeros() as usize;
+                    let unit = (src_unit + start + k) as u32;
+                    out.put((wv * a[s + k]).abs(), unit, (dst_offset + d + k) as u32);
+                    open &= open - 1;
+                }
+            }
+            return;
+        }
         for k in 0..len {
             let (s, d) = (src + k * step, dst + k);
             if src_labels[s] != dst_labels[d] || src_labels[s] == NO_LABEL {

@@ -4,6 +4,7 @@ use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
 use super::super::units::NO_UNIT;
 use super::heavy::put_heavier;
+use super::vector::{weigh_pairs, Isa};
 
 /// The unit of input feature j: `base + j` for an input that is one vertex layer in order, or
 /// a table (a `cat` of several). Generic so that the common case compiles to an addition.
@@ -74,6 +75,7 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
         .connected_labels()
         .map(|labels| InputsByLabel::new(labels, &nonzero, units, g.dst_offset, n_out));
     let mut light = 0usize;
+    let isa = Isa::detected();
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
     for i in 0..n_out {
@@ -84,7 +86,7 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
                 by_label.inputs_to(by_label.outputs[i])
             }
             (_, Some(above)) => {
-                light += heavy_row(&mut out, row, a, above, units, dst);
+                light += heavy_row(&mut out, isa, row, a, above, units, dst);
                 continue;
             }
             _ => &nonzero[..],
@@ -162,6 +164,7 @@ impl<'a> InputsByLabel<'a> {
 #[inline(always)]
 fn heavy_row<S: EdgeSink, U: FeatureUnits>(
     out: &mut Blocks<S>,
+    isa: Isa,
     row: &[f32],
     a: &[f32],
     above: f32,
@@ -169,13 +172,11 @@ fn heavy_row<S: EdgeSink, U: FeatureUnits>(
     dst: u32,
 ) -> usize {
     let mut light = 0;
+    let mut weights = [0.0f32; 64];
     for (chunk, (w64, a64)) in row.chunks(64).zip(a.chunks(64)).enumerate() {
-        let mut weights = [0.0f32; 64];
-        for ((slot, &w), &x) in weights.iter_mut().zip(w64).zip(a64) {
-            *slot = (w * x).abs();
-        }
+        let masks = weigh_pairs(isa, w64, a64, above, &mut weights);
         let first = (chunk * 64) as u32;
-        light += put_heavier(out, &weights, w64.len(), above, |k| {
+        light += put_heavier(out, &weights, masks, |k| {
             (units.unit(first + k as u32), dst)
         });
     }

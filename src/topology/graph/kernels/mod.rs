@@ -8,6 +8,7 @@ mod conv;
 mod dense;
 mod heavy;
 mod pool;
+mod vector;
 
 pub(super) use add::add_edges;
 pub(super) use conv::conv_edges;
