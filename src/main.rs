@@ -208,7 +208,7 @@ fn distances(args: &DistancesArgs) -> anyhow::Result<()> {
         directions: args.directions as usize,
         threads,
     };
-    actopo::analysis::distances::run(&args.output_dir, &options).map(|_| ())
+    actopo::analysis::distances::run(&args.output_dir, &options)
 }
 
 fn main() -> ExitCode {

@@ -11,9 +11,7 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 
 use super::{all_distances, mean, Distances, Pair};
-use crate::analysis::diagram_set::{
-    key_columns, key_fields, DiagramKey, DiagramSet, SampleDiagram,
-};
+use crate::analysis::diagram_set::{key_columns, key_fields, DiagramSet, SampleDiagram};
 use crate::analysis::{f64_col, write_analysis};
 
 /// The Wasserstein order p.
@@ -75,15 +73,11 @@ impl Reference {
     }
 }
 
-/// One row of `analysis/distances.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DistanceRow {
-    pub shard: String,
-    pub index: u32,
-    pub variant: String,
-    pub scope: String,
-    pub label: Option<i64>,
-    pub pred: i64,
+/// One row of `analysis/distances.parquet`: the sample's diagram (its key columns) and its
+/// distances.
+#[derive(Debug, Clone)]
+pub struct DistanceRow<'a> {
+    pub sample: &'a SampleDiagram,
     pub reference: Reference,
     /// The class whose mean a clean row is compared with: its label, or its prediction when
     /// unlabelled.
@@ -204,16 +198,11 @@ fn compute(jobs: &[Job], options: &Options) -> Vec<Option<Distances>> {
     results
 }
 
-fn rows(jobs: &[Job], results: Vec<Option<Distances>>) -> Vec<DistanceRow> {
+fn rows<'a>(jobs: &[Job<'a>], results: Vec<Option<Distances>>) -> Vec<DistanceRow<'a>> {
     jobs.iter()
         .zip(results)
         .map(|(job, distances)| DistanceRow {
-            shard: job.sample.shard.clone(),
-            index: job.sample.index,
-            variant: job.sample.variant.clone(),
-            scope: job.sample.scope.clone(),
-            label: job.sample.label,
-            pred: job.sample.pred,
+            sample: job.sample,
             reference: job.reference,
             reference_class: job.reference_class,
             distances,
@@ -222,7 +211,7 @@ fn rows(jobs: &[Job], results: Vec<Option<Distances>>) -> Vec<DistanceRow> {
 }
 
 fn table(rows: &[DistanceRow], p: Order) -> anyhow::Result<RecordBatch> {
-    let strs = |f: fn(&DistanceRow) -> &str| -> ArrayRef {
+    let strs = |f: fn(&DistanceRow) -> &'static str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
     };
     let i64s = |f: fn(&DistanceRow) -> Option<i64>| -> ArrayRef {
@@ -247,7 +236,7 @@ fn table(rows: &[DistanceRow], p: Order) -> anyhow::Result<RecordBatch> {
         float("essential_bottleneck"),
     ]);
     let schema = Schema::new(fields);
-    let keys: Vec<_> = rows.iter().map(DistanceRow::key).collect();
+    let keys: Vec<_> = rows.iter().map(|r| r.sample.key()).collect();
     let mut columns = key_columns(&keys);
     columns.extend([
         strs(|r| r.reference.name()),
@@ -260,24 +249,11 @@ fn table(rows: &[DistanceRow], p: Order) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-impl DistanceRow {
-    fn key(&self) -> DiagramKey<'_> {
-        DiagramKey {
-            shard: &self.shard,
-            index: self.index,
-            variant: &self.variant,
-            scope: &self.scope,
-            label: self.label,
-            pred: self.pred,
-        }
-    }
-}
-
 /// Warnings about class means fitted on few samples, or missing, for the classes scored.
 fn mean_warnings(means: &BTreeMap<MeanKey, ClassMean>, rows: &[DistanceRow]) -> Vec<String> {
     let scored: std::collections::BTreeSet<MeanKey> = rows
         .iter()
-        .filter_map(|r| r.reference_class.map(|c| (r.scope.clone(), c)))
+        .filter_map(|r| r.reference_class.map(|c| (r.sample.scope.clone(), c)))
         .collect();
     scored
         .into_iter()
@@ -319,7 +295,7 @@ fn metadata(options: &Options, warnings: &[String]) -> Vec<(String, String)> {
 }
 
 /// `actopo distances`: computes, writes `analysis/distances.parquet` and prints a summary.
-pub fn run(dir: &Path, options: &Options) -> anyhow::Result<Vec<DistanceRow>> {
+pub fn run(dir: &Path, options: &Options) -> anyhow::Result<()> {
     anyhow::ensure!(options.directions >= 1, "--directions must be at least 1");
     let set = DiagramSet::load(dir)?;
     anyhow::ensure!(
@@ -357,7 +333,7 @@ pub fn run(dir: &Path, options: &Options) -> anyhow::Result<Vec<DistanceRow>> {
     for w in &warnings {
         println!("warning: {w}");
     }
-    Ok(rows)
+    Ok(())
 }
 
 fn print_summary(set: &DiagramSet, rows: &[DistanceRow], options: &Options) {
@@ -376,7 +352,10 @@ fn print_summary(set: &DiagramSet, rows: &[DistanceRow], options: &Options) {
     );
     for scope in &options.scopes {
         for v in &set.variants {
-            let of = || rows.iter().filter(|r| &r.scope == scope && &r.variant == v);
+            let of = || {
+                rows.iter()
+                    .filter(|r| &r.sample.scope == scope && &r.sample.variant == v)
+            };
             let ds: Vec<&Distances> = of().filter_map(|r| r.distances.as_ref()).collect();
             let missing = of().filter(|r| r.distances.is_none()).count();
             if ds.is_empty() && missing == 0 {
