@@ -62,6 +62,26 @@ pub(crate) fn summary(rows: &[(u32, &str, i64, i64)]) -> RecordBatch {
     .unwrap()
 }
 
+/// Diagram rows (index, variant, birth, death; None = essential), shard `s`, network scope, H0.
+pub(crate) fn diagram_points(rows: &[(u32, &str, f32, Option<f32>)]) -> RecordBatch {
+    let n = rows.len();
+    RecordBatch::try_new(
+        diagrams_schema(),
+        vec![
+            Arc::new(StringArray::from(vec!["s"; n])),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from(vec!["network"; n])),
+            Arc::new(UInt8Array::from(vec![0u8; n])),
+            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float32Array::from(
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
 pub(crate) fn actopo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_actopo"))
         .args(args)

@@ -2,38 +2,15 @@
 //! known, its bad-input messages, and its independence of the thread count.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use actopo::output::diagrams_schema;
-use arrow::array::{
-    Array, AsArray, Float32Array, RecordBatch, StringArray, UInt32Array, UInt8Array,
-};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::Float64Type;
 
-use crate::analyze::{actopo, summary, write};
+use crate::analyze::{actopo, diagram_points as diagrams, summary, write};
 use crate::support::read_batches;
 
 /// A diagram point: (index, variant, birth, death; None = essential).
 type Point<'a> = (u32, &'a str, f32, Option<f32>);
-
-fn diagrams(points: &[Point]) -> RecordBatch {
-    let n = points.len();
-    RecordBatch::try_new(
-        diagrams_schema(),
-        vec![
-            Arc::new(StringArray::from(vec!["s"; n])),
-            Arc::new(UInt32Array::from_iter_values(points.iter().map(|p| p.0))),
-            Arc::new(StringArray::from_iter_values(points.iter().map(|p| p.1))),
-            Arc::new(StringArray::from(vec!["network"; n])),
-            Arc::new(UInt8Array::from(vec![0u8; n])),
-            Arc::new(Float32Array::from_iter_values(points.iter().map(|p| p.2))),
-            Arc::new(Float32Array::from(
-                points.iter().map(|p| p.3).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap()
-}
 
 /// Samples 0 and 1 are class 0 and right, sample 2 is class 1 and wrong (its class has no mean);
 /// each has a clean and an `adv` diagram.

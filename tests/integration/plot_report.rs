@@ -6,33 +6,10 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use actopo::output::diagrams_schema;
-use arrow::array::{
-    ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array, UInt8Array,
-};
+use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 
-use crate::analyze::{actopo, summary, write};
+use crate::analyze::{actopo, diagram_points as diagrams, summary, write};
 use crate::support::stderr;
-
-/// Diagram rows (index, variant, birth, death), shard `s`, network scope, H0.
-fn diagrams(rows: &[(u32, &str, f32, Option<f32>)]) -> RecordBatch {
-    let n = rows.len();
-    RecordBatch::try_new(
-        diagrams_schema(),
-        vec![
-            Arc::new(StringArray::from(vec!["s"; n])),
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(StringArray::from(vec!["network"; n])),
-            Arc::new(UInt8Array::from(vec![0u8; n])),
-            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(Float32Array::from(
-                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap()
-}
 
 /// A run of 4 samples (labels 0, 0, 1, 1), each clean and attacked by a variant whose name needs
 /// escaping in HTML; one attack succeeds.
