@@ -686,28 +686,13 @@ fn a_conv_reading_a_cat_along_height_is_refused_by_name() {
 /// sets "values" records it in both; any other value is refused by key.
 #[test]
 fn graph_batch_norm_is_recorded_only_where_it_is_a_choice() {
-    use crate::support::{read_parquet, repo, stderr, FASHION};
+    use crate::support::{demo_args, read_parquet, run_actopo, stderr};
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, rule: &str| {
         let out = dir.path().join(name);
-        let mut args = vec![
-            "run".to_string(),
-            repo("config/fashion-mnist.toml").display().to_string(),
-            "--set".into(),
-            "data.limit=2".into(),
-            "--set".into(),
-            format!("data.shards=[\"{FASHION}\"]"),
-            "--set".into(),
-            format!("output.dir=\"{}\"", out.display()),
-        ];
-        if !rule.is_empty() {
-            args.extend(["--set".to_string(), format!("graph.batch_norm=\"{rule}\"")]);
-        }
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_actopo"))
-            .args(&args)
-            .output()
-            .unwrap();
-        (o, out)
+        let set = format!("graph.batch_norm=\"{rule}\"");
+        let sets: &[&str] = if rule.is_empty() { &[] } else { &[&set] };
+        (run_actopo(&demo_args("run", &out, sets)), out)
     };
     let (o, default) = run("default", "");
     assert!(o.status.success(), "{}", stderr(&o));
