@@ -9,5 +9,4 @@ scripts/setup.sh
 if [ ! -f models/ccff.safetensors ]; then
   "$PYTHON" scripts/train_ccff.py --epochs 3 --out models
 fi
-cargo build --release --quiet
 "$PYTHON" scripts/bench_s3.py "$@"
