@@ -57,9 +57,10 @@ impl Persistence {
     ///
     /// Nearly every edge of an activation graph closes a cycle, and only the |V| - 1 or so edges
     /// that merge components need to be met in sorted order. So large graphs are split at a
-    /// sampled pivot: the heaviest quarter is sorted and swept first; then each lighter edge whose
-    /// two ends are already in one component is counted as a cycle (H1) without being sorted, and
-    /// the rest goes through the same steps until it is small enough to sort whole (`reduce`).
+    /// sampled pivot (Filter-Kruskal): the heaviest quarter is reduced first, the same way; then
+    /// each lighter edge whose two ends are already in one component is counted as a cycle (H1)
+    /// without being sorted, and the rest goes through the same steps until it is small enough to
+    /// sort whole (`reduce`).
     /// Partition, filter and sort are all stable, so edges are met in exactly the order a full
     /// stable sort gives: same pairs, same killing edges.
     pub fn compute(

@@ -1,13 +1,18 @@
-//! The rounds that reduce a stored batch of edges: sort and sweep the heaviest quarter, drop the
-//! lighter edges that now close cycles, and go on with the rest (docs/persistence.md).
+//! The rounds that reduce a stored batch of edges (filter-Kruskal): split off the heaviest part,
+//! reduce it the same way, drop the lighter edges that now close cycles, and go on with the rest
+//! (docs/persistence.md).
 
 use super::radix::radix_sort_heaviest_first;
 use super::sweep::UNBORN;
 use super::{Diagram, HomologyOptions, Persistence};
 use crate::topology::graph::{Edge, NO_EDGE};
 
-/// Graphs with at least this many edges are filtered before sorting (see `compute`).
-const FILTER_MIN: usize = 32 * 1024;
+/// Lists with at least this many edges are split before sorting; shorter ones are sorted whole.
+/// (Demo CCFF, 3,000 inputs, user CPU: see docs/performance.md.)
+const FILTER_MIN: usize = 2 * 1024;
+
+/// Each split puts about this fraction of a list (its heaviest) on the heavy side.
+const HEAVY_SHARE: usize = 4;
 
 impl Persistence {
     /// The rounds of `compute` on `edges` (reordered), adding to `out`.
@@ -20,66 +25,87 @@ impl Persistence {
         let n = edges.len();
         let mut scratch = std::mem::take(&mut self.sort_scratch);
         scratch.resize(scratch.len().max(n), NO_EDGE);
-        // Each round: sort and sweep the heaviest quarter, drop the lighter edges that now close
-        // cycles, and go on with the survivors (always in edges[..len]).
-        let mut len = n;
+        self.reduce_with(edges, &mut scratch[..n], options, out);
+        self.sort_scratch = scratch;
+    }
+
+    /// `reduce` with `scratch` as long as `edges`. Each round splits off the heaviest edges
+    /// (into `scratch`) and reduces them first, recursively, using the room the split freed at the
+    /// end of `edges` as their scratch; then the lighter edges that close cycles are dropped and
+    /// the survivors (always `edges[..len]`) go round again, until few enough to sort whole.
+    fn reduce_with(
+        &mut self,
+        edges: &mut [Edge],
+        scratch: &mut [Edge],
+        options: HomologyOptions,
+        out: &mut Diagram,
+    ) {
+        let mut len = edges.len();
         loop {
             let heavy = if len >= FILTER_MIN {
-                split_heaviest_quarter(&edges[..len], &mut scratch)
+                split_heaviest(&mut edges[..len], scratch)
             } else {
                 0
             };
             if heavy == 0 {
-                radix_sort_heaviest_first(&mut edges[..len], &mut scratch);
+                radix_sort_heaviest_first(&mut edges[..len], scratch);
                 self.sweep(&edges[..len], options, out);
-                break;
+                return;
             }
-            // scratch[..heavy] holds the heavy edges, scratch[heavy..len] the light ones, in order.
-            let (heavy_part, rest) = scratch.split_at_mut(heavy);
-            radix_sort_heaviest_first(heavy_part, &mut edges[..heavy]);
-            self.sweep(heavy_part, options, out);
-            let mut kept = 0;
-            for e in rest[..len - heavy].iter() {
-                let cu = self.comp[e.src as usize];
-                if cu != UNBORN && cu == self.comp[e.dst as usize] {
-                    if options.h1_diagram {
-                        out.h1.push(e.weight);
-                    }
-                } else {
-                    edges[kept] = *e;
-                    kept += 1;
-                }
-            }
-            len = kept;
+            let light = len - heavy;
+            let (light_part, freed) = edges.split_at_mut(light);
+            self.reduce_with(&mut scratch[..heavy], &mut freed[..heavy], options, out);
+            len = self.drop_cycles(light_part, options, out);
         }
-        self.sort_scratch = scratch;
+    }
+
+    /// Moves the edges of `edges` whose ends are not in one component to its front, in order,
+    /// and returns how many; the others close cycles (their weights go to the H1 diagram when
+    /// it is asked for).
+    fn drop_cycles(
+        &self,
+        edges: &mut [Edge],
+        options: HomologyOptions,
+        out: &mut Diagram,
+    ) -> usize {
+        let comp = &self.comp[..];
+        let mut kept = 0;
+        for i in 0..edges.len() {
+            let e = edges[i];
+            let cu = comp[e.src as usize];
+            let cycle = (cu != UNBORN) & (cu == comp[e.dst as usize]);
+            if cycle && options.h1_diagram {
+                out.h1.push(e.weight);
+            }
+            // Branch-free: the test is unpredictable. `kept <= i`, so nothing unread is written.
+            edges[kept] = e;
+            kept += !cycle as usize;
+        }
+        kept
     }
 }
 
-/// Stable partition of `edges` into `out`: the edges heavier than a pivot near the top quarter
-/// first, then the others. Returns how many are heavy (0 when no useful pivot exists).
-fn split_heaviest_quarter(edges: &[Edge], out: &mut [Edge]) -> usize {
+/// Stable split of `edges`: the edges heavier than a pivot near the heaviest `1 / HEAVY_SHARE`
+/// go to `heavy` in order, the others to the front of `edges` in order. Returns how many are
+/// heavy (0 when no edge is heavier than the pivot: then nothing moved).
+fn split_heaviest(edges: &mut [Edge], heavy: &mut [Edge]) -> usize {
     let n = edges.len();
     let mut sample: Vec<f32> = edges
         .iter()
-        .step_by((n / 1024).max(1))
+        .step_by((n / 256).max(1))
         .map(|e| e.weight)
         .collect();
-    sample.sort_unstable_by(|a, b| b.total_cmp(a));
-    let pivot = sample[sample.len() / 4];
-    let heavy = edges.iter().filter(|e| e.weight > pivot).count();
-    if heavy == 0 || heavy == n {
-        return 0;
+    let k = sample.len() / HEAVY_SHARE;
+    let (_, &mut pivot, _) = sample.select_nth_unstable_by(k, |a, b| b.total_cmp(a));
+    let (mut h, mut l) = (0, 0);
+    for i in 0..n {
+        let e = edges[i];
+        let is_heavy = e.weight > pivot;
+        // Branch-free: each edge is written to both places, one of which is kept. `l <= i`.
+        heavy[h] = e;
+        edges[l] = e;
+        h += is_heavy as usize;
+        l += !is_heavy as usize;
     }
-    let (mut h, mut l) = (0, heavy);
-    for e in edges {
-        if e.weight > pivot {
-            out[h] = *e;
-            h += 1;
-        } else {
-            out[l] = *e;
-            l += 1;
-        }
-    }
-    heavy
+    h
 }
