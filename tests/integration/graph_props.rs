@@ -6,7 +6,8 @@ use std::path::Path;
 
 use actopo::spec::{ModelSpec, Network, Op};
 use actopo::topology::{
-    Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, MaxPoolEdges, SampleGraph,
+    Diagram, Edge, EdgeSink, EdgeSource, GraphError, GraphOptions, GraphPlan, HomologyOptions,
+    MaxPoolEdges, Persistence, SampleGraph,
 };
 use actopo::weights::{Tensor, Weights};
 use proptest::prelude::*;
@@ -285,10 +286,12 @@ fn non_finite_activation_names_the_layer() {
 }
 
 /// A small net with every kind of graph op, dense layers last (where edges between connected
-/// units are skipped unweighed; fc1 reads 108 inputs, more than one 64-wide chunk).
+/// units are skipped unweighed; fc1 reads 108 inputs, more than one 64-wide chunk), and convs
+/// of stride 1 and 2 (whose heavy passes skip runs by their rows' largest input).
 fn mixed_network() -> Network {
-    let text = "format_version = 1\nname = \"mixed\"\ninput_shape = [2, 12, 12]\n\
+    let text = "format_version = 1\nname = \"mixed\"\ninput_shape = [2, 24, 24]\n\
         [[layers]]\nname = \"conv\"\nop = \"conv2d\"\nout_channels = 3\nkernel_size = 3\npadding = 1\nbias = false\n\
+        [[layers]]\nname = \"down\"\nop = \"conv2d\"\nout_channels = 3\nkernel_size = 3\nstride = 2\npadding = 1\nbias = false\n\
         [[layers]]\nname = \"pool\"\nop = \"max_pool2d\"\nkernel_size = 2\n\
         [[layers]]\nname = \"avg\"\nop = \"avg_pool2d\"\nkernel_size = 1\n\
         [[layers]]\nop = \"flatten\"\n\
@@ -297,49 +300,115 @@ fn mixed_network() -> Network {
     Network::resolve(&ModelSpec::parse(text, Path::new("mixed.toml")).unwrap()).unwrap()
 }
 
+/// The diagrams of the mixed net's `network` graph and of each layer's graph, from a stored edge
+/// list and from `compute_from` at the given splits (`None`: placed by actopo): pairs of
+/// (stored, banded). Weights and inputs are small integers times `scale`, so ties and zeros
+/// (dropped edges) are common.
+fn stored_and_banded(
+    seed: u32,
+    splits: Option<Vec<f32>>,
+    h1: bool,
+    argmax: bool,
+    scale: f32,
+) -> Vec<(Diagram, Diagram)> {
+    let net = mixed_network();
+    let mut rng = seed as u64 | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut sample = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| ((next() % 7) as f32 - 3.0) * scale)
+            .collect()
+    };
+    let mut tensors = std::collections::BTreeMap::new();
+    for layer in &net.layers {
+        if let Some(shape) = layer.op.weight_shape() {
+            let data = sample(shape.iter().product());
+            tensors.insert(format!("{}.weight", layer.name), Tensor { shape, data });
+        }
+    }
+    let weights = Weights::from_tensors(tensors, &net).unwrap();
+    let rule = if argmax {
+        MaxPoolEdges::Argmax
+    } else {
+        MaxPoolEdges::All
+    };
+    let plan = GraphPlan::new(
+        &net,
+        &weights,
+        GraphOptions {
+            maxpool_edges: rule,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let inputs: Vec<Vec<f32>> = plan.ops.iter().map(|op| sample(op.input_len())).collect();
+    let inputs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let opts = HomologyOptions {
+        keep_zero_persistence: false,
+        h1_diagram: h1,
+    };
+
+    let mut p = Persistence::new();
+    p.set_splits(splits);
+    let mut both = Vec::new();
+    let edges = network_edges(&plan, &inputs).unwrap();
+    let mut stored = Diagram::default();
+    Persistence::new().compute(&mut edges.clone(), plan.n_units, opts, &mut stored);
+    let mut banded = Diagram::default();
+    p.compute_from(
+        &SampleGraph::network(&plan, &inputs).unwrap(),
+        plan.n_units,
+        opts,
+        &mut banded,
+    );
+    both.push((stored, banded));
+    // Each layer's graph alone too (the `layers` scope).
+    for op in 0..plan.ops.len() {
+        let mut edges = op_edges(&plan, op, &inputs).unwrap();
+        let mut stored = Diagram::default();
+        Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
+        let mut banded = Diagram::default();
+        p.compute_from(
+            &SampleGraph::layer(&plan, &inputs, op).unwrap(),
+            plan.n_units,
+            opts,
+            &mut banded,
+        );
+        both.push((stored, banded));
+    }
+    both
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
     fn two_pass_network_persistence_equals_stored_edges(seed in any::<u32>(), split in 0u8..10, h1 in any::<bool>(), argmax in any::<bool>()) {
-        use actopo::topology::{Diagram, HomologyOptions, Persistence};
-        let net = mixed_network();
-        let mut rng = seed as u64 | 1;
-        let mut next = move || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
-        // small integers: ties and zeros (dropped edges) are common
-        let mut sample = |n: usize| -> Vec<f32> { (0..n).map(|_| (next() % 7) as f32 - 3.0).collect() };
-        let mut tensors = std::collections::BTreeMap::new();
-        for layer in &net.layers {
-            if let Some(shape) = layer.op.weight_shape() {
-                let data = sample(shape.iter().product());
-                tensors.insert(format!("{}.weight", layer.name), Tensor { shape, data });
-            }
-        }
-        let weights = Weights::from_tensors(tensors, &net).unwrap();
-        let rule = if argmax { MaxPoolEdges::Argmax } else { MaxPoolEdges::All };
-        let plan = GraphPlan::new(&net, &weights, GraphOptions { maxpool_edges: rule, ..Default::default() }).unwrap();
-        let inputs: Vec<Vec<f32>> = plan.ops.iter().map(|op| sample(op.input_len())).collect();
-        let inputs: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
-        let opts = HomologyOptions { keep_zero_persistence: false, h1_diagram: h1 };
-
-        let edges = network_edges(&plan, &inputs).unwrap();
-        let mut stored = Diagram::default();
-        Persistence::new().compute(&mut edges.clone(), plan.n_units, opts, &mut stored);
-
-        let mut p = Persistence::new();
         // 9: the splits actopo places itself; else one split, or two (split and split / 3)
-        p.set_splits((split != 9).then(|| if split % 2 == 0 { vec![split as f32] } else { vec![split as f32, split as f32 / 3.0] }));
-        let mut two_pass = Diagram::default();
-        p.compute_from(&SampleGraph::network(&plan, &inputs).unwrap(), plan.n_units, opts, &mut two_pass);
-        prop_assert_eq!(two_pass, stored);
-        // Each layer's graph alone too (the `layers` scope).
-        for op in 0..plan.ops.len() {
-            let mut edges = op_edges(&plan, op, &inputs).unwrap();
-            let mut stored = Diagram::default();
-            Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
-            let mut banded = Diagram::default();
-            p.compute_from(&SampleGraph::layer(&plan, &inputs, op).unwrap(), plan.n_units, opts, &mut banded);
-            prop_assert_eq!(banded, stored, "layer {}", op);
+        let splits = (split != 9).then(|| if split % 2 == 0 { vec![split as f32] } else { vec![split as f32, split as f32 / 3.0] });
+        for (graph, (stored, banded)) in stored_and_banded(seed, splits, h1, argmax, 1.0).into_iter().enumerate() {
+            prop_assert_eq!(banded, stored, "graph {} (0: network, then each layer)", graph);
+        }
+    }
+}
+
+#[test]
+fn products_that_round_to_zero_are_no_edges_in_any_pass() {
+    // Weights and inputs near 1e-23: products near 1e-46, where f32 rounds some to 0 (those are
+    // no edges) and keeps others as subnormals. Runs skipped unweighed must count only the others.
+    for seed in 1..40 {
+        let split = [1e-45f32, 3e-45, 6e-45][seed as usize % 3];
+        for (graph, (stored, banded)) in
+            stored_and_banded(seed, Some(vec![split]), false, false, 1e-23)
+                .into_iter()
+                .enumerate()
+        {
+            assert_eq!(banded, stored, "seed {seed}, graph {graph}");
         }
     }
 }

@@ -45,15 +45,35 @@ fn input_labels(g: &GraphOp, labels: &[u32]) -> Vec<u32> {
 }
 
 /// For a sink that keeps only edges heavier than `split`: weighed in 64-wide chunks of a run,
-/// handing over only the heavier edges.
+/// handing over only the heavier edges. A run whose weight times its input row's largest |a| is
+/// not heavier is skipped unweighed: rounding is monotone, so none of its edges is heavier either.
+/// Its edges are then counted from running counts of nonzero inputs along the run's step (exact
+/// when the weight times the row's smallest nonzero |a| does not round to 0, which is checked).
 fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32, sink: &mut S) {
     let dst_offset = g.dst_offset as usize;
+    let [_, h, w] = g.in_chw;
+    let rows = RowStats::new(a, w, c.stride[1]);
     let mut light = 0usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
     let mut weights = [0.0f32; 64];
     let isa = Isa::detected();
-    conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
+    debug_assert_eq!(rows.max_abs.len(), g.in_chw[0] * h);
+    conv_runs(g, c, |run| {
+        let Run {
+            weight: wv,
+            src,
+            step,
+            dst,
+            len,
+            src_unit,
+            row,
+        } = run;
+        let none_heavy = (wv * rows.max_abs[row]).abs() <= split;
+        if none_heavy && (wv * rows.min_nonzero_abs[row]) != 0.0 {
+            light += rows.nonzero(src, step, len);
+            return;
+        }
         for start in (0..len).step_by(64) {
             let n = (len - start).min(64);
             let masks = if step == 1 {
@@ -74,6 +94,58 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
     sink.skipped(light);
 }
 
+/// Per-row facts about a conv's input that let the heavy pass skip runs unweighed.
+struct RowStats {
+    /// The largest |a| of each input row (rows of `width` values).
+    max_abs: Vec<f32>,
+    /// The smallest nonzero |a| of each input row (infinity for a row of zeros).
+    min_nonzero_abs: Vec<f32>,
+    /// `nonzero_through[i]`: how many of a[i], a[i - step], a[i - 2 step], ... are nonzero.
+    nonzero_through: Vec<u32>,
+    step: usize,
+}
+
+impl RowStats {
+    fn new(a: &[f32], width: usize, step: usize) -> Self {
+        let max_abs = a
+            .chunks(width)
+            .map(|row| row.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+            .collect();
+        let smallest = |m: f32, v: &f32| if *v == 0.0 { m } else { m.min(v.abs()) };
+        let min_nonzero_abs = a
+            .chunks(width)
+            .map(|row| row.iter().fold(f32::INFINITY, smallest))
+            .collect();
+        let mut nonzero_through = vec![0u32; a.len()];
+        for i in 0..a.len() {
+            let before = if i >= step {
+                nonzero_through[i - step]
+            } else {
+                0
+            };
+            nonzero_through[i] = before + (a[i] != 0.0) as u32;
+        }
+        RowStats {
+            max_abs,
+            min_nonzero_abs,
+            nonzero_through,
+            step,
+        }
+    }
+
+    /// How many of a[src], a[src + step], ..., `len` values in all, are nonzero.
+    fn nonzero(&self, src: usize, step: usize, len: usize) -> usize {
+        debug_assert_eq!(step, self.step);
+        let last = self.nonzero_through[src + (len - 1) * step];
+        let before = if src >= step {
+            self.nonzero_through[src - step]
+        } else {
+            0
+        };
+        (last - before) as usize
+    }
+}
+
 /// For a sink with component labels: only edges whose ends carry different labels (or none).
 fn unconnected_conv_edges<S: EdgeSink>(
     g: &GraphOp,
@@ -87,7 +159,16 @@ fn unconnected_conv_edges<S: EdgeSink>(
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
     let isa = Isa::detected();
-    conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
+    conv_runs(g, c, |run| {
+        let Run {
+            weight: wv,
+            src,
+            step,
+            dst,
+            len,
+            src_unit,
+            ..
+        } = run;
         if step == 1 {
             // Labels compared 64 at a time; most edges join connected units and are never weighed.
             for start in (0..len).step_by(64) {
@@ -123,7 +204,16 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S)
     let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
-    conv_runs(g, c, |wv, src, step, dst, len, src_unit| {
+    conv_runs(g, c, |run| {
+        let Run {
+            weight: wv,
+            src,
+            step,
+            dst,
+            len,
+            src_unit,
+            ..
+        } = run;
         for k in 0..len {
             let (s, d) = (src + k * step, dst + k);
             out.put(
@@ -136,13 +226,25 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S)
     out.finish();
 }
 
-/// Calls `run(weight, src, src_step, dst, len, src_unit)` for each run of a conv's edges that
-/// share a nonzero kernel weight and an output row, in enumeration order: edge k of the run joins
-/// input `src + k * src_step` (unit `src_unit + k * src_step`) to output `dst + k` (indices
-/// within the op's input and output). Order: output channel, input channel of its group, tap
-/// row, tap column, output row; input channels that are no vertices are skipped.
+/// One run of a conv's edges: they share a nonzero kernel weight and an output row. Edge k of the
+/// run joins input `src + k * step` (unit `src_unit + k * step`) to output `dst + k` (indices
+/// within the op's input and output); all its inputs lie in input row `row` (channel * height + y).
+#[derive(Clone, Copy)]
+struct Run {
+    weight: f32,
+    src: usize,
+    step: usize,
+    dst: usize,
+    len: usize,
+    src_unit: usize,
+    row: usize,
+}
+
+/// Calls `run` for each run of a conv's edges, in enumeration order. Order: output channel,
+/// input channel of its group, tap row, tap column, output row; input channels that are no
+/// vertices are skipped.
 #[inline(always)]
-fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usize, usize, usize)) {
+fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(Run)) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
@@ -173,14 +275,15 @@ fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(f32, usize, usize, usi
                     for y in ys.clone() {
                         let iy = y * c.stride[0] + tap_y - c.padding[0];
                         let in_plane = iy * w + ix0;
-                        run(
-                            wv,
-                            ch * h * w + in_plane,
-                            c.stride[1],
-                            (o * oh + y) * ow + xs.start,
-                            xs.len(),
-                            channel_unit as usize + in_plane,
-                        );
+                        run(Run {
+                            weight: wv,
+                            src: ch * h * w + in_plane,
+                            step: c.stride[1],
+                            dst: (o * oh + y) * ow + xs.start,
+                            len: xs.len(),
+                            src_unit: channel_unit as usize + in_plane,
+                            row: ch * h + iy,
+                        });
                     }
                 }
             }
