@@ -44,6 +44,29 @@ fn input_labels(g: &GraphOp, labels: &[u32]) -> Vec<u32> {
     out
 }
 
+/// The component label that all of a channel's units carry, if one does.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum ChannelLabel {
+    /// The channel has no units (of those asked about).
+    Empty,
+    One(u32),
+    /// Two labels, or a unit without one.
+    Mixed,
+}
+
+impl ChannelLabel {
+    fn of(mut labels: impl Iterator<Item = u32>) -> Self {
+        let Some(first) = labels.next() else {
+            return ChannelLabel::Empty;
+        };
+        if first != NO_LABEL && labels.all(|l| l == first) {
+            ChannelLabel::One(first)
+        } else {
+            ChannelLabel::Mixed
+        }
+    }
+}
+
 /// For a sink that keeps only edges heavier than `split`: weighed in 64-wide chunks of a run,
 /// handing over only the heavier edges. A run whose weight times its input row's largest |a| is
 /// not heavier is skipped unweighed: rounding is monotone, so none of its edges is heavier either.
@@ -59,37 +82,42 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
     let mut weights = [0.0f32; 64];
     let isa = Isa::detected();
     debug_assert_eq!(rows.max_abs.len(), g.in_chw[0] * h);
-    conv_runs(g, c, |run| {
-        let Run {
-            weight: wv,
-            src,
-            step,
-            dst,
-            len,
-            src_unit,
-            row,
-        } = run;
-        let none_heavy = (wv * rows.max_abs[row]).abs() <= split;
-        if none_heavy && (wv * rows.min_nonzero_abs[row]) != 0.0 {
-            light += rows.nonzero(src, step, len);
-            return;
-        }
-        for start in (0..len).step_by(64) {
-            let n = (len - start).min(64);
-            let masks = if step == 1 {
-                weigh_scaled(isa, wv, &a[src + start..][..n], split, &mut weights)
-            } else {
-                for (k, slot) in weights[..n].iter_mut().enumerate() {
-                    *slot = (wv * a[src + (start + k) * step]).abs();
-                }
-                compare(isa, &weights, n, split)
-            };
-            let (first_src, first_dst) = (src_unit + start * step, dst_offset + dst + start);
-            light += put_heavier(&mut out, &weights, masks, |k| {
-                ((first_src + k * step) as u32, (first_dst + k) as u32)
-            });
-        }
-    });
+    conv_runs(
+        g,
+        c,
+        |_, _| false,
+        |run| {
+            let Run {
+                weight: wv,
+                src,
+                step,
+                dst,
+                len,
+                src_unit,
+                row,
+            } = run;
+            let none_heavy = (wv * rows.max_abs[row]).abs() <= split;
+            if none_heavy && (wv * rows.min_nonzero_abs[row]) != 0.0 {
+                light += rows.nonzero(src, step, len);
+                return;
+            }
+            for start in (0..len).step_by(64) {
+                let n = (len - start).min(64);
+                let masks = if step == 1 {
+                    weigh_scaled(isa, wv, &a[src + start..][..n], split, &mut weights)
+                } else {
+                    for (k, slot) in weights[..n].iter_mut().enumerate() {
+                        *slot = (wv * a[src + (start + k) * step]).abs();
+                    }
+                    compare(isa, &weights, n, split)
+                };
+                let (first_src, first_dst) = (src_unit + start * step, dst_offset + dst + start);
+                light += put_heavier(&mut out, &weights, masks, |k| {
+                    ((first_src + k * step) as u32, (first_dst + k) as u32)
+                });
+            }
+        },
+    );
     out.finish();
     sink.skipped(light);
 }
@@ -159,7 +187,30 @@ fn unconnected_conv_edges<S: EdgeSink>(
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
     let isa = Isa::detected();
-    conv_runs(g, c, |run| {
+    let [_, h, w] = g.in_chw;
+    let [_, oh, ow] = g.out_chw;
+    let inputs: Vec<ChannelLabel> = (src_labels.chunks(h * w).zip(a.chunks(h * w)))
+        .map(|(labels, a)| {
+            ChannelLabel::of(
+                labels
+                    .iter()
+                    .zip(a)
+                    .filter(|(_, &v)| v != 0.0)
+                    .map(|(&l, _)| l),
+            )
+        })
+        .collect();
+    let outputs: Vec<ChannelLabel> = dst_labels
+        .chunks(oh * ow)
+        .map(|labels| ChannelLabel::of(labels.iter().copied()))
+        .collect();
+    // A pair of channels whose edges all join units of one component has no edge to hand over.
+    let connected = |o: usize, ch: usize| match (inputs[ch], outputs[o]) {
+        (ChannelLabel::Empty, _) => true,
+        (ChannelLabel::One(a), ChannelLabel::One(b)) => a == b,
+        _ => false,
+    };
+    conv_runs(g, c, connected, |run| {
         let Run {
             weight: wv,
             src,
@@ -204,25 +255,30 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S)
     let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
-    conv_runs(g, c, |run| {
-        let Run {
-            weight: wv,
-            src,
-            step,
-            dst,
-            len,
-            src_unit,
-            ..
-        } = run;
-        for k in 0..len {
-            let (s, d) = (src + k * step, dst + k);
-            out.put(
-                (wv * a[s]).abs(),
-                (src_unit + k * step) as u32,
-                (dst_offset + d) as u32,
-            );
-        }
-    });
+    conv_runs(
+        g,
+        c,
+        |_, _| false,
+        |run| {
+            let Run {
+                weight: wv,
+                src,
+                step,
+                dst,
+                len,
+                src_unit,
+                ..
+            } = run;
+            for k in 0..len {
+                let (s, d) = (src + k * step, dst + k);
+                out.put(
+                    (wv * a[s]).abs(),
+                    (src_unit + k * step) as u32,
+                    (dst_offset + d) as u32,
+                );
+            }
+        },
+    );
     out.finish();
 }
 
@@ -242,9 +298,15 @@ struct Run {
 
 /// Calls `run` for each run of a conv's edges, in enumeration order. Order: output channel,
 /// input channel of its group, tap row, tap column, output row; input channels that are no
-/// vertices are skipped.
+/// vertices are skipped, and so are the (output channel, input channel) pairs for which `skip`
+/// says true.
 #[inline(always)]
-fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(Run)) {
+fn conv_runs(
+    g: &GraphOp,
+    c: &Conv2d,
+    skip: impl Fn(usize, usize) -> bool,
+    mut run: impl FnMut(Run),
+) {
     let [ci, h, w] = g.in_chw;
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
@@ -255,7 +317,7 @@ fn conv_runs(g: &GraphOp, c: &Conv2d, mut run: impl FnMut(Run)) {
         for k in 0..group_in {
             let ch = first_channel + k;
             let channel_unit = g.channel_units[ch];
-            if channel_unit == NO_UNIT {
+            if channel_unit == NO_UNIT || skip(o, ch) {
                 continue;
             }
             for ty in 0..kh {
