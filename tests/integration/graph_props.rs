@@ -475,3 +475,44 @@ fn two_pass_dense_layer_with_many_components_equals_stored_edges() {
     assert_eq!(two_pass, stored);
     assert_eq!(stored.n_edges as usize, n * n);
 }
+
+#[test]
+fn conv_channels_in_different_components_keep_the_edges_between_them() {
+    // Input 2x3x3, a 3x3 kernel: each output unit reads all 9 inputs of both channels. Heavy
+    // weights (10) join channel c to output c, light ones (0.1) cross over. After the heavy band,
+    // input and output channel 0 carry one label and channel 1 another: the later pass must skip
+    // neither pair of different labels, or the graph falls apart into two components.
+    let text = "format_version = 1\nname = \"two\"\ninput_shape = [2, 3, 3]\n\
+        [[layers]]\nname = \"conv\"\nop = \"conv2d\"\nout_channels = 2\nkernel_size = 3\nbias = false\n";
+    let net = Network::resolve(&ModelSpec::parse(text, Path::new("two.toml")).unwrap()).unwrap();
+    let data = (0..36)
+        .map(|i| if i / 18 == (i / 9) % 2 { 10.0 } else { 0.1 })
+        .collect();
+    let mut tensors = std::collections::BTreeMap::new();
+    tensors.insert(
+        "conv.weight".into(),
+        Tensor {
+            shape: vec![2, 2, 3, 3],
+            data,
+        },
+    );
+    let weights = Weights::from_tensors(tensors, &net).unwrap();
+    let plan = GraphPlan::new(&net, &weights, GraphOptions::default()).unwrap();
+    let x = vec![1.0f32; 18];
+    let inputs: [&[f32]; 1] = [&x];
+    let opts = HomologyOptions::default();
+    let mut stored = Diagram::default();
+    let mut edges = network_edges(&plan, &inputs).unwrap();
+    Persistence::new().compute(&mut edges, plan.n_units, opts, &mut stored);
+    assert_eq!(stored.h0_essential, vec![10.0]);
+    let mut p = Persistence::new();
+    p.set_splits(Some(vec![1.0]));
+    let mut banded = Diagram::default();
+    p.compute_from(
+        &SampleGraph::network(&plan, &inputs).unwrap(),
+        plan.n_units,
+        opts,
+        &mut banded,
+    );
+    assert_eq!(banded, stored);
+}
