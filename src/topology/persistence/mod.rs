@@ -21,7 +21,7 @@ pub use diagram::{Diagram, H0Pair, HomologyOptions};
 pub use radix::sort_heaviest_first;
 
 use crate::topology::graph::{Edge, EdgeSource, WeightSample};
-use splits::{place_splits, SAMPLE_STRIDE};
+use splits::{place_splits, sample_stride};
 
 /// A reusable persistence workspace: component labels over unit ids and a sort buffer.
 ///
@@ -99,7 +99,7 @@ impl Persistence {
             Some(fixed) => splits.extend_from_slice(fixed),
             None => {
                 self.weight_sample.clear();
-                graph.sample_weights(SAMPLE_STRIDE, &mut self.weight_sample);
+                graph.sample_weights(sample_stride(graph.max_edges()), &mut self.weight_sample);
                 place_splits(&mut self.weight_sample, &mut splits);
             }
         }
