@@ -87,15 +87,7 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
         c,
         |_, _| false,
         |run| {
-            let Run {
-                weight: wv,
-                src,
-                step,
-                dst,
-                len,
-                src_unit,
-                row,
-            } = run;
+            let (wv, src, step, len, row) = (run.weight, run.src, run.step, run.len, run.row);
             let none_heavy = (wv * rows.max_abs[row]).abs() <= split;
             if none_heavy && (wv * rows.min_nonzero_abs[row]) != 0.0 {
                 light += rows.nonzero(src, step, len);
@@ -111,7 +103,8 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
                     }
                     compare(isa, &weights, n, split)
                 };
-                let (first_src, first_dst) = (src_unit + start * step, dst_offset + dst + start);
+                let first_src = run.src_unit + start * step;
+                let first_dst = dst_offset + run.dst + start;
                 light += put_heavier(&mut out, &weights, masks, |k| {
                     ((first_src + k * step) as u32, (first_dst + k) as u32)
                 });
@@ -211,15 +204,8 @@ fn unconnected_conv_edges<S: EdgeSink>(
         _ => false,
     };
     conv_runs(g, c, connected, |run| {
-        let Run {
-            weight: wv,
-            src,
-            step,
-            dst,
-            len,
-            src_unit,
-            ..
-        } = run;
+        let (wv, src, step, dst, len) = (run.weight, run.src, run.step, run.dst, run.len);
+        let src_unit = run.src_unit;
         if step == 1 {
             // Labels compared 64 at a time; most edges join connected units and are never weighed.
             for start in (0..len).step_by(64) {
@@ -260,20 +246,11 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S)
         c,
         |_, _| false,
         |run| {
-            let Run {
-                weight: wv,
-                src,
-                step,
-                dst,
-                len,
-                src_unit,
-                ..
-            } = run;
-            for k in 0..len {
-                let (s, d) = (src + k * step, dst + k);
+            for k in 0..run.len {
+                let (s, d) = (run.src + k * run.step, run.dst + k);
                 out.put(
-                    (wv * a[s]).abs(),
-                    (src_unit + k * step) as u32,
+                    (run.weight * a[s]).abs(),
+                    (run.src_unit + k * run.step) as u32,
                     (dst_offset + d) as u32,
                 );
             }
