@@ -7,7 +7,7 @@ use super::fold::edge_weights;
 use super::geometry::{chw, Geometry};
 use super::kernels::{
     adaptive_pool_edges, add_edges, conv_edges, linear_edges, mapped_linear_edges,
-    maxpool_argmax_edges, pool_edges,
+    maxpool_argmax_edges, pool_edges, DenseColumns,
 };
 use super::options::{GraphOptions, MaxPoolEdges};
 use super::reference_cut::check_reference_plan;
@@ -36,6 +36,8 @@ pub struct GraphOp {
     pub(super) geometry: Geometry,
     /// Conv and linear weights (with a batch norm folded in when `graph.batch_norm` says so).
     pub(super) weight: Vec<f32>,
+    /// For linear ops: the heaviest weights of each column (the first pass's index).
+    pub(super) columns: Option<DenseColumns>,
     /// Largest |weight| (1 for pools and add): with the largest |input| it bounds every edge
     /// weight, so overflow needs checking edge by edge only when that bound is beyond f32.
     max_abs_weight: f32,
@@ -105,6 +107,9 @@ impl GraphPlan {
             };
             let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
             let in_chw = chw(layer.in_shape());
+            let out_chw = chw(&layer.out_shape);
+            let columns = matches!(geometry, Geometry::Linear)
+                .then(|| DenseColumns::new(&weight, out_chw[0], in_chw.iter().product()));
             let channel_units = match geometry {
                 Geometry::Linear | Geometry::Add => Vec::new(),
                 _ => operands[0].channel_starts(in_chw[0], in_chw[1] * in_chw[2]),
@@ -113,12 +118,13 @@ impl GraphPlan {
                 name: layer.name.clone(),
                 layer_index,
                 in_chw,
-                out_chw: chw(&layer.out_shape),
+                out_chw,
                 operands,
                 channel_units,
                 dst_offset: bounds.vertex_layers[first + i].offset,
                 geometry,
                 weight,
+                columns,
                 max_abs_weight,
                 max_edges: bounds.op_max_edges[i],
             });

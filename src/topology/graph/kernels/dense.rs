@@ -92,6 +92,15 @@ fn all_or_heavy_edges<S: EdgeSink, U: FeatureUnits>(
     let isa = Isa::detected();
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
+    // (A negative split keeps zero weights too, which `heavy_edges` does not hand over.)
+    if let (Some(split), Some(columns)) = (above.filter(|&s| s >= 0.0), &g.columns) {
+        let dst_offset = g.dst_offset;
+        let put = |out: &mut Blocks<S>, w, j, i| out.put(w, units.unit(j), dst_offset + i);
+        let light = columns.heavy_edges(&g.weight, a, nonzero, split, &mut out, put);
+        out.finish();
+        sink.skipped(light);
+        return;
+    }
     for i in 0..g.out_chw[0] {
         let row = &g.weight[i * n_in..(i + 1) * n_in];
         let dst = g.dst_offset + i as u32;
@@ -272,28 +281,22 @@ fn heaviest_rows(
     main_out: u32,
     a: &[f32],
 ) -> (Vec<u32>, Vec<u32>) {
-    let n_in = a.len();
     let unborn: Vec<u32> = (nonzero.iter().zip(input_labels))
         .filter(|&(_, &label)| label == NO_LABEL)
         .map(|(&j, _)| j)
         .collect();
-    let mut heaviest = vec![(0.0f32, NO_ROW); unborn.len()];
-    for (i, _) in outputs
-        .iter()
-        .enumerate()
-        .filter(|&(_, &l)| l == main_out && l != NO_LABEL)
-    {
-        let row = &g.weight[i * n_in..(i + 1) * n_in];
-        for (&j, best) in unborn.iter().zip(heaviest.iter_mut()) {
-            let weight = (row[j as usize] * a[j as usize]).abs();
-            if weight > best.0 {
-                *best = (weight, i as u32);
-            }
-        }
-    }
+    let wanted = |i: usize| outputs[i] == main_out && main_out != NO_LABEL;
+    let columns = g
+        .columns
+        .as_ref()
+        .expect("a linear op has its column index");
+    let heaviest: Vec<u32> = (unborn.iter())
+        .map(|&j| columns.heaviest_row(&g.weight, a, j as usize, wanted))
+        .map(|row| row.unwrap_or(NO_ROW))
+        .collect();
     // Counting sort by row; inputs stay ascending within a row.
     let mut pick_start = vec![0u32; outputs.len() + 1];
-    for &(_, i) in heaviest.iter().filter(|(_, i)| *i != NO_ROW) {
+    for &i in heaviest.iter().filter(|&&i| i != NO_ROW) {
         pick_start[i as usize + 1] += 1;
     }
     for i in 0..outputs.len() {
@@ -301,11 +304,7 @@ fn heaviest_rows(
     }
     let mut next = pick_start.clone();
     let mut picks = vec![0u32; pick_start[outputs.len()] as usize];
-    for (&j, &(_, i)) in unborn
-        .iter()
-        .zip(&heaviest)
-        .filter(|(_, (_, i))| *i != NO_ROW)
-    {
+    for (&j, &i) in unborn.iter().zip(&heaviest).filter(|(_, &i)| i != NO_ROW) {
         picks[next[i as usize] as usize] = j;
         next[i as usize] += 1;
     }

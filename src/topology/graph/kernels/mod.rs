@@ -4,6 +4,7 @@
 //! unweighed (`EdgeSink::connected_labels`, `EdgeSink::keeps_heavier_than`).
 
 mod add;
+mod columns;
 mod conv;
 mod dense;
 mod heavy;
@@ -11,6 +12,7 @@ mod pool;
 mod vector;
 
 pub(super) use add::add_edges;
+pub(super) use columns::DenseColumns;
 pub(super) use conv::conv_edges;
 pub(super) use dense::{linear_edges, mapped_linear_edges};
 pub(super) use pool::{adaptive_pool_edges, maxpool_argmax_edges, pool_edges};

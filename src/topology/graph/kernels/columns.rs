@@ -1,0 +1,281 @@
+//! A dense layer's heaviest weights, column by column, so that the first pass finds the edges
+//! above its split without weighing the whole layer (docs/persistence.md).
+//!
+//! An input j's edges weigh |W[i, j]| x |a[j]| for every output i. Rounding is monotone, so the
+//! edges above a split are those with the largest |W[i, j]|: a prefix of column j sorted by |w|.
+//! Only the first `TOP` of each column are kept sorted; a column whose next |w| could still make a
+//! heavy edge is weighed whole instead.
+
+use super::super::sink::{Blocks, EdgeSink};
+
+/// Weights kept per column. (The demo's CCFF: its 256-output dense layer has 2,000 to 5,000 edges
+/// above the first split, about 7 per nonzero input, but inputs with large activations have more
+/// than 64: with 64 kept, weighing those columns whole (strided) took a quarter of the pass.
+/// 256 keeps CCFF's columns whole; for 4,096 outputs it costs an eighth of the weights' memory.)
+const TOP: usize = 256;
+
+/// The `TOP` largest |w| of each column of a dense layer's weight matrix (outputs x inputs,
+/// row-major), with their rows, and what the light edges' count needs.
+#[derive(Debug, Clone)]
+pub(in crate::topology::graph) struct DenseColumns {
+    /// Entries per column: min(TOP, outputs).
+    top: usize,
+    /// Column j's entries are `[j * top..(j + 1) * top]`, largest |w| first.
+    abs: Vec<f32>,
+    rows: Vec<u32>,
+    /// The largest |w| of column j outside its entries (0 when there is none).
+    rest_max: Vec<f32>,
+    /// The smallest nonzero |w| of column j (infinity for none), and how many are nonzero.
+    min_nonzero: Vec<f32>,
+    nonzero: Vec<u32>,
+}
+
+impl DenseColumns {
+    pub(in crate::topology::graph) fn new(weight: &[f32], n_out: usize, n_in: usize) -> Self {
+        let top = TOP.min(n_out);
+        let mut columns = DenseColumns {
+            top,
+            abs: Vec::with_capacity(n_in * top),
+            rows: Vec::with_capacity(n_in * top),
+            rest_max: Vec::with_capacity(n_in),
+            min_nonzero: Vec::with_capacity(n_in),
+            nonzero: Vec::with_capacity(n_in),
+        };
+        let mut column: Vec<(f32, u32)> = Vec::with_capacity(n_out);
+        for j in 0..n_in {
+            column.clear();
+            column.extend((0..n_out).map(|i| (weight[i * n_in + j].abs(), i as u32)));
+            let nonzero = column.iter().filter(|(w, _)| *w != 0.0);
+            columns.nonzero.push(nonzero.clone().count() as u32);
+            let min_nonzero = nonzero.map(|(w, _)| *w).fold(f32::INFINITY, f32::min);
+            columns.min_nonzero.push(min_nonzero);
+            let by_weight = |x: &(f32, u32), y: &(f32, u32)| y.0.total_cmp(&x.0);
+            if top < n_out {
+                column.select_nth_unstable_by(top, by_weight);
+            }
+            columns
+                .rest_max
+                .push(column.get(top).map_or(0.0, |(w, _)| *w));
+            column[..top].sort_unstable_by(by_weight);
+            columns.abs.extend(column[..top].iter().map(|(w, _)| *w));
+            columns.rows.extend(column[..top].iter().map(|(_, i)| *i));
+        }
+        columns
+    }
+
+    /// The first pass over a dense layer: hands over, row by row and inputs ascending (the
+    /// enumeration order), every edge heavier than `split` from the nonzero inputs `inputs`, and
+    /// returns how many nonzero edges it left out as lighter. `put(weight, j, i)` hands over
+    /// input j's edge to output i.
+    pub(in crate::topology::graph) fn heavy_edges<S: EdgeSink>(
+        &self,
+        weight: &[f32],
+        a: &[f32],
+        inputs: &[u32],
+        split: f32,
+        out: &mut Blocks<S>,
+        put: impl Fn(&mut Blocks<S>, f32, u32, u32),
+    ) -> usize {
+        let n_in = a.len();
+        let n_out = weight.len() / n_in.max(1);
+        let mut heavy: Vec<(u32, u32, f32)> = Vec::new();
+        let mut light = 0;
+        for &j in inputs {
+            let (col, abs_a) = (j as usize, a[j as usize].abs());
+            let entries = col * self.top..(col + 1) * self.top;
+            let found_before = heavy.len();
+            if self.rest_max[col] * abs_a > split {
+                // Heavy edges beyond the entries: weigh the whole column.
+                for i in 0..n_out {
+                    let w = (weight[i * n_in + col] * a[col]).abs();
+                    if w > split {
+                        heavy.push((i as u32, j, w));
+                    }
+                }
+            } else {
+                for (&w, &i) in self.abs[entries.clone()].iter().zip(&self.rows[entries]) {
+                    let w = w * abs_a;
+                    if w <= split {
+                        break;
+                    }
+                    heavy.push((i, j, w));
+                }
+            }
+            let found = heavy.len() - found_before;
+            light += if self.min_nonzero[col] * abs_a != 0.0 {
+                self.nonzero[col] as usize - found
+            } else {
+                // Some products round to 0 and are no edges: count the others.
+                let column = (0..n_out).map(|i| (weight[i * n_in + col] * a[col]).abs());
+                column.filter(|&w| w != 0.0 && w <= split).count()
+            };
+        }
+        // Back to the enumeration order: by row (a counting sort), inputs ascending within one.
+        let mut starts = vec![0usize; n_out + 1];
+        for &(i, _, _) in &heavy {
+            starts[i as usize + 1] += 1;
+        }
+        for i in 0..n_out {
+            starts[i + 1] += starts[i];
+        }
+        let mut in_order = vec![(0u32, 0u32, 0.0f32); heavy.len()];
+        for &edge in &heavy {
+            let slot = &mut starts[edge.0 as usize];
+            in_order[*slot] = edge;
+            *slot += 1;
+        }
+        for (i, j, w) in in_order {
+            put(out, w, j, i);
+        }
+        light
+    }
+
+    /// The output holding input j's heaviest edge among the outputs that `wanted` accepts: the
+    /// first of equal weights in enumeration order (the smallest row); None when every such
+    /// edge weighs 0.
+    pub(in crate::topology::graph) fn heaviest_row(
+        &self,
+        weight: &[f32],
+        a: &[f32],
+        j: usize,
+        wanted: impl Fn(usize) -> bool,
+    ) -> Option<u32> {
+        let abs_a = a[j].abs();
+        let entries = j * self.top..(j + 1) * self.top;
+        let mut best: Option<(f32, u32)> = None;
+        for (&w, &i) in self.abs[entries.clone()].iter().zip(&self.rows[entries]) {
+            let w = w * abs_a;
+            match best {
+                // Entries come heaviest first: once lighter than the best, none can beat it.
+                Some((b, _)) if w < b => return best.map(|(_, i)| i),
+                Some((b, row)) if w == b && wanted(i as usize) => best = Some((b, row.min(i))),
+                None if w != 0.0 && wanted(i as usize) => best = Some((w, i)),
+                _ => {}
+            }
+        }
+        // Every entry searched: the rest of the column may still hold the best or a tie with it.
+        let rest = self.rest_max[j] * abs_a;
+        match best {
+            Some((b, _)) if rest < b => best.map(|(_, i)| i),
+            _ if self.rest_max[j] == 0.0 && best.is_none() => None,
+            _ => heaviest_in_column(weight, a, j, wanted),
+        }
+    }
+}
+
+/// `heaviest_row` by weighing the whole column, rows ascending.
+fn heaviest_in_column(
+    weight: &[f32],
+    a: &[f32],
+    j: usize,
+    wanted: impl Fn(usize) -> bool,
+) -> Option<u32> {
+    let n_in = a.len();
+    let mut best = (0.0f32, None);
+    for i in (0..weight.len() / n_in).filter(|&i| wanted(i)) {
+        let w = (weight[i * n_in + j] * a[j]).abs();
+        if w > best.0 {
+            best = (w, Some(i as u32));
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::graph::sink::{Edge, BLOCK, NO_EDGE};
+
+    struct Collect(Vec<Edge>);
+
+    impl EdgeSink for Collect {
+        fn extend(&mut self, edges: &[Edge]) {
+            self.0.extend_from_slice(edges);
+        }
+    }
+
+    /// More outputs than `TOP`, so that whole columns are weighed too. Small integer weights (many
+    /// ties, some zeros) and a few tiny ones whose products round to 0.
+    fn layer(seed: u64) -> (Vec<f32>, Vec<f32>, usize, usize) {
+        let (n_out, n_in) = (TOP + 120, 40);
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut value = |tiny: bool| match next() % 11 {
+            0 if tiny => 1e-30,
+            k => (k as f32 - 5.0) * 0.5,
+        };
+        let weight = (0..n_out * n_in).map(|_| value(true)).collect();
+        let a = (0..n_in)
+            .map(|j| if j % 5 == 3 { 1e-20 } else { value(false) })
+            .collect();
+        (weight, a, n_out, n_in)
+    }
+
+    #[test]
+    fn heavy_edges_match_weighing_every_edge() {
+        for seed in 1..20 {
+            let (weight, a, n_out, n_in) = layer(seed);
+            let columns = DenseColumns::new(&weight, n_out, n_in);
+            let inputs: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
+            for split in [0.0, 0.5, 2.0, 6.0, 100.0] {
+                let mut sink = Collect(Vec::new());
+                let mut block = [NO_EDGE; BLOCK];
+                let mut out = Blocks::new(&mut sink, &mut block);
+                let put = |out: &mut Blocks<Collect>, w, j, i| out.put(w, j, i);
+                let light = columns.heavy_edges(&weight, &a, &inputs, split, &mut out, put);
+                out.finish();
+                let all = (0..n_out).flat_map(|i| (0..n_in).map(move |j| (i, j)));
+                let weighed = all.map(|(i, j)| (weight[i * n_in + j] * a[j]).abs());
+                let every: Vec<Edge> = (0..n_out)
+                    .flat_map(|i| (0..n_in).map(move |j| (i, j)))
+                    .zip(weighed)
+                    .filter(|&(_, w)| w != 0.0)
+                    .map(|((i, j), weight)| Edge {
+                        weight,
+                        src: j as u32,
+                        dst: i as u32,
+                    })
+                    .collect();
+                let heavy: Vec<Edge> = every.iter().filter(|e| e.weight > split).copied().collect();
+                assert_eq!(sink.0, heavy, "seed {seed}, split {split}");
+                assert_eq!(
+                    light,
+                    every.len() - heavy.len(),
+                    "seed {seed}, split {split}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn heaviest_row_is_the_first_heaviest_wanted_edge() {
+        for seed in 1..20 {
+            let (weight, a, n_out, n_in) = layer(seed);
+            let columns = DenseColumns::new(&weight, n_out, n_in);
+            // Wanted outputs: all, every third, some beyond the first TOP, and those of the
+            // lightest weights in the column (whose heaviest lies beyond the sorted entries or
+            // ties across their end).
+            for j in 0..n_in {
+                let light = |i: usize| weight[i * n_in + j].abs() <= 0.5;
+                let choices: [&dyn Fn(usize) -> bool; 4] =
+                    [&|_| true, &|i| i % 3 == 1, &|i| i >= TOP + 20, &light];
+                for wanted in choices {
+                    let mut best = (0.0f32, None);
+                    for i in (0..n_out).filter(|&i| wanted(i)) {
+                        let w = (weight[i * n_in + j] * a[j]).abs();
+                        if w > best.0 {
+                            best = (w, Some(i as u32));
+                        }
+                    }
+                    let found = columns.heaviest_row(&weight, &a, j, wanted);
+                    assert_eq!(found, best.1, "seed {seed}, input {j}");
+                }
+            }
+        }
+    }
+}
