@@ -20,9 +20,11 @@ const TOP: usize = 256;
 pub(in crate::topology::graph) struct DenseColumns {
     /// Entries per column: min(TOP, outputs).
     top: usize,
-    /// Column j's entries are `[j * top..(j + 1) * top]`, largest |w| first.
-    abs: Vec<f32>,
-    rows: Vec<u32>,
+    /// Column j's entries (|w|, row) are `[j * top..(j + 1) * top]`, largest |w| first.
+    entries: Vec<(f32, u32)>,
+    /// The largest |w| of each column: most columns have no heavy edge, and this tells without
+    /// reading their entries.
+    max_abs: Vec<f32>,
     /// The largest |w| of column j outside its entries (0 when there is none).
     rest_max: Vec<f32>,
     /// The smallest nonzero |w| of column j (infinity for none), and how many are nonzero.
@@ -35,8 +37,8 @@ impl DenseColumns {
         let top = TOP.min(n_out);
         let mut columns = DenseColumns {
             top,
-            abs: Vec::with_capacity(n_in * top),
-            rows: Vec::with_capacity(n_in * top),
+            entries: Vec::with_capacity(n_in * top),
+            max_abs: Vec::with_capacity(n_in),
             rest_max: Vec::with_capacity(n_in),
             min_nonzero: Vec::with_capacity(n_in),
             nonzero: Vec::with_capacity(n_in),
@@ -57,8 +59,10 @@ impl DenseColumns {
                 .rest_max
                 .push(column.get(top).map_or(0.0, |(w, _)| *w));
             column[..top].sort_unstable_by(by_weight);
-            columns.abs.extend(column[..top].iter().map(|(w, _)| *w));
-            columns.rows.extend(column[..top].iter().map(|(_, i)| *i));
+            columns
+                .max_abs
+                .push(column.first().map_or(0.0, |(w, _)| *w));
+            columns.entries.extend_from_slice(&column[..top]);
         }
         columns
     }
@@ -84,7 +88,9 @@ impl DenseColumns {
             let (col, abs_a) = (j as usize, a[j as usize].abs());
             let entries = col * self.top..(col + 1) * self.top;
             let found_before = heavy.len();
-            if self.rest_max[col] * abs_a > split {
+            if self.max_abs[col] * abs_a <= split {
+                // No heavy edge.
+            } else if self.rest_max[col] * abs_a > split {
                 // Heavy edges beyond the entries: weigh the whole column.
                 for i in 0..n_out {
                     let w = (weight[i * n_in + col] * a[col]).abs();
@@ -93,7 +99,7 @@ impl DenseColumns {
                     }
                 }
             } else {
-                for (&w, &i) in self.abs[entries.clone()].iter().zip(&self.rows[entries]) {
+                for &(w, i) in &self.entries[entries] {
                     let w = w * abs_a;
                     if w <= split {
                         break;
@@ -143,7 +149,7 @@ impl DenseColumns {
         let abs_a = a[j].abs();
         let entries = j * self.top..(j + 1) * self.top;
         let mut best: Option<(f32, u32)> = None;
-        for (&w, &i) in self.abs[entries.clone()].iter().zip(&self.rows[entries]) {
+        for &(w, i) in &self.entries[entries] {
             let w = w * abs_a;
             match best {
                 // Entries come heaviest first: once lighter than the best, none can beat it.
