@@ -43,28 +43,40 @@ impl DenseColumns {
             min_nonzero: Vec::with_capacity(n_in),
             nonzero: Vec::with_capacity(n_in),
         };
-        let mut column: Vec<(f32, u32)> = Vec::with_capacity(n_out);
-        for j in 0..n_in {
-            column.clear();
-            column.extend((0..n_out).map(|i| (weight[i * n_in + j].abs(), i as u32)));
-            let nonzero = column.iter().filter(|(w, _)| *w != 0.0);
-            columns.nonzero.push(nonzero.clone().count() as u32);
-            let min_nonzero = nonzero.map(|(w, _)| *w).fold(f32::INFINITY, f32::min);
-            columns.min_nonzero.push(min_nonzero);
-            let by_weight = |x: &(f32, u32), y: &(f32, u32)| y.0.total_cmp(&x.0);
-            if top < n_out {
-                column.select_nth_unstable_by(top, by_weight);
+        // Columns are read a block at a time, row by row, so that each row's weights are read
+        // contiguously (gathering one column at a time strides across the whole matrix).
+        const BLOCK_COLUMNS: usize = 64;
+        let mut block: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(n_out); BLOCK_COLUMNS];
+        for first in (0..n_in).step_by(BLOCK_COLUMNS) {
+            let width = BLOCK_COLUMNS.min(n_in - first);
+            block.iter_mut().for_each(Vec::clear);
+            for i in 0..n_out {
+                let row = &weight[i * n_in + first..][..width];
+                for (column, &w) in block.iter_mut().zip(row) {
+                    column.push((w.abs(), i as u32));
+                }
             }
-            columns
-                .rest_max
-                .push(column.get(top).map_or(0.0, |(w, _)| *w));
-            column[..top].sort_unstable_by(by_weight);
-            columns
-                .max_abs
-                .push(column.first().map_or(0.0, |(w, _)| *w));
-            columns.entries.extend_from_slice(&column[..top]);
+            for column in &mut block[..width] {
+                columns.add(column, top);
+            }
         }
         columns
+    }
+
+    /// Adds a column given as (|w|, row) for every row (reordered).
+    fn add(&mut self, column: &mut [(f32, u32)], top: usize) {
+        let nonzero = column.iter().filter(|(w, _)| *w != 0.0);
+        self.nonzero.push(nonzero.clone().count() as u32);
+        let min_nonzero = nonzero.map(|(w, _)| *w).fold(f32::INFINITY, f32::min);
+        self.min_nonzero.push(min_nonzero);
+        let by_weight = |x: &(f32, u32), y: &(f32, u32)| y.0.total_cmp(&x.0);
+        if top < column.len() {
+            column.select_nth_unstable_by(top, by_weight);
+        }
+        self.rest_max.push(column.get(top).map_or(0.0, |(w, _)| *w));
+        column[..top].sort_unstable_by(by_weight);
+        self.max_abs.push(column.first().map_or(0.0, |(w, _)| *w));
+        self.entries.extend_from_slice(&column[..top]);
     }
 
     /// The first pass over a dense layer: hands over, row by row and inputs ascending (the
