@@ -46,7 +46,9 @@ impl DenseColumns {
         // Columns are read a block at a time, row by row, so that each row's weights are read
         // contiguously (gathering one column at a time strides across the whole matrix).
         const BLOCK_COLUMNS: usize = 64;
-        let mut block: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(n_out); BLOCK_COLUMNS];
+        let mut block: Vec<Vec<(f32, u32)>> = (0..BLOCK_COLUMNS)
+            .map(|_| Vec::with_capacity(n_out))
+            .collect();
         for first in (0..n_in).step_by(BLOCK_COLUMNS) {
             let width = BLOCK_COLUMNS.min(n_in - first);
             block.iter_mut().for_each(Vec::clear);
