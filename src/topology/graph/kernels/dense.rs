@@ -60,7 +60,7 @@ pub(in crate::topology::graph) fn mapped_linear_edges<S: EdgeSink>(
     }
 }
 
-/// How many output labels keep their list of inputs; rows with any further label list theirs anew.
+/// How many output labels keep their list of inputs; a further label's list replaces the last one.
 const CACHED_LABELS: usize = 32;
 
 /// Every (output, nonzero input) pair, output by output, inputs ascending; rows skip what the sink
