@@ -59,14 +59,15 @@ impl DenseColumns {
                 }
             }
             for column in &mut block[..width] {
-                columns.add(column, top);
+                columns.add(column);
             }
         }
         columns
     }
 
     /// Adds a column given as (|w|, row) for every row (reordered).
-    fn add(&mut self, column: &mut [(f32, u32)], top: usize) {
+    fn add(&mut self, column: &mut [(f32, u32)]) {
+        let top = self.top;
         let nonzero = column.iter().filter(|(w, _)| *w != 0.0);
         self.nonzero.push(nonzero.clone().count() as u32);
         let min_nonzero = nonzero.map(|(w, _)| *w).fold(f32::INFINITY, f32::min);
@@ -130,20 +131,8 @@ impl DenseColumns {
                 column.filter(|&w| w != 0.0 && w <= split).count()
             };
         }
-        // Back to the enumeration order: by row (a counting sort), inputs ascending within one.
-        let mut starts = vec![0usize; n_out + 1];
-        for &(i, _, _) in &heavy {
-            starts[i as usize + 1] += 1;
-        }
-        for i in 0..n_out {
-            starts[i + 1] += starts[i];
-        }
-        let mut in_order = vec![(0u32, 0u32, 0.0f32); heavy.len()];
-        for &edge in &heavy {
-            let slot = &mut starts[edge.0 as usize];
-            in_order[*slot] = edge;
-            *slot += 1;
-        }
+        // Back to the enumeration order: by row, inputs ascending within one.
+        let (_, in_order) = group_by_row(n_out, &heavy, |&(i, _, _)| i);
         for (i, j, w) in in_order {
             put(out, w, j, i);
         }
@@ -181,6 +170,30 @@ impl DenseColumns {
             _ => heaviest_in_column(weight, a, j, wanted),
         }
     }
+}
+
+/// `items` grouped by row (`row_of`, below `n_rows`), stable: the start of each row's group
+/// (`n_rows + 1` of them) and the items in that order. A counting sort.
+pub(in crate::topology::graph) fn group_by_row<T: Copy>(
+    n_rows: usize,
+    items: &[T],
+    row_of: impl Fn(&T) -> u32,
+) -> (Vec<u32>, Vec<T>) {
+    let mut starts = vec![0u32; n_rows + 1];
+    for item in items {
+        starts[row_of(item) as usize + 1] += 1;
+    }
+    for i in 0..n_rows {
+        starts[i + 1] += starts[i];
+    }
+    let mut next = starts.clone();
+    let mut grouped = items.to_vec();
+    for item in items {
+        let slot = &mut next[row_of(item) as usize];
+        grouped[*slot as usize] = *item;
+        *slot += 1;
+    }
+    (starts, grouped)
 }
 
 /// `heaviest_row` by weighing the whole column, rows ascending.

@@ -3,6 +3,7 @@
 use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
 use super::super::units::NO_UNIT;
+use super::columns::group_by_row;
 use super::heavy::put_heavier;
 use super::vector::{weigh_pairs, Isa};
 
@@ -294,20 +295,13 @@ fn heaviest_rows(
         .map(|&j| columns.heaviest_row(&g.weight, a, j as usize, wanted))
         .map(|row| row.unwrap_or(NO_ROW))
         .collect();
-    // Counting sort by row; inputs stay ascending within a row.
-    let mut pick_start = vec![0u32; outputs.len() + 1];
-    for &i in heaviest.iter().filter(|&&i| i != NO_ROW) {
-        pick_start[i as usize + 1] += 1;
-    }
-    for i in 0..outputs.len() {
-        pick_start[i + 1] += pick_start[i];
-    }
-    let mut next = pick_start.clone();
-    let mut picks = vec![0u32; pick_start[outputs.len()] as usize];
-    for (&j, &i) in unborn.iter().zip(&heaviest).filter(|(_, &i)| i != NO_ROW) {
-        picks[next[i as usize] as usize] = j;
-        next[i as usize] += 1;
-    }
+    // By row; inputs stay ascending within a row.
+    let found: Vec<(u32, u32)> = (unborn.iter().zip(&heaviest))
+        .filter(|(_, &i)| i != NO_ROW)
+        .map(|(&j, &i)| (i, j))
+        .collect();
+    let (pick_start, grouped) = group_by_row(outputs.len(), &found, |&(i, _)| i);
+    let picks = grouped.into_iter().map(|(_, j)| j).collect();
     (pick_start, picks)
 }
 
