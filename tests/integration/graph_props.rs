@@ -286,8 +286,10 @@ fn non_finite_activation_names_the_layer() {
 }
 
 /// A small net with every kind of graph op, dense layers last (where edges between connected
-/// units are skipped unweighed; fc1 reads 108 inputs, more than one 64-wide chunk), and convs
-/// of stride 1 and 2 (whose heavy passes skip runs by their rows' largest input).
+/// units are skipped unweighed; fc1 reads 108 inputs, more than one 64-wide chunk, and has 300
+/// outputs, more than its column index keeps, so that later passes find some of its edges from
+/// the index and weigh others row by row), and convs of stride 1 and 2 (whose passes skip runs
+/// by their rows' largest input).
 fn mixed_network() -> Network {
     let text = "format_version = 1\nname = \"mixed\"\ninput_shape = [2, 24, 24]\n\
         [[layers]]\nname = \"conv\"\nop = \"conv2d\"\nout_channels = 3\nkernel_size = 3\npadding = 1\nbias = false\n\
@@ -295,7 +297,7 @@ fn mixed_network() -> Network {
         [[layers]]\nname = \"pool\"\nop = \"max_pool2d\"\nkernel_size = 2\n\
         [[layers]]\nname = \"avg\"\nop = \"avg_pool2d\"\nkernel_size = 1\n\
         [[layers]]\nop = \"flatten\"\n\
-        [[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 70\nbias = false\n\
+        [[layers]]\nname = \"fc1\"\nop = \"linear\"\nout_features = 300\nbias = false\n\
         [[layers]]\nname = \"fc2\"\nop = \"linear\"\nout_features = 4\nbias = false\n";
     Network::resolve(&ModelSpec::parse(text, Path::new("mixed.toml")).unwrap()).unwrap()
 }

@@ -139,6 +139,17 @@ impl DenseColumns {
         light
     }
 
+    /// Whether every edge heavier than `split` from the inputs `inputs` is among the entries
+    /// (then `heavy_edges` weighs no column whole).
+    pub(in crate::topology::graph) fn within_entries(
+        &self,
+        a: &[f32],
+        inputs: &[u32],
+        split: f32,
+    ) -> bool {
+        (inputs.iter()).all(|&j| self.rest_max[j as usize] * a[j as usize].abs() <= split)
+    }
+
     /// The output holding input j's heaviest edge among the outputs that `wanted` accepts: the
     /// first of equal weights in enumeration order (the smallest row); None when every such
     /// edge weighs 0.

@@ -21,12 +21,17 @@ pub(in crate::topology::graph) fn conv_edges<S: EdgeSink>(
 ) {
     match (sink.keeps_heavier_than(), sink.connected_labels()) {
         (Some(split), None) => heavy_conv_edges(g, c, a, split, sink),
-        (_, Some(labels)) => {
-            // Edges between units the sink knows connected are skipped unweighed.
+        (above, Some(labels)) => {
+            // Edges between units the sink knows connected are skipped unweighed, and so are
+            // runs lighter than the sink's floor.
             let src_labels = input_labels(g, labels);
             let dst = g.dst_offset as usize;
             let dst_labels = labels[dst..][..g.out_chw.iter().product()].to_vec();
-            unconnected_conv_edges(g, c, a, &src_labels, &dst_labels, sink)
+            let labels = Labels {
+                src: &src_labels,
+                dst: &dst_labels,
+            };
+            unconnected_conv_edges(g, c, a, labels, above, sink)
         }
         (None, None) => all_conv_edges(g, c, a, sink),
     }
@@ -126,12 +131,16 @@ struct RowStats {
     step: usize,
 }
 
+/// The largest |a| of each input row (rows of `width` values).
+fn row_max_abs(a: &[f32], width: usize) -> Vec<f32> {
+    a.chunks(width)
+        .map(|row| row.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        .collect()
+}
+
 impl RowStats {
     fn new(a: &[f32], width: usize, step: usize) -> Self {
-        let max_abs = a
-            .chunks(width)
-            .map(|row| row.iter().fold(0.0f32, |m, v| m.max(v.abs())))
-            .collect();
+        let max_abs = row_max_abs(a, width);
         let smallest = |m: f32, v: &f32| if *v == 0.0 { m } else { m.min(v.abs()) };
         let min_nonzero_abs = a
             .chunks(width)
@@ -167,15 +176,30 @@ impl RowStats {
     }
 }
 
+/// The component labels of a conv's input values (by flat index) and of its output units.
+#[derive(Clone, Copy)]
+struct Labels<'a> {
+    src: &'a [u32],
+    dst: &'a [u32],
+}
+
 /// For a sink with component labels: only edges whose ends carry different labels (or none).
+/// With a floor (`above`, the sink keeps only heavier edges), a run whose weight times its input
+/// row's largest |a| is not heavier is skipped unweighed, as in `heavy_conv_edges`.
 fn unconnected_conv_edges<S: EdgeSink>(
     g: &GraphOp,
     c: &Conv2d,
     a: &[f32],
-    src_labels: &[u32],
-    dst_labels: &[u32],
+    labels: Labels,
+    above: Option<f32>,
     sink: &mut S,
 ) {
+    let (src_labels, dst_labels) = (labels.src, labels.dst);
+    let row_max = match above {
+        Some(_) => row_max_abs(a, g.in_chw[2]),
+        None => Vec::new(),
+    };
+    let above = above.unwrap_or(-1.0);
     let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
@@ -205,6 +229,9 @@ fn unconnected_conv_edges<S: EdgeSink>(
     };
     conv_runs(g, c, connected, |run| {
         let (wv, src, step, dst, len) = (run.weight, run.src, run.step, run.dst, run.len);
+        if above >= 0.0 && (wv * row_max[run.row]).abs() <= above {
+            return;
+        }
         let src_unit = run.src_unit;
         if step == 1 {
             // Labels compared 64 at a time; most edges join connected units and are never weighed.

@@ -70,13 +70,26 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
     let n_in = g.in_chw.iter().product::<usize>();
     // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
     let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
+    let floor = sink.keeps_heavier_than().filter(|&above| above >= 0.0);
+    let walk = floor.is_some_and(|above| walks_columns(g, a, &nonzero, above));
     match sink.connected_labels() {
+        // Few edges above the sink's floor: found from the column index, and the sink drops
+        // those whose ends it knows connected.
+        Some(_) if walk => all_or_heavy_edges(g, units, a, &nonzero, sink),
         Some(labels) => {
             let mut rows = RowInputs::new(g, labels, &nonzero, units, a);
             open_edges(g, units, a, &mut rows, sink)
         }
         None => all_or_heavy_edges(g, units, a, &nonzero, sink),
     }
+}
+
+/// Whether a later pass should find its edges by walking the column index: only when no
+/// column's edges above `above` go past its entries (else whole columns are weighed).
+fn walks_columns(g: &GraphOp, a: &[f32], nonzero: &[u32], above: f32) -> bool {
+    g.columns
+        .as_ref()
+        .is_some_and(|columns| columns.within_entries(a, nonzero, above))
 }
 
 /// Every edge, or with a split (`keeps_heavier_than`) only the heavier ones, the rest counted.
