@@ -102,7 +102,10 @@ mod tests {
         // part 1's top 2% is above the first split.
         let first = 1000.0 - (2010.0 * HEAVY_FRACTION) as f32;
         assert_eq!(splits.len(), 2, "{splits:?}");
-        assert!((splits[0] - first).abs() < 10.0, "{splits:?}, first {first}");
+        assert!(
+            (splits[0] - first).abs() < 10.0,
+            "{splits:?}, first {first}"
+        );
         assert!(splits[1] > 9.0 && splits[1] < 10.0, "{splits:?}");
         // A part with a tenth of the sample, on a lighter scale, gets its band too.
         let mut small = WeightSample::default();
@@ -122,6 +125,9 @@ mod tests {
         place_splits(&mut one, &mut splits);
         let first = 1000.0 - (1000.0 * HEAVY_FRACTION) as f32;
         assert_eq!(splits.len(), 1, "{splits:?}");
-        assert!((splits[0] - first).abs() < 10.0, "{splits:?}, first {first}");
+        assert!(
+            (splits[0] - first).abs() < 10.0,
+            "{splits:?}, first {first}"
+        );
     }
 }
