@@ -84,12 +84,12 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
     }
 }
 
-/// Whether a later pass should find its edges by walking the column index: only when no
-/// column's edges above `above` go past its entries (else whole columns are weighed).
+/// Whether a later pass should find its edges by walking the column index: only when few
+/// columns' edges above `above` go past their entries (those columns are weighed whole).
 fn walks_columns(g: &GraphOp, a: &[f32], nonzero: &[u32], above: f32) -> bool {
     g.columns
         .as_ref()
-        .is_some_and(|columns| columns.within_entries(a, nonzero, above))
+        .is_some_and(|columns| columns.mostly_within_entries(a, nonzero, above))
 }
 
 /// Every edge, or with a split (`keeps_heavier_than`) only the heavier ones, the rest counted.
