@@ -184,8 +184,8 @@ struct Labels<'a> {
 }
 
 /// For a sink with component labels: only edges whose ends carry different labels (or none).
-/// With a floor (`above`, the sink keeps only heavier edges), a run whose weight times its input
-/// row's largest |a| is not heavier is skipped unweighed, as in `heavy_conv_edges`.
+/// With a floor (`above` >= 0: the sink keeps only heavier edges), a run whose weight times its
+/// input row's largest |a| is not heavier is skipped unweighed, as in `heavy_conv_edges`.
 fn unconnected_conv_edges<S: EdgeSink>(
     g: &GraphOp,
     c: &Conv2d,
@@ -195,11 +195,12 @@ fn unconnected_conv_edges<S: EdgeSink>(
     sink: &mut S,
 ) {
     let (src_labels, dst_labels) = (labels.src, labels.dst);
-    let row_max = match above {
+    // (The last band's floor is below every weight: nothing to skip.)
+    let floor = above.filter(|&above| above >= 0.0);
+    let row_max = match floor {
         Some(_) => row_max_abs(a, g.in_chw[2]),
         None => Vec::new(),
     };
-    let above = above.unwrap_or(-1.0);
     let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
@@ -229,7 +230,7 @@ fn unconnected_conv_edges<S: EdgeSink>(
     };
     conv_runs(g, c, connected, |run| {
         let (wv, src, step, dst, len) = (run.weight, run.src, run.step, run.dst, run.len);
-        if above >= 0.0 && (wv * row_max[run.row]).abs() <= above {
+        if floor.is_some_and(|floor| (wv * row_max[run.row]).abs() <= floor) {
             return;
         }
         let src_unit = run.src_unit;
