@@ -70,12 +70,12 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
     let n_in = g.in_chw.iter().product::<usize>();
     // ReLU leaves many inputs at exactly 0: visit only the others (same edge order as a full scan).
     let nonzero: Vec<u32> = (0..n_in as u32).filter(|&j| a[j as usize] != 0.0).collect();
-    let floor = sink.keeps_heavier_than().filter(|&above| above >= 0.0);
-    let walk = floor.is_some_and(|above| walks_columns(g, a, &nonzero, above));
     match sink.connected_labels() {
         // Few edges above the sink's floor: found from the column index, and the sink drops
         // those whose ends it knows connected.
-        Some(_) if walk => all_or_heavy_edges(g, units, a, &nonzero, sink),
+        Some(_) if walks_columns(g, a, &nonzero, sink.keeps_heavier_than()) => {
+            all_or_heavy_edges(g, units, a, &nonzero, sink)
+        }
         Some(labels) => {
             let mut rows = RowInputs::new(g, labels, &nonzero, units, a);
             open_edges(g, units, a, &mut rows, sink)
@@ -84,12 +84,14 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
     }
 }
 
-/// Whether a later pass should find its edges by walking the column index: only when few
-/// columns' edges above `above` go past their entries (those columns are weighed whole).
-fn walks_columns(g: &GraphOp, a: &[f32], nonzero: &[u32], above: f32) -> bool {
-    g.columns
-        .as_ref()
-        .is_some_and(|columns| columns.mostly_within_entries(a, nonzero, above))
+/// Whether a later pass should find its edges by walking the column index: only with a floor
+/// (the sink keeps only edges heavier than `floor` >= 0; the last band's is below every weight)
+/// and when few columns' edges above it go past their entries (those columns are weighed whole).
+fn walks_columns(g: &GraphOp, a: &[f32], nonzero: &[u32], floor: Option<f32>) -> bool {
+    let (Some(floor), Some(columns)) = (floor.filter(|&f| f >= 0.0), &g.columns) else {
+        return false;
+    };
+    columns.mostly_within_entries(a, nonzero, floor)
 }
 
 /// Every edge, or with a split (`keeps_heavier_than`) only the heavier ones, the rest counted.
