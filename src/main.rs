@@ -1,7 +1,6 @@
 //! The `actopo` command line.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -211,8 +210,12 @@ fn distances(args: &DistancesArgs) -> anyhow::Result<()> {
     actopo::analysis::distances::run(&args.output_dir, &options)
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() {
+    // `--help`, `--version` and usage errors end here too, without the teardown.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        exit_now(u8::try_from(e.exit_code()).unwrap_or(2))
+    });
     let result = match &cli.command {
         Command::Run {
             config,
@@ -249,11 +252,25 @@ fn main() -> ExitCode {
         Command::Diagrams(args) => cli::diagrams::run(args).map(|_| CommandOutcome::Ok),
         Command::Distances(args) => distances(args).map(|_| CommandOutcome::Ok),
     };
-    match result {
+    let code = match result {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            2
         }
-    }
+    };
+    exit_now(code)
+}
+
+/// Ends the process without the C++ static destructors that `exit` would run. libtorch's
+/// deregister its thousands of operators and free their tables: 0.2-0.3 s of every run,
+/// one thread, after the work is done (perf, the demo; docs/performance.md). By now every
+/// command has written, synced and closed its files and joined its threads; only stdout is
+/// still buffered.
+fn exit_now(code: u8) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; nothing of ours is left to run or flush.
+    unsafe { libc::_exit(i32::from(code)) }
 }

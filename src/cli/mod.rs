@@ -5,8 +5,6 @@ pub(crate) mod figures;
 pub(crate) mod inspect;
 pub(crate) mod run;
 
-use std::process::ExitCode;
-
 /// How a command that did not fail outright ended; an error is exit code 2.
 pub(crate) enum CommandOutcome {
     /// Everything done: exit code 0.
@@ -18,11 +16,11 @@ pub(crate) enum CommandOutcome {
 }
 
 impl CommandOutcome {
-    pub(crate) fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            CommandOutcome::Ok => ExitCode::SUCCESS,
-            CommandOutcome::Failures => ExitCode::from(1),
-            CommandOutcome::Interrupted => ExitCode::from(130),
+            CommandOutcome::Ok => 0,
+            CommandOutcome::Failures => 1,
+            CommandOutcome::Interrupted => 130,
         }
     }
 }
