@@ -3,6 +3,8 @@
 //! inner loops have no bounds checks on padding. Grouped convs (depthwise included) link an
 //! output channel only to the input channels of its group.
 
+use std::cell::Cell;
+
 use super::super::geometry::valid_range;
 use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
@@ -81,7 +83,8 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
     let dst_offset = g.dst_offset as usize;
     let [_, h, w] = g.in_chw;
     let rows = RowStats::new(a, w, c.stride[1]);
-    let mut light = 0usize;
+    let taps = TapStats::new(g, c, &rows);
+    let light = Cell::new(0usize);
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
     let mut weights = [0.0f32; 64];
@@ -91,11 +94,19 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
         g,
         c,
         |_, _| false,
+        // The same test for all of a tap's runs at once: most taps of a wide conv are light.
+        |tap| match taps.light_edges(tap, split) {
+            Some(n) => {
+                light.set(light.get() + n);
+                true
+            }
+            None => false,
+        },
         |run| {
             let (wv, src, step, len, row) = (run.weight, run.src, run.step, run.len, run.row);
             let none_heavy = (wv * rows.max_abs[row]).abs() <= split;
             if none_heavy && (wv * rows.min_nonzero_abs[row]) != 0.0 {
-                light += rows.nonzero(src, step, len);
+                light.set(light.get() + rows.nonzero(src, step, len));
                 return;
             }
             for start in (0..len).step_by(64) {
@@ -110,14 +121,87 @@ fn heavy_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], split: f32,
                 };
                 let first_src = run.src_unit + start * step;
                 let first_dst = dst_offset + run.dst + start;
-                light += put_heavier(&mut out, &weights, masks, |k| {
+                let n_light = put_heavier(&mut out, &weights, masks, |k| {
                     ((first_src + k * step) as u32, (first_dst + k) as u32)
                 });
+                light.set(light.get() + n_light);
             }
         },
     );
     out.finish();
-    sink.skipped(light);
+    sink.skipped(light.get());
+}
+
+/// The input rows (channel-relative y) that tap row `ty` reads, one per output row it reaches.
+fn tap_rows(g: &GraphOp, c: &Conv2d, ty: usize) -> impl Iterator<Item = usize> {
+    let tap_y = ty * c.dilation[0];
+    let (stride, padding) = (c.stride[0], c.padding[0]);
+    let ys = valid_range(g.in_chw[1], g.out_chw[1], stride, tap_y, padding);
+    ys.map(move |y| y * stride + tap_y - padding)
+}
+
+/// For each (input channel, tap row), the largest of `row_max` over the input rows it reads.
+fn tap_row_max(g: &GraphOp, c: &Conv2d, row_max: &[f32]) -> Vec<f32> {
+    let [ci, h, _] = g.in_chw;
+    let mut out = Vec::with_capacity(ci * c.kernel[0]);
+    for ch in 0..ci {
+        for ty in 0..c.kernel[0] {
+            out.push(tap_rows(g, c, ty).fold(0.0f32, |m, iy| m.max(row_max[ch * h + iy])));
+        }
+    }
+    out
+}
+
+/// Per-tap facts that let the heavy pass skip all of a tap's runs unweighed. A tap's runs read
+/// the same inputs for every output channel, so these are computed once per input channel.
+struct TapStats {
+    kernel: [usize; 2],
+    /// Per (input channel, tap row): the largest |a| of the rows it reads.
+    max_abs: Vec<f32>,
+    /// Per (input channel, tap row): the smallest nonzero |a| of the rows it reads.
+    min_nonzero_abs: Vec<f32>,
+    /// Per (input channel, tap row, tap column): how many nonzero inputs its runs read.
+    nonzero: Vec<usize>,
+}
+
+impl TapStats {
+    fn new(g: &GraphOp, c: &Conv2d, rows: &RowStats) -> Self {
+        let [ci, h, w] = g.in_chw;
+        let [kh, kw] = c.kernel;
+        let mut min_nonzero_abs = Vec::with_capacity(ci * kh);
+        let mut nonzero = Vec::with_capacity(ci * kh * kw);
+        for ch in 0..ci {
+            for ty in 0..kh {
+                let smallest = |m: f32, iy| m.min(rows.min_nonzero_abs[ch * h + iy]);
+                min_nonzero_abs.push(tap_rows(g, c, ty).fold(f32::INFINITY, smallest));
+                for tx in 0..kw {
+                    let tap_x = tx * c.dilation[1];
+                    let xs = valid_range(w, g.out_chw[2], c.stride[1], tap_x, c.padding[1]);
+                    let count = |iy: usize| {
+                        let src = (ch * h + iy) * w + xs.start * c.stride[1] + tap_x - c.padding[1];
+                        rows.nonzero(src, c.stride[1], xs.len())
+                    };
+                    let runs = tap_rows(g, c, ty).filter(|_| !xs.is_empty());
+                    nonzero.push(runs.map(count).sum());
+                }
+            }
+        }
+        TapStats {
+            kernel: c.kernel,
+            max_abs: tap_row_max(g, c, &rows.max_abs),
+            min_nonzero_abs,
+            nonzero,
+        }
+    }
+
+    /// How many (light) edges the tap has when none is heavier than `split` and the count is
+    /// exact (the run test of `heavy_conv_edges`, for all its rows at once); else None.
+    fn light_edges(&self, tap: Tap, split: f32) -> Option<usize> {
+        let i = tap.channel * self.kernel[0] + tap.ty;
+        let none_heavy = (tap.weight * self.max_abs[i]).abs() <= split;
+        (none_heavy && tap.weight * self.min_nonzero_abs[i] != 0.0)
+            .then(|| self.nonzero[i * self.kernel[1] + tap.tx])
+    }
 }
 
 /// Per-row facts about a conv's input that let the heavy pass skip runs unweighed.
@@ -201,6 +285,16 @@ fn unconnected_conv_edges<S: EdgeSink>(
         Some(_) => row_max_abs(a, g.in_chw[2]),
         None => Vec::new(),
     };
+    let tap_max = match floor {
+        Some(_) => tap_row_max(g, c, &row_max),
+        None => Vec::new(),
+    };
+    let light_tap = |tap: Tap| {
+        floor.is_some_and(|floor| {
+            let max = tap_max[tap.channel * c.kernel[0] + tap.ty];
+            (tap.weight * max).abs() <= floor
+        })
+    };
     let dst_offset = g.dst_offset as usize;
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(sink, &mut block);
@@ -228,7 +322,7 @@ fn unconnected_conv_edges<S: EdgeSink>(
         (ChannelLabel::One(a), ChannelLabel::One(b)) => a == b,
         _ => false,
     };
-    conv_runs(g, c, connected, |run| {
+    conv_runs(g, c, connected, light_tap, |run| {
         let (wv, src, step, dst, len) = (run.weight, run.src, run.step, run.dst, run.len);
         if floor.is_some_and(|floor| (wv * row_max[run.row]).abs() <= floor) {
             return;
@@ -273,6 +367,7 @@ fn all_conv_edges<S: EdgeSink>(g: &GraphOp, c: &Conv2d, a: &[f32], sink: &mut S)
         g,
         c,
         |_, _| false,
+        |_| false,
         |run| {
             for k in 0..run.len {
                 let (s, d) = (run.src + k * run.step, run.dst + k);
@@ -301,15 +396,25 @@ struct Run {
     row: usize,
 }
 
+/// One kernel tap of an (output channel, input channel) pair: all the runs that share its weight.
+#[derive(Clone, Copy)]
+struct Tap {
+    weight: f32,
+    channel: usize,
+    ty: usize,
+    tx: usize,
+}
+
 /// Calls `run` for each run of a conv's edges, in enumeration order. Order: output channel,
 /// input channel of its group, tap row, tap column, output row; input channels that are no
 /// vertices are skipped, and so are the (output channel, input channel) pairs for which `skip`
-/// says true.
+/// says true and the taps (all their runs) for which `skip_tap` does.
 #[inline(always)]
 fn conv_runs(
     g: &GraphOp,
     c: &Conv2d,
     skip: impl Fn(usize, usize) -> bool,
+    mut skip_tap: impl FnMut(Tap) -> bool,
     mut run: impl FnMut(Run),
 ) {
     let [ci, h, w] = g.in_chw;
@@ -335,7 +440,13 @@ fn conv_runs(
                     }
                     let tap_x = tx * c.dilation[1];
                     let xs = valid_range(w, ow, c.stride[1], tap_x, c.padding[1]);
-                    if xs.is_empty() {
+                    let tap = Tap {
+                        weight: wv,
+                        channel: ch,
+                        ty,
+                        tx,
+                    };
+                    if xs.is_empty() || skip_tap(tap) {
                         continue;
                     }
                     let ix0 = xs.start * c.stride[1] + tap_x - c.padding[1];
