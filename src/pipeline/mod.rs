@@ -89,7 +89,23 @@ pub struct RunReport {
 pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let prepared = prepare(settings)?;
-    let plan = RunPlan::new(settings, options, &prepared)?;
+    std::thread::scope(|scope| {
+        // The dense layers' column indexes are built while libtorch takes the weights and runs
+        // the first batch; without this thread the first worker to need one builds it.
+        let _ = std::thread::Builder::new()
+            .name("actopo-index".into())
+            .spawn_scoped(scope, || prepared.plan.index_columns());
+        run_prepared(settings, options, &prepared, started)
+    })
+}
+
+fn run_prepared(
+    settings: &Settings,
+    options: &RunOptions,
+    prepared: &Prepared,
+    started: Instant,
+) -> anyhow::Result<RunReport> {
+    let plan = RunPlan::new(settings, options, prepared)?;
     let model = TchModel::new(
         &prepared.model,
         settings.device,
@@ -97,15 +113,15 @@ pub fn run(settings: &Settings, options: &RunOptions) -> anyhow::Result<RunRepor
         &prepared.std,
     )?;
     let device = device_name(model.device());
-    let manifest = plan.manifest(settings, &prepared, &device);
+    let manifest = plan.manifest(settings, prepared, &device);
     manifest.write(&plan.out_dir, &plan.manifest_file)?;
-    let layout = Arc::new(plan.layout(settings, &prepared));
+    let layout = Arc::new(plan.layout(settings, prepared));
     let writer = Writer::new(&plan, layout, manifest, options.quit.clone());
     let stages = Stages {
         settings,
         quit: &options.quit,
         model: &model,
-        prepared: &prepared,
+        prepared,
         plan: &plan,
     };
     let (written, out_of_clip) = stages.run(writer)?;

@@ -1,6 +1,8 @@
 //! A model's activation-graph layout: its graph ops in order, each with the units its operands
 //! hold, its shapes and weights, ready to enumerate one sample's edges into a sink.
 
+use std::sync::OnceLock;
+
 use super::bounds::{GraphBounds, VertexLayer};
 use super::errors::{GraphError, PlanError};
 use super::fold::edge_weights;
@@ -36,8 +38,9 @@ pub struct GraphOp {
     pub(super) geometry: Geometry,
     /// Conv and linear weights (with a batch norm folded in when `graph.batch_norm` says so).
     pub(super) weight: Vec<f32>,
-    /// For linear ops: the heaviest weights of each column (the first pass's index).
-    pub(super) columns: Option<DenseColumns>,
+    /// For linear ops: the heaviest weights of each column (the first pass's index), built on
+    /// first use (`GraphOp::columns`) or ahead of it by `GraphPlan::index_columns`.
+    columns: Option<OnceLock<DenseColumns>>,
     /// Largest |weight| (1 for pools and add): with the largest |input| it bounds every edge
     /// weight, so overflow needs checking edge by edge only when that bound is beyond f32.
     max_abs_weight: f32,
@@ -46,6 +49,13 @@ pub struct GraphOp {
 }
 
 impl GraphOp {
+    /// A linear op's column index, built here by the first caller (others wait for it).
+    pub(super) fn columns(&self) -> Option<&DenseColumns> {
+        let n_in = self.operand_len();
+        let build = || DenseColumns::new(&self.weight, self.out_chw[0], n_in);
+        self.columns.as_ref().map(|cell| cell.get_or_init(build))
+    }
+
     /// Number of input values this op reads for one sample (for `add`, its operands one after
     /// the other).
     pub fn input_len(&self) -> usize {
@@ -81,6 +91,15 @@ pub struct GraphPlan {
 }
 
 impl GraphPlan {
+    /// Builds the dense layers' column indexes now. A run calls this on a thread of its own
+    /// while libtorch takes the weights and runs the first batch (AlexNet-CIFAR's index took
+    /// about 0.25 s of its start-up); a worker that needs an index first waits for it.
+    pub fn index_columns(&self) {
+        for op in &self.ops {
+            op.columns();
+        }
+    }
+
     pub fn new(
         net: &Network,
         weights: &Weights,
@@ -108,8 +127,7 @@ impl GraphPlan {
             let max_abs_weight = weight.iter().fold(1.0f32, |m, w| m.max(w.abs()));
             let in_chw = chw(layer.in_shape());
             let out_chw = chw(&layer.out_shape);
-            let columns = matches!(geometry, Geometry::Linear)
-                .then(|| DenseColumns::new(&weight, out_chw[0], in_chw.iter().product()));
+            let columns = matches!(geometry, Geometry::Linear).then(OnceLock::new);
             let channel_units = match geometry {
                 Geometry::Linear | Geometry::Add => Vec::new(),
                 _ => operands[0].channel_starts(in_chw[0], in_chw[1] * in_chw[2]),

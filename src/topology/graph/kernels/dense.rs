@@ -88,7 +88,7 @@ fn edges<S: EdgeSink, U: FeatureUnits>(g: &GraphOp, units: U, a: &[f32], sink: &
 /// (the sink keeps only edges heavier than `floor` >= 0; the last band's is below every weight)
 /// and when few columns' edges above it go past their entries (those columns are weighed whole).
 fn walks_columns(g: &GraphOp, a: &[f32], nonzero: &[u32], floor: Option<f32>) -> bool {
-    let (Some(floor), Some(columns)) = (floor.filter(|&f| f >= 0.0), &g.columns) else {
+    let (Some(floor), Some(columns)) = (floor.filter(|&f| f >= 0.0), g.columns()) else {
         return false;
     };
     columns.mostly_within_entries(a, nonzero, floor)
@@ -109,7 +109,7 @@ fn all_or_heavy_edges<S: EdgeSink, U: FeatureUnits>(
     let mut block = [NO_EDGE; BLOCK];
     let mut out = Blocks::new(&mut *sink, &mut block);
     // (A negative split keeps zero weights too, which `heavy_edges` does not hand over.)
-    if let (Some(split), Some(columns)) = (above.filter(|&s| s >= 0.0), &g.columns) {
+    if let (Some(split), Some(columns)) = (above.filter(|&s| s >= 0.0), g.columns()) {
         let dst_offset = g.dst_offset;
         let put = |out: &mut Blocks<S>, w, j, i| out.put(w, units.unit(j), dst_offset + i);
         let light = columns.heavy_edges(&g.weight, a, nonzero, split, &mut out, put);
@@ -302,10 +302,7 @@ fn heaviest_rows(
         .map(|(&j, _)| j)
         .collect();
     let wanted = |i: usize| outputs[i] == main_out && main_out != NO_LABEL;
-    let columns = g
-        .columns
-        .as_ref()
-        .expect("a linear op has its column index");
+    let columns = g.columns().expect("a linear op has its column index");
     let heaviest: Vec<u32> = (unborn.iter())
         .map(|&j| columns.heaviest_row(&g.weight, a, j as usize, wanted))
         .map(|row| row.unwrap_or(NO_ROW))
