@@ -4,6 +4,7 @@
 //! output channel only to the input channels of its group.
 
 use std::cell::Cell;
+use std::ops::Range;
 
 use super::super::geometry::valid_range;
 use super::super::plan::GraphOp;
@@ -140,6 +141,20 @@ fn tap_rows(g: &GraphOp, c: &Conv2d, ty: usize) -> impl Iterator<Item = usize> {
     ys.map(move |y| y * stride + tap_y - padding)
 }
 
+/// The output columns tap column `tx` reaches, and the input column it reads for the first of
+/// them (0 when it reaches none).
+#[inline(always)]
+fn tap_columns(g: &GraphOp, c: &Conv2d, tx: usize) -> (Range<usize>, usize) {
+    let tap_x = tx * c.dilation[1];
+    let xs = valid_range(g.in_chw[2], g.out_chw[2], c.stride[1], tap_x, c.padding[1]);
+    let ix0 = if xs.is_empty() {
+        0
+    } else {
+        xs.start * c.stride[1] + tap_x - c.padding[1]
+    };
+    (xs, ix0)
+}
+
 /// For each (input channel, tap row), the largest of `row_max` over the input rows it reads.
 fn tap_row_max(g: &GraphOp, c: &Conv2d, row_max: &[f32]) -> Vec<f32> {
     let [ci, h, _] = g.in_chw;
@@ -175,12 +190,9 @@ impl TapStats {
                 let smallest = |m: f32, iy| m.min(rows.min_nonzero_abs[ch * h + iy]);
                 min_nonzero_abs.push(tap_rows(g, c, ty).fold(f32::INFINITY, smallest));
                 for tx in 0..kw {
-                    let tap_x = tx * c.dilation[1];
-                    let xs = valid_range(w, g.out_chw[2], c.stride[1], tap_x, c.padding[1]);
-                    let count = |iy: usize| {
-                        let src = (ch * h + iy) * w + xs.start * c.stride[1] + tap_x - c.padding[1];
-                        rows.nonzero(src, c.stride[1], xs.len())
-                    };
+                    let (xs, ix0) = tap_columns(g, c, tx);
+                    let count =
+                        |iy: usize| rows.nonzero((ch * h + iy) * w + ix0, c.stride[1], xs.len());
                     let runs = tap_rows(g, c, ty).filter(|_| !xs.is_empty());
                     nonzero.push(runs.map(count).sum());
                 }
@@ -438,8 +450,7 @@ fn conv_runs(
                     if wv == 0.0 {
                         continue;
                     }
-                    let tap_x = tx * c.dilation[1];
-                    let xs = valid_range(w, ow, c.stride[1], tap_x, c.padding[1]);
+                    let (xs, ix0) = tap_columns(g, c, tx);
                     let tap = Tap {
                         weight: wv,
                         channel: ch,
@@ -449,7 +460,6 @@ fn conv_runs(
                     if xs.is_empty() || skip_tap(tap) {
                         continue;
                     }
-                    let ix0 = xs.start * c.stride[1] + tap_x - c.padding[1];
                     for y in ys.clone() {
                         let iy = y * c.stride[0] + tap_y - c.padding[0];
                         let in_plane = iy * w + ix0;
