@@ -81,7 +81,7 @@ pub(super) fn weigh_pairs(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { x86::pairs_avx512(w, a, split, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if w.len() == 64 => unsafe { x86::pairs_avx2(w, a, split, out) },
+        Isa::Avx2 => unsafe { x86::pairs_avx2(w, a, split, out) },
         _ => {
             for ((slot, &w), &x) in out.iter_mut().zip(w).zip(a) {
                 *slot = (w * x).abs();
@@ -100,7 +100,7 @@ pub(super) fn weigh_scaled(isa: Isa, w: f32, a: &[f32], split: f32, out: &mut [f
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { x86::scaled_avx512(w, a, split, out) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if a.len() == 64 => unsafe { x86::scaled_avx2(w, a, split, out) },
+        Isa::Avx2 => unsafe { x86::scaled_avx2(w, a, split, out) },
         _ => {
             for (slot, &x) in out.iter_mut().zip(a) {
                 *slot = (w * x).abs();
@@ -235,18 +235,31 @@ mod x86 {
         Masks::first(nonzero, heavy, n)
     }
 
-    /// A full chunk (64 pairs).
+    /// Lanes `8 q ..` of a chunk with `n` valid entries, as a `maskload` mask (sign bit set: load).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn lanes8(n: usize, q: usize) -> __m256i {
+        let left = (n - 8 * q).min(8) as i32;
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(left),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// Up to 64 pairs; lanes past `n` are not read (masked loads) and come out as 0.
     #[target_feature(enable = "avx2,popcnt")]
     pub(super) fn pairs_avx2(w: &[f32], a: &[f32], split: f32, out: &mut [f32; 64]) -> Masks {
-        assert!(w.len() == 64 && a.len() == 64);
+        let n = w.len();
+        assert!(n <= 64 && a.len() == n);
         let (zero, split) = (_mm256_setzero_ps(), _mm256_set1_ps(split));
         let sign = _mm256_set1_ps(-0.0);
         let (mut nonzero, mut heavy) = (0u64, 0u64);
-        for q in 0..8 {
-            // SAFETY: 8 floats at 8 q, inside the 64 of each slice.
+        for q in 0..n.div_ceil(8) {
+            let m = lanes8(n, q);
+            // SAFETY: masked loads read only the `n` floats of `w` and `a`; `out` has 64.
             let p = unsafe {
-                let wv = _mm256_loadu_ps(w.as_ptr().add(8 * q));
-                let av = _mm256_loadu_ps(a.as_ptr().add(8 * q));
+                let wv = _mm256_maskload_ps(w.as_ptr().add(8 * q), m);
+                let av = _mm256_maskload_ps(a.as_ptr().add(8 * q), m);
                 let p = _mm256_andnot_ps(sign, _mm256_mul_ps(wv, av));
                 _mm256_storeu_ps(out.as_mut_ptr().add(8 * q), p);
                 p
@@ -255,13 +268,14 @@ mod x86 {
                 (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(p, zero)) as u64) << (8 * q);
             heavy |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(p, split)) as u64) << (8 * q);
         }
-        Masks::first(nonzero, heavy, 64)
+        Masks::first(nonzero, heavy, n)
     }
 
-    /// A full chunk (64 inputs).
+    /// Up to 64 inputs; lanes past `n` are not read (masked loads) and come out as 0.
     #[target_feature(enable = "avx2,popcnt")]
     pub(super) fn scaled_avx2(w: f32, a: &[f32], split: f32, out: &mut [f32; 64]) -> Masks {
-        assert!(a.len() == 64);
+        let n = a.len();
+        assert!(n <= 64);
         let (zero, split, wv) = (
             _mm256_setzero_ps(),
             _mm256_set1_ps(split),
@@ -269,10 +283,10 @@ mod x86 {
         );
         let sign = _mm256_set1_ps(-0.0);
         let (mut nonzero, mut heavy) = (0u64, 0u64);
-        for q in 0..8 {
-            // SAFETY: 8 floats at 8 q, inside the 64 of `a` and `out`.
+        for q in 0..n.div_ceil(8) {
+            // SAFETY: the masked load reads only the `n` floats of `a`; `out` has 64.
             let p = unsafe {
-                let av = _mm256_loadu_ps(a.as_ptr().add(8 * q));
+                let av = _mm256_maskload_ps(a.as_ptr().add(8 * q), lanes8(n, q));
                 let p = _mm256_andnot_ps(sign, _mm256_mul_ps(wv, av));
                 _mm256_storeu_ps(out.as_mut_ptr().add(8 * q), p);
                 p
@@ -281,7 +295,7 @@ mod x86 {
                 (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(p, zero)) as u64) << (8 * q);
             heavy |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(p, split)) as u64) << (8 * q);
         }
-        Masks::first(nonzero, heavy, 64)
+        Masks::first(nonzero, heavy, n)
     }
 
     #[target_feature(enable = "avx2,avx512f,popcnt")]
@@ -306,21 +320,21 @@ mod x86 {
     #[target_feature(enable = "avx2,popcnt")]
     pub(super) fn unconnected_avx2(src: &[u32], dst: &[u32]) -> u64 {
         let n = src.len();
+        assert!(n <= 64 && dst.len() == n);
         let none = _mm256_set1_epi32(NO_LABEL as i32);
         let mut bits = 0u64;
-        for q in 0..n / 8 {
-            // SAFETY: 8 labels at 8 q, inside the `n` of each slice.
+        for q in 0..n.div_ceil(8) {
+            let m = lanes8(n, q);
+            // SAFETY: masked loads read only the `n` labels of each slice.
             let (s, d) = unsafe {
-                let s = _mm256_loadu_si256(src.as_ptr().add(8 * q) as *const __m256i);
-                let d = _mm256_loadu_si256(dst.as_ptr().add(8 * q) as *const __m256i);
+                let s = _mm256_maskload_epi32(src.as_ptr().add(8 * q) as *const i32, m);
+                let d = _mm256_maskload_epi32(dst.as_ptr().add(8 * q) as *const i32, m);
                 (s, d)
             };
             let same = _mm256_andnot_si256(_mm256_cmpeq_epi32(s, none), _mm256_cmpeq_epi32(s, d));
             let same = _mm256_movemask_ps(_mm256_castsi256_ps(same)) as u64;
-            bits |= (!same & 0xff) << (8 * q);
-        }
-        for k in n / 8 * 8..n {
-            bits |= ((src[k] != dst[k] || src[k] == NO_LABEL) as u64) << k;
+            let valid = _mm256_movemask_ps(_mm256_castsi256_ps(m)) as u64;
+            bits |= (!same & valid) << (8 * q);
         }
         bits
     }
