@@ -334,6 +334,8 @@ fn unconnected_conv_edges<S: EdgeSink>(
         (ChannelLabel::One(a), ChannelLabel::One(b)) => a == b,
         _ => false,
     };
+    // Inputs at 0 carry no label but have no edges either: left out before weighing.
+    let nonzero = NonzeroBits::new(a);
     conv_runs(g, c, connected, light_tap, |run| {
         let (wv, src, step, dst, len) = (run.weight, run.src, run.step, run.dst, run.len);
         if floor.is_some_and(|floor| (wv * row_max[run.row]).abs() <= floor) {
@@ -346,6 +348,7 @@ fn unconnected_conv_edges<S: EdgeSink>(
                 let n = (len - start).min(64);
                 let (s, d) = (src + start, dst + start);
                 let mut open = unconnected(isa, &src_labels[s..][..n], &dst_labels[d..][..n]);
+                open &= nonzero.window(s, n);
                 while open != 0 {
                     let k = open.trailing_zeros() as usize;
                     let unit = (src_unit + start + k) as u32;
@@ -357,7 +360,8 @@ fn unconnected_conv_edges<S: EdgeSink>(
         }
         for k in 0..len {
             let (s, d) = (src + k * step, dst + k);
-            if src_labels[s] != dst_labels[d] || src_labels[s] == NO_LABEL {
+            let open = src_labels[s] != dst_labels[d] || src_labels[s] == NO_LABEL;
+            if open && a[s] != 0.0 {
                 let weight = (wv * a[s]).abs();
                 out.put(
                     weight,
@@ -368,6 +372,33 @@ fn unconnected_conv_edges<S: EdgeSink>(
         }
     });
     out.finish();
+}
+
+/// One bit per input value, set when it is nonzero (zero inputs have no edges).
+struct NonzeroBits(Vec<u64>);
+
+impl NonzeroBits {
+    fn new(a: &[f32]) -> Self {
+        // One word of padding, so that `window` may always read the word after.
+        let mut bits = vec![0u64; a.len() / 64 + 2];
+        for (word, chunk) in bits.iter_mut().zip(a.chunks(64)) {
+            for (k, &x) in chunk.iter().enumerate() {
+                *word |= ((x != 0.0) as u64) << k;
+            }
+        }
+        NonzeroBits(bits)
+    }
+
+    /// Bits `start .. start + n` (n <= 64) as the low bits of a word.
+    #[inline(always)]
+    fn window(&self, start: usize, n: usize) -> u64 {
+        let (word, offset) = (start / 64, start % 64);
+        let low = self.0[word] >> offset;
+        // (A shift by 64 would overflow: the word after adds nothing at offset 0.)
+        let high = (self.0[word + 1] << 1) << (63 - offset);
+        let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        (low | high) & valid
+    }
 }
 
 /// Every edge.
@@ -474,6 +505,32 @@ fn conv_runs(
                         });
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NonzeroBits;
+
+    #[test]
+    fn nonzero_windows_match_the_values() {
+        // Zeros at irregular places, across word boundaries, up to the last value.
+        let a: Vec<f32> = (0..200)
+            .map(|i| {
+                if i % 3 == 0 || i % 7 == 2 {
+                    0.0
+                } else {
+                    i as f32
+                }
+            })
+            .collect();
+        let bits = NonzeroBits::new(&a);
+        for start in 0..a.len() {
+            for n in 0..=64.min(a.len() - start) {
+                let expect = (0..n).fold(0u64, |m, k| m | ((a[start + k] != 0.0) as u64) << k);
+                assert_eq!(bits.window(start, n), expect, "start {start}, n {n}");
             }
         }
     }
