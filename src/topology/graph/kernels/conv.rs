@@ -334,7 +334,7 @@ fn unconnected_conv_edges<S: EdgeSink>(
         (ChannelLabel::One(a), ChannelLabel::One(b)) => a == b,
         _ => false,
     };
-    // Inputs at 0 carry no label but have no edges either: left out before weighing.
+    // Inputs at 0 have no edges, whatever their labels: left out before anything is weighed.
     let nonzero = NonzeroBits::new(a);
     conv_runs(g, c, connected, light_tap, |run| {
         let (wv, src, step, dst, len) = (run.weight, run.src, run.step, run.dst, run.len);
