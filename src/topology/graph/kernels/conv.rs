@@ -11,7 +11,7 @@ use super::super::plan::GraphOp;
 use super::super::sink::{Blocks, EdgeSink, BLOCK, NO_EDGE, NO_LABEL};
 use super::super::units::NO_UNIT;
 use super::heavy::put_heavier;
-use super::vector::{compare, unconnected, weigh_scaled, Isa};
+use super::vector::{compare, low_bits, unconnected, weigh_scaled, Isa};
 use crate::spec::Conv2d;
 
 /// Input cell -> output cell for each kernel tap reading it, weight |w * a|, in the order of
@@ -396,8 +396,7 @@ impl NonzeroBits {
         let low = self.0[word] >> offset;
         // (A shift by 64 would overflow: the word after adds nothing at offset 0.)
         let high = (self.0[word + 1] << 1) << (63 - offset);
-        let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        (low | high) & valid
+        (low | high) & low_bits(n)
     }
 }
 

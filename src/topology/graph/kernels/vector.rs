@@ -55,14 +55,23 @@ impl Masks {
     /// Keeps the first `n` bits (lanes past `n` hold stale or padding values).
     #[inline(always)]
     fn first(nonzero: u64, heavy: u64, n: usize) -> Masks {
-        let valid = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        let nonzero = nonzero & valid;
+        let nonzero = nonzero & low_bits(n);
         let heavy = heavy & nonzero;
         Masks {
             nonzero,
             heavy,
             light: nonzero.count_ones() - heavy.count_ones(),
         }
+    }
+}
+
+/// The lowest `n` bits set (n <= 64): a chunk's valid lanes.
+#[inline(always)]
+pub(super) fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
     }
 }
 
@@ -176,7 +185,7 @@ fn baseline_compare(weights: &[f32; 64], n: usize, split: f32) -> (u64, u64) {
 /// (false for NaN); products and abs are the same IEEE operations as the scalar code.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Masks, NO_LABEL};
+    use super::{low_bits, Masks, NO_LABEL};
     use std::arch::x86_64::*;
 
     /// Lanes `16 q ..` of a 64-wide chunk with `n` valid entries.
@@ -333,10 +342,9 @@ mod x86 {
             };
             let same = _mm256_andnot_si256(_mm256_cmpeq_epi32(s, none), _mm256_cmpeq_epi32(s, d));
             let same = _mm256_movemask_ps(_mm256_castsi256_ps(same)) as u64;
-            let valid = _mm256_movemask_ps(_mm256_castsi256_ps(m)) as u64;
-            bits |= (!same & valid) << (8 * q);
+            bits |= (!same & 0xff) << (8 * q);
         }
-        bits
+        bits & low_bits(n)
     }
 
     /// Lanes past `n` (up to the next multiple of 8) are read but masked off by the caller.
