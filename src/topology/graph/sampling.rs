@@ -80,17 +80,25 @@ pub(super) fn sample_op(
 /// input is a vertex.
 fn linear_sample(g: &GraphOp, a: &[f32], every: usize, out: &mut Vec<f32>) {
     let n_in = g.input_len();
+    if n_in == 0 {
+        return;
+    }
     let is_vertex = |j: usize| match &g.operands[0] {
         OperandUnits::Channels { starts, .. } => starts[j] != NO_UNIT,
         _ => true,
     };
-    let picked = (0..g.weight.len()).step_by(every);
-    out.extend(
-        picked
-            .filter(|e| is_vertex(e % n_in))
-            .map(|e| (g.weight[e] * a[e % n_in]).abs())
-            .filter(|&w| w != 0.0),
-    );
+    // The input index of each picked pair, stepped without dividing (e % n_in).
+    let mut at = StridedDigits::new([n_in, usize::MAX], every);
+    for e in (0..g.weight.len()).step_by(every) {
+        let j = at.digits[0];
+        at.advance();
+        if is_vertex(j) {
+            let weight = (g.weight[e] * a[j]).abs();
+            if weight != 0.0 {
+                out.push(weight);
+            }
+        }
+    }
 }
 
 /// Every `every`-th (output channel, input channel of its group, kernel tap, output position) of
@@ -101,11 +109,16 @@ fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f
     let [co, oh, ow] = g.out_chw;
     let [kh, kw] = c.kernel;
     let (group_in, group_out) = (ci / c.groups, co / c.groups);
-    for e in (0..co * group_in * kh * kw * oh * ow).step_by(every) {
-        let (x, rest) = (e % ow, e / ow);
-        let (y, tap) = (rest % oh, rest / oh);
-        let (tx, ty) = (tap % kw, (tap / kw) % kh);
-        let (k, o) = ((tap / (kw * kh)) % group_in, tap / (kw * kh * group_in));
+    let total = co * group_in * kh * kw * oh * ow;
+    if total == 0 {
+        return;
+    }
+    // The coordinates of each picked edge, stepped without dividing: x, y, tx, ty, k, o.
+    let mut at = StridedDigits::new([ow, oh, kw, kh, group_in, usize::MAX], every);
+    for _ in (0..total).step_by(every) {
+        let [x, y, tx, ty, k, o] = at.digits;
+        at.advance();
+        let tap = ((o * group_in + k) * kh + ty) * kw + tx;
         let ch = o / group_out * group_in + k;
         let iy = (y * c.stride[0] + ty * c.dilation[0]).wrapping_sub(c.padding[0]);
         let ix = (x * c.stride[1] + tx * c.dilation[1]).wrapping_sub(c.padding[1]);
@@ -115,6 +128,46 @@ fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f
                 out.push(weight);
             }
         }
+    }
+}
+
+/// The digits of a flat index in a mixed radix (least significant first; the last digit is
+/// unbounded), advanced by a fixed stride with adds and carries instead of a division per digit.
+/// A strided sample of a big layer is a few thousand positions per input, and the divisions
+/// cost more than the weighing.
+struct StridedDigits<const N: usize> {
+    radix: [usize; N],
+    /// The stride's own digits.
+    step: [usize; N],
+    digits: [usize; N],
+}
+
+impl<const N: usize> StridedDigits<N> {
+    /// Starts at index 0; every radix but the last must be nonzero.
+    fn new(radix: [usize; N], stride: usize) -> Self {
+        let mut step = [0; N];
+        let mut rest = stride;
+        for i in 0..N - 1 {
+            step[i] = rest % radix[i];
+            rest /= radix[i];
+        }
+        step[N - 1] = rest;
+        StridedDigits {
+            radix,
+            step,
+            digits: [0; N],
+        }
+    }
+
+    fn advance(&mut self) {
+        let mut carry = 0;
+        for i in 0..N - 1 {
+            // Both addends are below the radix, so one subtraction wraps it.
+            let d = self.digits[i] + self.step[i] + carry;
+            carry = (d >= self.radix[i]) as usize;
+            self.digits[i] = d - carry * self.radix[i];
+        }
+        self.digits[N - 1] += self.step[N - 1] + carry;
     }
 }
 
@@ -174,6 +227,22 @@ mod tests {
             plan.emit_edges(op, &input, &mut all);
             assert!(!all.0.is_empty() || op == 0, "op {op} has edges");
             assert_eq!(sorted(sample), sorted(all.0), "op {op}");
+        }
+    }
+
+    /// Stepping the digits by a stride lands where dividing the flat index does.
+    #[test]
+    fn strided_digits_match_division() {
+        let radix = [3, 1, 4, 2];
+        for stride in [1, 2, 5, 12, 24, 25, 100] {
+            let mut at = StridedDigits::new([radix[0], radix[1], radix[2], usize::MAX], stride);
+            for e in (0..500).step_by(stride) {
+                let (d0, r) = (e % 3, e / 3);
+                let (d1, r) = (r % 1, r);
+                let (d2, d3) = (r % 4, r / 4);
+                assert_eq!(at.digits, [d0, d1, d2, d3], "stride {stride}, index {e}");
+                at.advance();
+            }
         }
     }
 }
