@@ -16,6 +16,9 @@ const FILTER_MIN: usize = 2 * 1024;
 /// and 1/8 were no faster).
 const HEAVY_SHARE: usize = 4;
 
+/// How many weights a split's pivot is chosen from.
+const PIVOT_SAMPLE: usize = 256;
+
 impl Persistence {
     /// The rounds of `compute` on `edges` (reordered), adding to `out`.
     pub(super) fn reduce(
@@ -92,11 +95,15 @@ impl Persistence {
 /// heavy (0 when no edge is heavier than the pivot: then nothing moved).
 fn split_heaviest(edges: &mut [Edge], heavy: &mut [Edge]) -> usize {
     let n = edges.len();
-    let mut sample: Vec<f32> = edges
-        .iter()
-        .step_by((n / 256).max(1))
-        .map(|e| e.weight)
-        .collect();
+    // The pivot comes from PIVOT_SAMPLE weights spread evenly over the list, on the stack: a
+    // heap sample cost an allocation per split.
+    let stride = (n / PIVOT_SAMPLE).max(1);
+    let mut sample = [0.0f32; PIVOT_SAMPLE];
+    let taken = n.min(PIVOT_SAMPLE);
+    for (i, w) in sample[..taken].iter_mut().enumerate() {
+        *w = edges[i * stride].weight;
+    }
+    let sample = &mut sample[..taken];
     let k = sample.len() / HEAVY_SHARE;
     let (_, &mut pivot, _) = sample.select_nth_unstable_by(k, |a, b| b.total_cmp(a));
     let (mut h, mut l) = (0, 0);
