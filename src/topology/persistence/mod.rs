@@ -258,6 +258,24 @@ mod tests {
     }
 
     #[test]
+    fn a_self_loop_closes_a_cycle() {
+        // Activation graphs have none, but `compute` takes any edges: the loop's unit is born
+        // at it (first seen, unborn, on both ends) and the loop is an H1 class.
+        let d = run(
+            vec![e(4.0, 2, 2), e(3.0, 2, 1)],
+            3,
+            HomologyOptions {
+                h1_diagram: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(d.n_vertices, 2);
+        assert_eq!(d.h0_essential, vec![4.0]);
+        assert_eq!(d.h1, vec![4.0]);
+        assert!(d.h0.is_empty());
+    }
+
+    #[test]
     fn workspace_is_clean_between_calls() {
         let mut p = Persistence::new();
         let mut d = Diagram::default();

@@ -22,18 +22,26 @@ impl Persistence {
     pub(super) fn sweep(&mut self, edges: &[Edge], options: HomologyOptions, out: &mut Diagram) {
         for e in edges {
             let w = e.weight;
-            // A vertex is born at its first (so heaviest) incident edge: the max_incident rule.
-            for v in [e.src, e.dst] {
-                let vi = v as usize;
-                if self.comp[vi] == UNBORN {
-                    self.comp[vi] = v;
-                    self.next[vi] = v;
-                    self.size[vi] = 1;
-                    self.oldest[vi] = w;
-                    self.born.push(v);
+            let (mut cu, mut cv) = (self.comp[e.src as usize], self.comp[e.dst as usize]);
+            // Most edges close cycles, and both their ends are born: test that first, so that
+            // the birth tests below run only on the edges that may merge.
+            if cu == cv && cu != UNBORN {
+                if options.h1_diagram {
+                    out.h1.push(w);
                 }
+                continue;
             }
-            let (cu, cv) = (self.comp[e.src as usize], self.comp[e.dst as usize]);
+            // A vertex is born at its first (so heaviest) incident edge: the max_incident rule.
+            if cu == UNBORN {
+                cu = self.bear(e.src, w);
+            }
+            if cv == UNBORN {
+                // `comp` again: a self-loop's one end was just born.
+                cv = match self.comp[e.dst as usize] {
+                    UNBORN => self.bear(e.dst, w),
+                    c => c,
+                };
+            }
             if cu == cv {
                 if options.h1_diagram {
                     out.h1.push(w);
@@ -68,6 +76,18 @@ impl Persistence {
             self.size[big as usize] += self.size[small as usize];
             self.oldest[big as usize] = bu.max(bv);
         }
+    }
+
+    /// Makes unit `v` a vertex born at `w`, alone in its component; returns the component.
+    #[inline(always)]
+    fn bear(&mut self, v: u32, w: f32) -> u32 {
+        let vi = v as usize;
+        self.comp[vi] = v;
+        self.next[vi] = v;
+        self.size[vi] = 1;
+        self.oldest[vi] = w;
+        self.born.push(v);
+        v
     }
 
     pub(super) fn finish(&mut self, options: HomologyOptions, out: &mut Diagram) {
