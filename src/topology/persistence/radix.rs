@@ -78,8 +78,52 @@ mod tests {
 
     #[test]
     fn radix_sort_is_stable_and_descending() {
-        for n in [10, 1000, LARGE as u32 + 1000] {
+        for n in [
+            10,
+            64,
+            100,
+            1000,
+            2047,
+            LARGE as u32 - 1,
+            LARGE as u32 + 1000,
+        ] {
             sorts_stably(n);
+        }
+    }
+
+    /// Weights crowded near one value (many ties), spread over many octaves, all equal, and two
+    /// values far apart.
+    #[test]
+    fn sorts_like_a_stable_sort_whatever_the_spread() {
+        let mut s = 0x9e37_79b9_u32;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        for n in [64, 65, 300, 1500, 5000] {
+            for shape in 0..4 {
+                let mut draw = |i: u32| match shape {
+                    0 => 1.0 + (next() % 50) as f32 * 1e-7,
+                    1 => f32::from_bits(0x3000_0000 + next() % 0x1000_0000),
+                    2 => 0.25,
+                    _ if i % 3 == 0 => 1e-30,
+                    _ => 1e30,
+                };
+                let mut edges: Vec<Edge> = (0..n)
+                    .map(|i| Edge {
+                        weight: draw(i),
+                        src: i,
+                        dst: 0,
+                    })
+                    .collect();
+                let mut expect = edges.clone();
+                expect.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+                let mut scratch = Vec::new();
+                sort_heaviest_first(&mut edges, &mut scratch);
+                assert_eq!(edges, expect, "{n} edges");
+            }
         }
     }
 
