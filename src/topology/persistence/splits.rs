@@ -32,9 +32,9 @@ const PART_SHARE: usize = 20;
 /// `compute_from` places the splits from about one in this many edge weights ...
 const SAMPLE_STRIDE: usize = 128;
 
-/// ... but from no more than about this many: a big graph's quantiles need no more, and each
-/// sampled conv weight costs a few divisions. (ResNet-18 at CIFAR shape, 482 M edges at most:
-/// sampling one in 128 took 4.6% of its CPU time.)
+/// ... but from no more than about this many: a big graph's quantiles need no more. (ResNet-18 at
+/// CIFAR shape, 482 M edges at most: sampling one in 128 took 4.6% of its CPU time, when each
+/// sampled conv weight still cost a few divisions.)
 const MAX_SAMPLE: usize = 1 << 17;
 
 /// The sampling stride for a graph of at most `max_edges` edges.
