@@ -85,7 +85,8 @@ impl<'s, S: EdgeSink> Blocks<'s, S> {
     #[inline(always)]
     pub(super) fn put(&mut self, weight: f32, src: u32, dst: u32) {
         // Always written, kept only when nonzero: no branch on the (often zero) activations.
-        self.block[self.len] = Edge { weight, src, dst };
+        // `len < BLOCK` always; `% BLOCK` (a mask) lets the compiler see it and drop the check.
+        self.block[self.len % BLOCK] = Edge { weight, src, dst };
         self.len += (weight != 0.0) as usize;
         if self.len == BLOCK {
             self.sink.extend(&self.block[..]);

