@@ -34,6 +34,8 @@ fn lsd_radix<const BITS: u32, const BUCKETS: usize, const PASSES: usize>(
     tmp: &mut [Edge],
 ) {
     let n = edges.len();
+    // Both buffers hold exactly the n edges counted below (the scatter relies on it).
+    assert_eq!(tmp.len(), n);
     let key = |e: &Edge| !e.weight.to_bits();
     let mut counts = [[0u32; BUCKETS]; PASSES];
     for e in edges.iter() {
@@ -60,7 +62,6 @@ fn lsd_radix<const BITS: u32, const BUCKETS: usize, const PASSES: usize>(
         } else {
             (&*edges, &mut *tmp)
         };
-        assert_eq!(to.len(), n);
         for e in from {
             let d = ((key(e) >> shift) as usize) & (BUCKETS - 1);
             // SAFETY: `c` is the prefix sum of this digit's counts over these same n edges, so
