@@ -230,17 +230,21 @@ mod tests {
         }
     }
 
-    /// Stepping the digits by a stride lands where dividing the flat index does.
+    /// Stepping the digits by a stride lands where dividing the flat index does (a radix of 1
+    /// included, as a conv with a 1-wide kernel has).
     #[test]
     fn strided_digits_match_division() {
-        let radix = [3, 1, 4, 2];
+        let radix = [3, 1, 4, usize::MAX];
         for stride in [1, 2, 5, 12, 24, 25, 100] {
-            let mut at = StridedDigits::new([radix[0], radix[1], radix[2], usize::MAX], stride);
+            let mut at = StridedDigits::new(radix, stride);
             for e in (0..500).step_by(stride) {
-                let (d0, r) = (e % 3, e / 3);
-                let (d1, r) = (r % 1, r);
-                let (d2, d3) = (r % 4, r / 4);
-                assert_eq!(at.digits, [d0, d1, d2, d3], "stride {stride}, index {e}");
+                let (mut expect, mut rest) = ([0; 4], e);
+                for i in 0..3 {
+                    expect[i] = rest % radix[i];
+                    rest /= radix[i];
+                }
+                expect[3] = rest;
+                assert_eq!(at.digits, expect, "stride {stride}, index {e}");
                 at.advance();
             }
         }

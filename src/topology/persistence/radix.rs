@@ -113,7 +113,7 @@ mod tests {
                     0 => 1.0 + (next() % 50) as f32 * 1e-7,
                     1 => f32::from_bits(0x3000_0000 + next() % 0x1000_0000),
                     2 => 0.25,
-                    _ if i % 3 == 0 => 1e-30,
+                    _ if i.is_multiple_of(3) => 1e-30,
                     _ => 1e30,
                 };
                 let mut edges: Vec<Edge> = (0..n)
