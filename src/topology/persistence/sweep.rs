@@ -42,6 +42,7 @@ impl Persistence {
                     c => c,
                 };
             }
+            // Only a self-loop is in one component here (a unit just born is alone in its own).
             if cu == cv {
                 if options.h1_diagram {
                     out.h1.push(w);
