@@ -80,9 +80,6 @@ pub(super) fn sample_op(
 /// input is a vertex.
 fn linear_sample(g: &GraphOp, a: &[f32], every: usize, out: &mut Vec<f32>) {
     let n_in = g.input_len();
-    if n_in == 0 {
-        return;
-    }
     let is_vertex = |j: usize| match &g.operands[0] {
         OperandUnits::Channels { starts, .. } => starts[j] != NO_UNIT,
         _ => true,
@@ -110,9 +107,6 @@ fn conv_sample(g: &GraphOp, c: &Conv2d, a: &[f32], every: usize, out: &mut Vec<f
     let [kh, kw] = c.kernel;
     let (group_in, group_out) = (ci / c.groups, co / c.groups);
     let total = co * group_in * kh * kw * oh * ow;
-    if total == 0 {
-        return;
-    }
     // The coordinates of each picked edge, stepped without dividing: x, y, tx, ty, k, o.
     let mut at = StridedDigits::new([ow, oh, kw, kh, group_in, usize::MAX], every);
     for _ in (0..total).step_by(every) {
@@ -143,13 +137,14 @@ struct StridedDigits<const N: usize> {
 }
 
 impl<const N: usize> StridedDigits<N> {
-    /// Starts at index 0; every radix but the last must be nonzero.
+    /// Starts at index 0. A zero radix (a layer with no positions, so nothing to step over)
+    /// gives zero steps.
     fn new(radix: [usize; N], stride: usize) -> Self {
         let mut step = [0; N];
         let mut rest = stride;
         for i in 0..N - 1 {
-            step[i] = rest % radix[i];
-            rest /= radix[i];
+            step[i] = rest.checked_rem(radix[i]).unwrap_or(0);
+            rest = rest.checked_div(radix[i]).unwrap_or(0);
         }
         step[N - 1] = rest;
         StridedDigits {

@@ -23,26 +23,22 @@ impl Persistence {
         for e in edges {
             let w = e.weight;
             let (mut cu, mut cv) = (self.comp[e.src as usize], self.comp[e.dst as usize]);
-            // Most edges close cycles, and both their ends are born: test that first, so that
-            // the birth tests below run only on the edges that may merge.
-            if cu == cv && cu != UNBORN {
-                if options.h1_diagram {
-                    out.h1.push(w);
+            // Most edges close cycles, and both their ends are born: the birth tests run only
+            // on the other edges.
+            if cu != cv || cu == UNBORN {
+                // A vertex is born at its first (so heaviest) incident edge: max_incident.
+                if cu == UNBORN {
+                    cu = self.bear(e.src, w);
                 }
-                continue;
+                if cv == UNBORN {
+                    // `comp` again: a self-loop's one end was just born.
+                    cv = match self.comp[e.dst as usize] {
+                        UNBORN => self.bear(e.dst, w),
+                        c => c,
+                    };
+                }
             }
-            // A vertex is born at its first (so heaviest) incident edge: the max_incident rule.
-            if cu == UNBORN {
-                cu = self.bear(e.src, w);
-            }
-            if cv == UNBORN {
-                // `comp` again: a self-loop's one end was just born.
-                cv = match self.comp[e.dst as usize] {
-                    UNBORN => self.bear(e.dst, w),
-                    c => c,
-                };
-            }
-            // Only a self-loop is in one component here (a unit just born is alone in its own).
+            // One component: a cycle (after a birth, only a self-loop can be).
             if cu == cv {
                 if options.h1_diagram {
                     out.h1.push(w);
