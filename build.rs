@@ -1,5 +1,6 @@
 //! Gives the binary an rpath to libtorch (the venv's torch/lib) so it runs without
-//! LD_LIBRARY_PATH, and links libtorch_cuda when the wheel has it so CUDA is detected.
+//! LD_LIBRARY_PATH. It does not link libtorch_cuda: `src/forward/cuda.rs` opens it at run time,
+//! only when a GPU may be used, so CPU runs do not load the CUDA libraries.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,10 +31,4 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-search=native={}", lib.display());
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
 }

@@ -20,6 +20,7 @@ use crate::model::Model;
 use crate::spec::{Layer, LayerInput};
 
 pub mod attacks;
+mod cuda;
 pub(crate) mod liveness;
 mod ops;
 pub mod reference;
@@ -88,8 +89,10 @@ fn normalisation(
     Ok((tensor(mean), tensor(std)))
 }
 
-/// Picks the torch device for a configured one.
+/// Picks the torch device for a configured one, opening libtorch's CUDA library first when the
+/// device may be a GPU (`cuda`).
 pub(crate) fn resolve_device(device: Device) -> anyhow::Result<TchDevice> {
+    let library = cuda::prepare(device);
     Ok(match device {
         Device::Cpu => TchDevice::Cpu,
         Device::Auto => TchDevice::cuda_if_available(),
@@ -97,12 +100,22 @@ pub(crate) fn resolve_device(device: Device) -> anyhow::Result<TchDevice> {
             let count = tch::Cuda::device_count() as usize;
             if n >= count {
                 bail!(
-                    "`model.device` = \"cuda:{n}\" but {count} CUDA device(s) are visible; use device = \"auto\" or \"cpu\""
+                    "`model.device` = \"cuda:{n}\" but {count} CUDA device(s) are visible ({}; libtorch says: {}); use device = \"auto\" or \"cpu\"",
+                    library.why_no_device(),
+                    cuda_failure()
                 );
             }
             TchDevice::Cuda(n)
         }
     })
+}
+
+/// libtorch's own reason for not reaching a CUDA device: the first line of its error.
+fn cuda_failure() -> String {
+    match Tensor::f_zeros([1], (Kind::Float, TchDevice::Cuda(0))) {
+        Ok(_) => "a tensor could be made on cuda:0".into(),
+        Err(e) => e.to_string().lines().next().unwrap_or_default().to_string(),
+    }
 }
 
 pub fn device_name(device: TchDevice) -> String {

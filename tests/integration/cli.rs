@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use crate::support::{read_parquet, stderr};
+use crate::support::{demo_args, read_parquet, run_actopo, stderr};
 
 const SPEC: &str = r#"format_version = 1
 name = "tiny"
@@ -555,4 +555,24 @@ fn subgraphs_table_lists_top_k_killing_edges_by_rank() {
         groups.get(&(0, "network".into())).map_or(0, |r| r.len()) as u64,
         pairs.min(3)
     );
+}
+
+/// libtorch's CUDA library is opened at run time (src/forward/cuda.rs), not linked. Asking for a
+/// GPU must open it before libtorch first checks for CUDA: libtorch's own reason must then be
+/// about the driver or the devices, never that its CUDA library is absent.
+#[test]
+fn a_missing_cuda_device_is_named_with_libtorchs_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = run_actopo(&demo_args("run", &out, &["model.device=\"cuda:64\""]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("`model.device` = \"cuda:64\""), "{e}");
+    assert!(e.contains("libtorch's CUDA library is loaded"), "{e}");
+    assert!(e.contains("libtorch says:"), "{e}");
+    // What libtorch says when its CUDA kernels were never registered.
+    for missing in ["from the 'CUDA' backend", "ATen_cuda"] {
+        assert!(!e.contains(missing), "{e}");
+    }
+    assert!(!out.join("manifest.json").exists());
 }
