@@ -51,15 +51,35 @@ NORMALISED_STATS = ("[0.2860]", "[0.3530]")
 
 
 def timed(cmd):
-    """Runs cmd; returns (wall seconds, peak RSS in MB, stderr)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024, err
+    """Runs cmd; returns (wall seconds, peak RSS in MB, stderr). The peak is the child's own
+    high-water mark (VmHWM in /proc), read every 10 ms while it runs: wait4's ru_maxrss would also
+    count this Python process (torch imported, about 0.5 GB), whose memory the child holds until
+    its exec."""
+    with tempfile.TemporaryFile(mode="w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        peak_kb = 0
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, high_water_kb(proc.pid))
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+        err.seek(0)
+        text = err.read()
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{text}")
+    return wall, peak_kb / 1024, text
+
+
+def high_water_kb(pid):
+    """A running process's peak resident set so far (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
 
 
 def actopo_run(config, out, images, workers, extra=()):
