@@ -11,8 +11,6 @@
 use std::ffi::CStr;
 use std::sync::OnceLock;
 
-use crate::config::Device;
-
 /// What opening libtorch's CUDA library found; decided once per process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CudaLibrary {
@@ -23,28 +21,23 @@ pub(crate) enum CudaLibrary {
     NoDriver,
     /// The torch build has no `libtorch_cuda.so` (a CPU-only libtorch), or it failed to open.
     Missing,
-    /// `model.device` = "cpu": not looked for.
-    NotWanted,
 }
 
 static STATE: OnceLock<CudaLibrary> = OnceLock::new();
 
-/// Opens libtorch's CUDA library when `device` may use a GPU. Call it before any other tch call;
-/// the first call decides for the whole process.
-pub(crate) fn prepare(device: Device) -> CudaLibrary {
-    *STATE.get_or_init(|| match device {
-        Device::Cpu => CudaLibrary::NotWanted,
-        // Without the driver library CUDA cannot run; libtorch would find no device.
-        Device::Auto if !open(c"libcuda.so.1", libc::RTLD_LAZY | libc::RTLD_LOCAL) => {
+/// Opens libtorch's CUDA library for a device that may be a GPU (`auto`: only when the NVIDIA
+/// driver library opens, as without it CUDA cannot run). Call it before libtorch is first asked
+/// about CUDA; the first call decides for the whole process. CPU models do not call it, so a
+/// CPU model built first (the reference check) leaves the decision to the configured device.
+pub(crate) fn prepare(driver_required: bool) -> CudaLibrary {
+    *STATE.get_or_init(|| {
+        if driver_required && !open(c"libcuda.so.1", libc::RTLD_LAZY | libc::RTLD_LOCAL) {
             CudaLibrary::NoDriver
-        }
-        Device::Auto | Device::Cuda(_) => {
+        } else if open(c"libtorch_cuda.so", libc::RTLD_LAZY | libc::RTLD_GLOBAL) {
             // Found through the binary's rpath (build.rs) or LD_LIBRARY_PATH.
-            if open(c"libtorch_cuda.so", libc::RTLD_LAZY | libc::RTLD_GLOBAL) {
-                CudaLibrary::Loaded
-            } else {
-                CudaLibrary::Missing
-            }
+            CudaLibrary::Loaded
+        } else {
+            CudaLibrary::Missing
         }
     })
 }
@@ -56,15 +49,18 @@ fn open(name: &CStr, flags: libc::c_int) -> bool {
 }
 
 impl CudaLibrary {
-    /// Why no CUDA device is usable, for the `model.device` = "cuda" error.
-    pub(crate) fn why_no_device(self) -> &'static str {
+    /// Why no CUDA device is usable, for the `model.device` = "cuda" error; with the library
+    /// loaded, libtorch's own reason (`failure`, asked only then).
+    pub(crate) fn why_no_device(self, failure: impl FnOnce() -> String) -> String {
         match self {
-            CudaLibrary::Loaded => "libtorch's CUDA library is loaded",
-            CudaLibrary::NoDriver => "no NVIDIA driver library (libcuda.so.1) was found",
+            CudaLibrary::Loaded => {
+                format!("libtorch's CUDA library is loaded; libtorch says: {}", failure())
+            }
+            CudaLibrary::NoDriver => "no NVIDIA driver library (libcuda.so.1) was found".into(),
             CudaLibrary::Missing => {
                 "this libtorch has no CUDA library (libtorch_cuda.so): install a CUDA build of torch"
+                    .into()
             }
-            CudaLibrary::NotWanted => "CUDA was not looked for",
         }
     }
 }

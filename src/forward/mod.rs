@@ -92,17 +92,19 @@ fn normalisation(
 /// Picks the torch device for a configured one, opening libtorch's CUDA library first when the
 /// device may be a GPU (`cuda`).
 pub(crate) fn resolve_device(device: Device) -> anyhow::Result<TchDevice> {
-    let library = cuda::prepare(device);
     Ok(match device {
         Device::Cpu => TchDevice::Cpu,
-        Device::Auto => TchDevice::cuda_if_available(),
+        Device::Auto => {
+            cuda::prepare(true);
+            TchDevice::cuda_if_available()
+        }
         Device::Cuda(n) => {
+            let library = cuda::prepare(false);
             let count = tch::Cuda::device_count() as usize;
             if n >= count {
                 bail!(
-                    "`model.device` = \"cuda:{n}\" but {count} CUDA device(s) are visible ({}; libtorch says: {}); use device = \"auto\" or \"cpu\"",
-                    library.why_no_device(),
-                    cuda_failure()
+                    "`model.device` = \"cuda:{n}\" but {count} CUDA device(s) are visible ({}); use device = \"auto\" or \"cpu\"",
+                    library.why_no_device(cuda_failure)
                 );
             }
             TchDevice::Cuda(n)
