@@ -41,7 +41,6 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-import gudhi_crosscheck as gc  # noqa: E402
 import tolerance as tol  # noqa: E402
 
 BIN = os.environ.get("ACTOPO_BIN", str(ROOT / "target/release/actopo"))
@@ -91,6 +90,7 @@ def actopo_run(config, out, images, workers, extra=()):
 def reference(images, labels_out):
     """The Python + GUDHI reference on CCFF: returns (seconds, per-image (h0_total_persistence, its
     tolerance))."""
+    import gudhi_crosscheck as gc  # GUDHI: imported here so scripts/bench_device.py runs without it
     x, _ = gc.fashion("t10k", images)
     _, _, layers = gc.net_ccff()
     model = nn.Sequential(*[m for _, m, _ in layers]).eval()
@@ -214,9 +214,23 @@ MODELS = [("resnet18-cifar", resnet18_cifar, (3, 32, 32)), ("vgg11-bn-cifar", vg
           ("resnet18-224", resnet18_224, (3, 224, 224))]
 
 
-def exported_model(folder, name, build, shape, n_images, workers):
-    """Exports `build()` (seeded random weights, batch-norm statistics from a few random batches so
-    that they are not the identity) and times `actopo run` on random uint8 inputs."""
+def exported_model(folder, name, build, shape, n_images, workers, device="cpu"):
+    """Exports `build()` (once) and times `actopo run` of it on random uint8 inputs."""
+    export_model(folder, name, build, shape, n_images)
+    run = folder / f"{name}-run.toml"
+    run.write_text(f'[model]\nspec = "{name}.toml"\ndevice = "{device}"\n[data]\nshards = ["{name}-inputs.npz"]\n'
+                   f'[pipeline]\nbatch_size = 32\n[output]\ndiagrams = false\n')
+    out = folder / f"{name}-out-{workers}-{device}"
+    wall, rss, _ = timed([BIN, "run", str(run), "--overwrite", "--set", f"pipeline.workers={workers}",
+                          "--set", f'output.dir="{out}"'])
+    rows = pq.read_table(out / f"summary/{name}-inputs.parquet").to_pylist()
+    return wall, rss, np.mean([r["n_edges"] for r in rows])
+
+
+def export_model(folder, name, build, shape, n_images):
+    """Exports `build()` to folder/name.toml (seeded random weights, batch-norm statistics from a few
+    random batches so that they are not the identity) and n_images random uint8 inputs, unless
+    there already."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from export_torch import export
     spec = folder / f"{name}.toml"
@@ -229,14 +243,6 @@ def exported_model(folder, name, build, shape, n_images, workers):
         export(model.eval(), shape, folder / name, name=name)
         rng = np.random.default_rng(0)
         np.savez(folder / f"{name}-inputs.npz", x=rng.integers(0, 256, size=(n_images, *shape), dtype=np.uint8))
-    run = folder / f"{name}-run.toml"
-    run.write_text(f'[model]\nspec = "{name}.toml"\ndevice = "cpu"\n[data]\nshards = ["{name}-inputs.npz"]\n'
-                   f'[pipeline]\nbatch_size = 32\n[output]\ndiagrams = false\n')
-    out = folder / f"{name}-out-{workers}"
-    wall, rss, _ = timed([BIN, "run", str(run), "--overwrite", "--set", f"pipeline.workers={workers}",
-                          "--set", f'output.dir="{out}"'])
-    rows = pq.read_table(out / f"summary/{name}-inputs.parquet").to_pylist()
-    return wall, rss, np.mean([r["n_edges"] for r in rows])
 
 
 def at_least(what, value, goal, unit):
