@@ -41,7 +41,6 @@ from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-import tolerance as tol  # noqa: E402
 
 BIN = os.environ.get("ACTOPO_BIN", str(ROOT / "target/release/actopo"))
 # The normalised CCFF (scripts/train_ccff.py --normalise) and the mean and std it was trained with.
@@ -91,6 +90,7 @@ def reference(images, labels_out):
     """The Python + GUDHI reference on CCFF: returns (seconds, per-image (h0_total_persistence, its
     tolerance))."""
     import gudhi_crosscheck as gc  # GUDHI: imported here so scripts/bench_device.py runs without it
+    import tolerance as tol
     x, _ = gc.fashion("t10k", images)
     _, _, layers = gc.net_ccff()
     model = nn.Sequential(*[m for _, m, _ in layers]).eval()
@@ -266,6 +266,7 @@ def main():
     ap.add_argument("--model-names", default=",".join(name for name, _, _ in MODELS),
                     help="which exported models to time (comma-separated)")
     args = ap.parse_args()
+    import tolerance as tol  # needs GUDHI
     BIN = str(Path(args.bin).resolve())
     torch.set_num_threads(1)  # the reference's forward on one thread, as actopo's
     config = ROOT / "config/fashion-mnist.toml"
