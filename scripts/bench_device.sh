@@ -4,17 +4,23 @@
 #                                  compresses them with the Fashion-MNIST test images into .device/
 #   scripts/bench_device.sh run    on the GPU machine, from a copy of the repository holding .device/:
 #                                  unpacks them and runs scripts/bench_device.py [ARGS] with that
-#                                  machine's python3 and its torch's libtorch (libtorch_cpu's symbols
-#                                  that actopo uses exist under the same names from torch 2.11 on)
+#                                  machine's python3 and its torch's libtorch
+# The binaries must be built against the GPU machine's libtorch version (libtorch has no stable
+# ABI: a 2.13 build fails on 2.11 with "incoherent element sizes in bytes"). To pack for another
+# version, unpack that torch wheel's torch/ folder and build in a separate target folder:
+#   LIBTORCH=/path/torch LIBTORCH_BYPASS_VERSION_CHECK=1 CARGO_TARGET_DIR=/tmp/t scripts/bench_device.sh pack
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 case "${1:-}" in
   pack)
-    source scripts/env.sh
+    if [ -z "${LIBTORCH:-}" ]; then
+      source scripts/env.sh
+    fi
     cargo build --release --bin actopo --example forward_timing
     mkdir -p .device
-    for bin in target/release/actopo target/release/examples/forward_timing; do
+    target="${CARGO_TARGET_DIR:-target}"
+    for bin in "$target/release/actopo" "$target/release/examples/forward_timing"; do
       strip -o ".device/$(basename "$bin")" "$bin"
       xz -f -T0 ".device/$(basename "$bin")"
     done
@@ -28,7 +34,7 @@ case "${1:-}" in
     done
     # The configs name the Debian package's path.
     mkdir -p /usr/share/datasets/fashion-mnist
-    cp -n .device/t10k-*-idx*-ubyte.gz /usr/share/datasets/fashion-mnist/
+    cp --update=none .device/t10k-*-idx*-ubyte.gz /usr/share/datasets/fashion-mnist/
     LD_LIBRARY_PATH="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
     export LD_LIBRARY_PATH
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
