@@ -5,10 +5,11 @@
 #   scripts/bench_device.sh run    on the GPU machine, from a copy of the repository holding .device/:
 #                                  unpacks them and runs scripts/bench_device.py [ARGS] with that
 #                                  machine's python3 and its torch's libtorch
+#                                  (as root, unless Debian's dataset-fashion-mnist is installed there)
 # The binaries must be built against the GPU machine's libtorch version (libtorch has no stable
-# ABI: a 2.13 build fails on 2.11 with "incoherent element sizes in bytes"). To pack for another
-# version, unpack that torch wheel's torch/ folder and build in a separate target folder:
-#   LIBTORCH=/path/torch LIBTORCH_BYPASS_VERSION_CHECK=1 CARGO_TARGET_DIR=/tmp/t scripts/bench_device.sh pack
+# ABI: a 2.13 build fails on 2.11 with "incoherent element sizes in bytes"). docs/maintaining.md
+# has the steps for another version; with LIBTORCH set, pack builds against it, in
+# CARGO_TARGET_DIR, with the cargo --config given in BENCH_CARGO_CONFIG (the torch-sys patch).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -17,7 +18,7 @@ case "${1:-}" in
     if [ -z "${LIBTORCH:-}" ]; then
       source scripts/env.sh
     fi
-    cargo build --release --bin actopo --example forward_timing
+    cargo build --release ${BENCH_CARGO_CONFIG:+--config "$BENCH_CARGO_CONFIG"} --bin actopo --example forward_timing
     mkdir -p .device
     target="${CARGO_TARGET_DIR:-target}"
     for bin in "$target/release/actopo" "$target/release/examples/forward_timing"; do
