@@ -8,7 +8,9 @@
 //! (the timings do not depend on the values); the attacks' targets are the clean predictions.
 //! Each measurement runs once to warm up (libtorch's first call on a device loads its kernels),
 //! then REPEATS times; the median is printed. Attacks run ATTACK_STEPS steps (CW: one binary
-//! search step), so their per-step cost can be scaled to any configured number of steps.
+//! search step), so their per-step cost can be scaled to any configured number of steps. On a
+//! GPU it also prints how far the captured operands are from the CPU's (a capture copied in the
+//! wrong layout shows as a deviation near 1).
 
 use std::path::Path;
 use std::time::Instant;
@@ -39,6 +41,13 @@ fn main() -> anyhow::Result<()> {
     let label = format!("{name} {}", args[1]);
 
     let clean = tch_model.forward(&x, batch)?;
+    if device != Device::Cpu {
+        let on_cpu = TchModel::new(&model, Device::Cpu, &[0.0], &[1.0])?.forward(&x, batch)?;
+        println!(
+            "{label:<28} captures  largest deviation from the CPU's: {:.2e} of the largest value",
+            deviation(&clean.captures, &on_cpu.captures)
+        );
+    }
     let forward = median_seconds(repeats, || tch_model.forward(&x, batch).map(drop))?;
     report(&label, "forward", batch, forward, "");
 
@@ -117,6 +126,21 @@ fn report(label: &str, what: &str, batch: usize, seconds: f64, steps: &str) {
         seconds * 1e3,
         batch as f64 / seconds
     );
+}
+
+/// Largest |a - b| over every captured value, over the largest |b|. A capture copied in the wrong
+/// layout deviates by about the values themselves; rounding alone stays near 1e-6.
+fn deviation(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
+    let (mut worst, mut largest) = (0f64, 0f64);
+    assert_eq!(a.len(), b.len(), "captures per op");
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a.len(), b.len(), "captured values");
+        for (&x, &y) in a.iter().zip(b) {
+            worst = worst.max((x as f64 - y as f64).abs());
+            largest = largest.max((y as f64).abs());
+        }
+    }
+    worst / largest
 }
 
 /// Seeded uniform [0, 1) values (a 64-bit LCG; the values do not matter for timing).

@@ -175,7 +175,21 @@ impl TchOp {
                 padding,
                 dilation,
                 groups,
-            } => h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, *groups)?,
+            } => {
+                if h.device() == TchDevice::Cpu {
+                    h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, *groups)?
+                } else {
+                    conv2d_in_f32(
+                        h,
+                        weight,
+                        bias.as_ref(),
+                        *stride,
+                        *padding,
+                        *dilation,
+                        *groups,
+                    )?
+                }
+            }
             TchOp::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
             TchOp::MaxPool {
                 kernel,
@@ -289,4 +303,36 @@ fn softplus(h: &Tensor, beta: f64, threshold: f64) -> anyhow::Result<Tensor> {
     let scaled = h.f_mul_scalar(beta)?;
     let soft = scaled.f_exp()?.f_log1p()?.f_div_scalar(beta)?;
     Ok(h.f_where_self(&scaled.f_gt(threshold)?, &soft)?)
+}
+
+/// `conv2d` with TF32 ruled out. libtorch lets cuDNN run f32 convolutions in TF32 (10-bit
+/// mantissas) unless told otherwise: on an H200 that moved ResNet-18's captured operands by
+/// 1.9e-3 of their largest value from the CPU's, against 2.0e-6 without it (docs/performance.md,
+/// "Ninth round"). Otherwise as `conv2d`: cuDNN on, no benchmark search, libtorch's default
+/// algorithms. (Gradients for the attacks still follow libtorch's global setting.)
+pub(super) fn conv2d_in_f32(
+    h: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [i64; 2],
+    padding: [i64; 2],
+    dilation: [i64; 2],
+    groups: i64,
+) -> anyhow::Result<Tensor> {
+    let (transposed, output_padding) = (false, [0, 0]);
+    let (benchmark, deterministic, cudnn_enabled, allow_tf32) = (false, false, true, false);
+    Ok(h.f_internal_convolution(
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        transposed,
+        output_padding,
+        groups,
+        benchmark,
+        deterministic,
+        cudnn_enabled,
+        allow_tf32,
+    )?)
 }

@@ -394,3 +394,29 @@ fn logits_are_differentiable_through_add_and_cat() {
     assert_eq!(grad.len(), 8);
     assert!(grad.iter().all(|g| g.is_finite()) && grad.iter().any(|&g| g != 0.0));
 }
+
+/// The conv that CUDA runs (`conv2d_in_f32`, libtorch's `_convolution` with TF32 off) must read its
+/// stride, padding, dilation and groups as `conv2d` does; run here on the CPU, where both exist,
+/// with every argument away from its default so that a swapped one changes the output.
+#[test]
+fn the_cuda_conv_without_tf32_takes_conv2ds_arguments() {
+    use tch::{Kind, Tensor as TchTensor};
+    let tch_tensor = |shape: &[i64], seed: u64| {
+        let n = shape.iter().product::<i64>() as usize;
+        TchTensor::from_slice(&values(n, seed, 1.0)).view(shape)
+    };
+    let (x, weight, bias) = (
+        tch_tensor(&[2, 4, 11, 9], 1),
+        tch_tensor(&[6, 2, 3, 2], 2),
+        tch_tensor(&[6], 3),
+    );
+    let (stride, padding, dilation, groups) = ([2, 1], [1, 2], [2, 3], 2);
+    let want = x.conv2d(&weight, Some(&bias), stride, padding, dilation, groups);
+    let got =
+        super::ops::conv2d_in_f32(&x, &weight, Some(&bias), stride, padding, dilation, groups)
+            .unwrap();
+    assert_eq!(got.size(), want.size(), "output shape");
+    assert_eq!(got.kind(), Kind::Float);
+    let deviation = (got - &want).abs().max().double_value(&[]);
+    assert!(deviation <= 1e-6, "largest deviation {deviation}");
+}
