@@ -44,8 +44,8 @@ const NO_GRAD_COPIES: u128 = 2;
 const INPUT_BATCHES: u128 = 3;
 /// An over-estimate of one queue slot (a job or a result handle).
 const SLOT_BYTES: u128 = 256;
-/// libtorch and the rest of the process: the demo's peak RSS is about 200 MB on a CPU machine and
-/// about 0.26 GB more where libtorch's CUDA libraries are loaded (`forward::cuda`).
+/// libtorch and the rest of the process: the demo's peak RSS is about 200 MB on the CPU, and
+/// about 0.8 GB with a CUDA device (its libraries and context; docs/performance.md, "Ninth round").
 const RUNTIME_BYTES: u128 = 512 << 20;
 
 /// What a model needs, counted from its shapes.

@@ -316,29 +316,24 @@ fn append_capture(operands: &[&Tensor], rows: usize, dst: &mut Vec<f32>) -> anyh
 
 fn append_rows(h: &Tensor, rows: usize, dst: &mut Vec<f32>) -> anyhow::Result<()> {
     let h = h.narrow(0, 0, rows as i64);
-    let len = h.numel();
     let start = dst.len();
-    dst.resize(start + len, 0.0);
-    if h.device() == TchDevice::Cpu {
-        h.contiguous().f_copy_data(&mut dst[start..], len)?;
-    } else {
-        // Straight from the device into `dst`: going through a fresh CPU tensor cost a second
-        // copy and its page faults, and ResNet-18's operands came over at 0.9 GB/s
-        // (docs/performance.md, "Ninth round").
-        let target = &mut dst[start..];
-        // SAFETY: `target` holds exactly `len` f32s (`h`'s shape, contiguous) and outlives
-        // `host`, which is dropped at the end of this block; nothing else reads it meanwhile.
-        let mut host = unsafe {
-            Tensor::f_from_blob(
-                target.as_mut_ptr().cast::<u8>(),
-                &h.size(),
-                &[],
-                Kind::Float,
-                TchDevice::Cpu,
-            )?
-        };
-        host.f_copy_(&h)?;
-    }
+    dst.resize(start + h.numel(), 0.0);
+    // One copy from wherever `h` is straight into `dst`, through a CPU tensor laid over it: from
+    // a GPU, going through a fresh CPU tensor cost a second copy and its page faults, and
+    // ResNet-18's operands came over at 0.9 GB/s (docs/performance.md, "Ninth round").
+    let target = &mut dst[start..];
+    // SAFETY: `target` holds exactly `h.numel()` f32s (`h`'s shape, contiguous) and outlives
+    // `host`, which is dropped at the end of this function; nothing else reads it meanwhile.
+    let mut host = unsafe {
+        Tensor::f_from_blob(
+            target.as_mut_ptr().cast::<u8>(),
+            &h.size(),
+            &[],
+            Kind::Float,
+            TchDevice::Cpu,
+        )?
+    };
+    host.f_copy_(&h)?;
     Ok(())
 }
 

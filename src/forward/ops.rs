@@ -175,21 +175,15 @@ impl TchOp {
                 padding,
                 dilation,
                 groups,
-            } => {
-                if h.device() == TchDevice::Cpu {
-                    h.f_conv2d(weight, bias.as_ref(), stride, padding, dilation, *groups)?
-                } else {
-                    conv2d_in_f32(
-                        h,
-                        weight,
-                        bias.as_ref(),
-                        *stride,
-                        *padding,
-                        *dilation,
-                        *groups,
-                    )?
-                }
-            }
+            } => conv2d_in_f32(
+                h,
+                weight,
+                bias.as_ref(),
+                *stride,
+                *padding,
+                *dilation,
+                *groups,
+            )?,
             TchOp::Linear { weight, bias } => h.f_linear(weight, bias.as_ref())?,
             TchOp::MaxPool {
                 kernel,
@@ -308,8 +302,9 @@ fn softplus(h: &Tensor, beta: f64, threshold: f64) -> anyhow::Result<Tensor> {
 /// `conv2d` with TF32 ruled out. libtorch lets cuDNN run f32 convolutions in TF32 (10-bit
 /// mantissas) unless told otherwise: on an H200 that moved ResNet-18's captured operands by
 /// 1.9e-3 of their largest value from the CPU's, against 2.0e-6 without it (docs/performance.md,
-/// "Ninth round"). Otherwise as `conv2d`: cuDNN on, no benchmark search, libtorch's default
-/// algorithms. (Gradients for the attacks still follow libtorch's global setting.)
+/// "Ninth round"). Otherwise as `conv2d`, which calls the same `_convolution` with libtorch's
+/// defaults: cuDNN on, no benchmark search, no deterministic algorithms; on the CPU the cuDNN
+/// and TF32 flags are not read. (Gradients for the attacks follow libtorch's global setting.)
 pub(super) fn conv2d_in_f32(
     h: &Tensor,
     weight: &Tensor,

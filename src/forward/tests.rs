@@ -395,11 +395,11 @@ fn logits_are_differentiable_through_add_and_cat() {
     assert!(grad.iter().all(|g| g.is_finite()) && grad.iter().any(|&g| g != 0.0));
 }
 
-/// The conv that CUDA runs (`conv2d_in_f32`, libtorch's `_convolution` with TF32 off) must read its
-/// stride, padding, dilation and groups as `conv2d` does; run here on the CPU, where both exist,
-/// with every argument away from its default so that a swapped one changes the output.
+/// The conv every device runs (`conv2d_in_f32`, libtorch's `_convolution` with TF32 off) must
+/// read its stride, padding, dilation and groups as `conv2d` does; compared on the CPU with every
+/// argument away from its default so that a swapped one changes the output.
 #[test]
-fn the_cuda_conv_without_tf32_takes_conv2ds_arguments() {
+fn the_conv_without_tf32_takes_conv2ds_arguments() {
     use tch::{Kind, Tensor as TchTensor};
     let tch_tensor = |shape: &[i64], seed: u64| {
         let n = shape.iter().product::<i64>() as usize;
