@@ -45,8 +45,14 @@ pub(in crate::topology::graph) struct DenseColumns {
 }
 
 /// Columns gathered together: read a block at a time, row by row, each row's weights are read
-/// contiguously (gathering one column at a time strides across the whole matrix).
-const BLOCK_COLUMNS: usize = 64;
+/// contiguously (gathering one column at a time strides across the whole matrix). AlexNet-CIFAR's
+/// 4096 x 4096 layer: 256 columns (1 KiB of each row) took a sixth less time than 64 (256 bytes),
+/// whose reads waited on memory at every row.
+const BLOCK_COLUMNS: usize = 256;
+/// ... but a block holds at most this many bytes of entries (a tall matrix gets fewer columns).
+const BLOCK_BYTES: usize = 8 << 20;
+/// Threads share the columns only when each gets at least this many.
+const COLUMNS_PER_THREAD: usize = 256;
 
 impl DenseColumns {
     /// The index of a weight matrix, its columns split among the CPU's threads. (AlexNet-CIFAR's
@@ -54,7 +60,7 @@ impl DenseColumns {
     /// input.)
     pub(in crate::topology::graph) fn new(weight: &[f32], n_out: usize, n_in: usize) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = threads.min(n_in / (4 * BLOCK_COLUMNS)).max(1);
+        let threads = threads.min(n_in / COLUMNS_PER_THREAD).max(1);
         if threads == 1 {
             return Self::of_columns(weight, n_out, n_in, 0..n_in);
         }
@@ -96,31 +102,33 @@ impl DenseColumns {
     /// The index of the columns `columns` only.
     fn of_columns(weight: &[f32], n_out: usize, n_in: usize, columns: Range<usize>) -> Self {
         let mut index = Self::empty(n_out, columns.len());
-        let mut block: Vec<Vec<(f32, u32)>> = (0..BLOCK_COLUMNS)
-            .map(|_| Vec::with_capacity(n_out))
-            .collect();
-        for first in columns.clone().step_by(BLOCK_COLUMNS) {
-            let width = BLOCK_COLUMNS.min(columns.end - first);
-            block.iter_mut().for_each(Vec::clear);
+        // Columns a cache line further apart than their length: at a power-of-two length every
+        // column of the block fell in one cache set.
+        let stride = n_out + 8;
+        let block_columns = (BLOCK_BYTES / (8 * stride)).clamp(1, BLOCK_COLUMNS);
+        let mut block = vec![0u64; block_columns * stride];
+        for first in columns.clone().step_by(block_columns) {
+            let width = block_columns.min(columns.end - first);
             for i in 0..n_out {
                 let row = &weight[i * n_in + first..][..width];
-                for (column, &w) in block.iter_mut().zip(row) {
-                    column.push((w.abs(), i as u32));
+                for (c, &w) in row.iter().enumerate() {
+                    block[c * stride + i] = entry_key(w, i as u32);
                 }
             }
-            for column in &mut block[..width] {
-                index.add(column);
+            for c in 0..width {
+                index.add(&mut block[c * stride..][..n_out]);
             }
         }
         index
     }
 
-    /// Adds a column given as (|w|, row) for every row (reordered).
-    fn add(&mut self, column: &mut [(f32, u32)]) {
+    /// Adds a column given as `entry_key`s for every row (reordered).
+    fn add(&mut self, column: &mut [u64]) {
         let top = self.top;
         // One pass for both (|w| >= 0, so a zero is never the smallest nonzero).
         let (mut nonzero, mut min_nonzero) = (0u32, f32::INFINITY);
-        for &(w, _) in column.iter() {
+        for &key in column.iter() {
+            let w = entry_of(key).0;
             nonzero += (w != 0.0) as u32;
             min_nonzero = if w != 0.0 {
                 min_nonzero.min(w)
@@ -130,14 +138,16 @@ impl DenseColumns {
         }
         self.nonzero.push(nonzero);
         self.min_nonzero.push(min_nonzero);
-        let by_weight = |x: &(f32, u32), y: &(f32, u32)| y.0.total_cmp(&x.0);
         if top < column.len() {
-            column.select_nth_unstable_by(top, by_weight);
+            column.select_nth_unstable(top);
         }
-        self.rest_max.push(column.get(top).map_or(0.0, |(w, _)| *w));
-        column[..top].sort_unstable_by(by_weight);
-        self.max_abs.push(column.first().map_or(0.0, |(w, _)| *w));
-        self.entries.extend_from_slice(&column[..top]);
+        self.rest_max
+            .push(column.get(top).map_or(0.0, |&k| entry_of(k).0));
+        column[..top].sort_unstable();
+        self.max_abs
+            .push(column.first().map_or(0.0, |&k| entry_of(k).0));
+        self.entries
+            .extend(column[..top].iter().map(|&k| entry_of(k)));
     }
 
     /// The first pass over a dense layer: hands over, row by row and inputs ascending (the
@@ -244,6 +254,19 @@ impl DenseColumns {
     }
 }
 
+/// An entry (|w|, row) as one integer whose ascending order is |w| descending, then row
+/// ascending: |w| >= 0, so its bits order as the float does. (AlexNet-CIFAR's index took a third
+/// more CPU time when it selected and sorted (f32, u32) pairs with a comparator; ties then came
+/// in no set order. docs/performance.md, "Tenth round".)
+fn entry_key(w: f32, row: u32) -> u64 {
+    (u64::from(!w.abs().to_bits()) << 32) | u64::from(row)
+}
+
+/// The (|w|, row) of an `entry_key`.
+fn entry_of(key: u64) -> (f32, u32) {
+    (f32::from_bits(!((key >> 32) as u32)), key as u32)
+}
+
 /// `items` grouped by row (`row_of`, below `n_rows`), stable: the start of each row's group
 /// (`n_rows + 1` of them) and the items in that order. A counting sort.
 pub(in crate::topology::graph) fn group_by_row<T: Copy>(
@@ -323,15 +346,45 @@ mod tests {
 
     #[test]
     fn an_index_built_on_several_threads_equals_one_built_on_one() {
-        // Wide enough for two threads or more (4 blocks of columns each), and not a multiple of
-        // a block: the last thread's range ends inside one.
-        let (n_out, n_in) = (TOP + 3, 4 * 4 * BLOCK_COLUMNS + 37);
+        // Wide enough for two threads or more, and not a multiple of a block: the last thread's
+        // range ends inside one.
+        let (n_out, n_in) = (TOP + 3, 4 * COLUMNS_PER_THREAD + 37);
         let weight: Vec<f32> = (0..n_out * n_in)
             .map(|k| ((k * 7919) % 23) as f32 - 11.0)
             .collect();
         let whole = DenseColumns::of_columns(&weight, n_out, n_in, 0..n_in);
         assert_eq!(whole.max_abs.len(), n_in);
         assert_eq!(DenseColumns::new(&weight, n_out, n_in), whole);
+    }
+
+    #[test]
+    fn the_index_holds_each_columns_heaviest_weights() {
+        // Tall enough that a block holds fewer than `BLOCK_COLUMNS` columns; small integer
+        // weights, so ties cross the end of the kept entries.
+        let (n_out, n_in) = (4200, 300);
+        let weight: Vec<f32> = (0..n_out * n_in)
+            .map(|k| ((k * 7919) % 23) as f32 - 11.0)
+            .collect();
+        assert!(BLOCK_BYTES / (8 * (n_out + 8)) < BLOCK_COLUMNS);
+        let index = DenseColumns::new(&weight, n_out, n_in);
+        let top = kept_per_column(n_out);
+        for j in 0..n_in {
+            // The oracle: the whole column sorted by |w| descending, then row ascending.
+            let mut column: Vec<(f32, u32)> = (0..n_out)
+                .map(|i| (weight[i * n_in + j].abs(), i as u32))
+                .collect();
+            column.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            assert_eq!(
+                index.entries[j * top..(j + 1) * top],
+                column[..top],
+                "column {j}"
+            );
+            assert_eq!(index.max_abs[j], column[0].0);
+            assert_eq!(index.rest_max[j], column[top].0);
+            let nonzero: Vec<f32> = column.iter().map(|c| c.0).filter(|&w| w != 0.0).collect();
+            assert_eq!(index.nonzero[j] as usize, nonzero.len());
+            assert_eq!(index.min_nonzero[j], nonzero[nonzero.len() - 1]);
+        }
     }
 
     #[test]
