@@ -344,14 +344,17 @@ mod tests {
         (weight, a, n_out, n_in)
     }
 
+    /// `len` weights from -11 to 11 in a scrambled order: many ties, some zeros.
+    fn small_integer_weights(len: usize) -> Vec<f32> {
+        (0..len).map(|k| ((k * 7919) % 23) as f32 - 11.0).collect()
+    }
+
     #[test]
     fn an_index_built_on_several_threads_equals_one_built_on_one() {
         // Wide enough for two threads or more, and not a multiple of a block: the last thread's
         // range ends inside one.
         let (n_out, n_in) = (TOP + 3, 4 * COLUMNS_PER_THREAD + 37);
-        let weight: Vec<f32> = (0..n_out * n_in)
-            .map(|k| ((k * 7919) % 23) as f32 - 11.0)
-            .collect();
+        let weight = small_integer_weights(n_out * n_in);
         let whole = DenseColumns::of_columns(&weight, n_out, n_in, 0..n_in);
         assert_eq!(whole.max_abs.len(), n_in);
         assert_eq!(DenseColumns::new(&weight, n_out, n_in), whole);
@@ -362,9 +365,7 @@ mod tests {
         // Tall enough that a block holds fewer than `BLOCK_COLUMNS` columns; small integer
         // weights, so ties cross the end of the kept entries.
         let (n_out, n_in) = (4200, 300);
-        let weight: Vec<f32> = (0..n_out * n_in)
-            .map(|k| ((k * 7919) % 23) as f32 - 11.0)
-            .collect();
+        let weight = small_integer_weights(n_out * n_in);
         assert!(BLOCK_BYTES / (8 * (n_out + 8)) < BLOCK_COLUMNS);
         let index = DenseColumns::new(&weight, n_out, n_in);
         let top = kept_per_column(n_out);
